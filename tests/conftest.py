@@ -1,0 +1,91 @@
+"""Shared fixtures: tiny GPT-2 checkpoints in the real Hub format, offscreen Qt, real-data paths."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+SMS_FILE = SHARED_DATA / "sms_spam_collection" / "SMSSpamCollection"
+TOKENIZER_DIR = SHARED_DATA / "gpt2-tokenizer"
+
+
+def gpt2_byte_alphabet() -> list[str]:
+    """GPT-2's printable stand-ins for the 256 bytes, in token-id order (its bytes_to_unicode)."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    chars, extra = {}, 0
+    for b in range(256):
+        if b in printable:
+            chars[b] = chr(b)
+        else:
+            chars[b] = chr(256 + extra)
+            extra += 1
+    ordered = printable + [b for b in range(256) if b not in printable]
+    return [chars[b] for b in ordered]
+
+
+def write_tiny_checkpoint(
+    folder: Path, *, n_layer: int = 2, n_embd: int = 64, n_head: int = 4, n_positions: int = 256, seed: int = 0
+) -> Path:
+    """A random GPT-2 saved exactly like a Hub checkpoint (HF names, Conv1D (in, out) weights).
+
+    Its tokenizer is byte-level BPE with no merges (ids 0-255), so tests need no downloaded vocabulary;
+    the model keeps GPT-2's 50,257-token embedding so <|endoftext|> (50256) is a valid pad id.
+    """
+    import torch
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    config = {
+        "model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "vocab_size": 50257,
+        "n_positions": n_positions, "n_ctx": n_positions, "n_embd": n_embd, "n_layer": n_layer,
+        "n_head": n_head, "layer_norm_epsilon": 1e-5, "bos_token_id": 50256, "eos_token_id": 50256,
+    }
+    (folder / "config.json").write_text(json.dumps(config))
+    g = torch.Generator().manual_seed(seed)
+
+    def rand(*shape, std=0.02):
+        return torch.randn(*shape, generator=g) * std
+
+    d = n_embd
+    tensors = {"wte.weight": rand(50257, d), "wpe.weight": rand(n_positions, d), "ln_f.weight": 1 + rand(d, std=0.1), "ln_f.bias": rand(d)}
+    for i in range(n_layer):
+        p = f"h.{i}."
+        tensors.update({
+            p + "ln_1.weight": 1 + rand(d, std=0.1), p + "ln_1.bias": rand(d),
+            p + "attn.c_attn.weight": rand(d, 3 * d, std=0.1), p + "attn.c_attn.bias": rand(3 * d),
+            p + "attn.c_proj.weight": rand(d, d), p + "attn.c_proj.bias": rand(d),
+            p + "ln_2.weight": 1 + rand(d, std=0.1), p + "ln_2.bias": rand(d),
+            p + "mlp.c_fc.weight": rand(d, 4 * d, std=0.1), p + "mlp.c_fc.bias": rand(4 * d),
+            p + "mlp.c_proj.weight": rand(4 * d, d), p + "mlp.c_proj.bias": rand(d),
+        })
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    vocab = {ch: i for i, ch in enumerate(gpt2_byte_alphabet())}
+    vocab["<|endoftext|>"] = 50256
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("tiny-gpt2"))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_dirs(tmp_path, monkeypatch):
+    """Keep every test's caches, runs and settings out of the real user folders."""
+    monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(tmp_path / "data"))
+
+
+def require_shared(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"real data not present at {path} (shared/data is optional)")
+    return path

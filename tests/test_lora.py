@@ -1,0 +1,101 @@
+"""LoRA: identity at init, only adapters and head learn, merge equals unmerged."""
+
+import pytest
+import torch
+
+from workbench.core.config import LoRAConfig
+from workbench.core.errors import ConfigError
+from workbench.core.lora import (
+    LoRALinear, apply_lora, count_trainable, lora_layers, merge_lora, trainable_state_dict, unmerge_lora,
+)
+from workbench.core.model import GPT2Classifier, param_count
+
+IDS = torch.randint(0, 50000, (3, 11), generator=torch.Generator().manual_seed(1))
+LENGTHS = torch.tensor([11, 4, 7])
+
+
+def wrapped(checkpoint, **lora):
+    torch.manual_seed(0)
+    return apply_lora(GPT2Classifier.from_checkpoint(checkpoint, 2), LoRAConfig(**lora))
+
+
+def test_fresh_adapter_equals_base(tiny_checkpoint):
+    torch.manual_seed(0)
+    base = GPT2Classifier.from_checkpoint(tiny_checkpoint, 2).eval()
+    with torch.no_grad():
+        expected = base(IDS, LENGTHS)
+        model = apply_lora(base, LoRAConfig(rank=4, alpha=8)).eval()
+        assert torch.equal(model(IDS, LENGTHS), expected)
+
+
+def test_only_lora_and_head_train_and_base_stays_bit_identical(tiny_checkpoint):
+    model = wrapped(tiny_checkpoint, rank=4, alpha=8)
+    frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all(".lora_" in n or n == "score.weight" for n in trainable)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.1)
+    for _ in range(3):
+        loss = torch.nn.functional.cross_entropy(model(IDS, LENGTHS), torch.tensor([0, 1, 0]))
+        opt.zero_grad()
+        loss.backward()
+        assert all(p.grad is None for n, p in model.named_parameters() if n in frozen)
+        opt.step()
+    for name, before in frozen.items():
+        assert torch.equal(model.get_parameter(name), before), name
+    assert any(layer.lora_B.abs().sum() > 0 for layer in lora_layers(model))
+
+
+def test_merge_equals_unmerged_and_is_idempotent(tiny_checkpoint):
+    model = wrapped(tiny_checkpoint, rank=4, alpha=16).eval()
+    with torch.no_grad():
+        for layer in lora_layers(model):
+            layer.lora_B.normal_(std=0.05)
+        unmerged = model(IDS, LENGTHS)
+        weight_before = lora_layers(model)[0].base.weight.clone()
+        merge_lora(model)
+        merge_lora(model)  # second merge is a no-op
+        assert torch.allclose(model(IDS, LENGTHS), unmerged, atol=1e-5)
+        unmerge_lora(model)
+        unmerge_lora(model)
+        assert torch.allclose(lora_layers(model)[0].base.weight, weight_before, atol=1e-6)
+        assert torch.allclose(model(IDS, LENGTHS), unmerged, atol=1e-5)
+
+
+def test_merge_refuses_non_finite_update():
+    layer = LoRALinear(torch.nn.Linear(4, 4), rank=2, alpha=2)
+    with torch.no_grad():
+        layer.lora_B.fill_(float("nan"))
+    with pytest.raises(ValueError, match="NaN"):
+        layer.merge()
+
+
+def test_targets_and_top_blocks_choose_layers(tiny_checkpoint):
+    model = wrapped(tiny_checkpoint, rank=2, targets=("qkv", "mlp_down"), top_blocks=1)
+    names = sorted(n for n in trainable_state_dict(model) if ".lora_A" in n)
+    assert names == ["transformer.h.1.attn.c_attn.lora_A", "transformer.h.1.mlp.c_proj.lora_A"]
+    assert model.first_trainable_block == 1
+
+
+def test_trainable_count_matches_the_model_and_the_book(tiny_checkpoint):
+    lora = LoRAConfig(rank=4, alpha=4)
+    model = wrapped(tiny_checkpoint, rank=4, alpha=4)
+    assert param_count(model, trainable_only=True) == count_trainable(model.config, lora, 2)
+    # GPT-2 small, r=16 on qkv/out/up/down in 12 blocks: 2,359,296 LoRA + 1,536 head weights
+    from workbench.core.config import ModelConfig
+    assert count_trainable(ModelConfig.for_size("gpt2"), LoRAConfig(), 2) == 2_360_832
+
+
+def test_scaling_and_rank_validation():
+    assert LoRALinear(torch.nn.Linear(4, 4), rank=8, alpha=16).scaling == 2.0
+    with pytest.raises(ValueError):
+        LoRALinear(torch.nn.Linear(4, 4), rank=0, alpha=16)
+    problems = LoRAConfig(rank=0, alpha=-1, targets=("nope",)).validate()
+    assert len(problems) == 3
+    with pytest.raises(ConfigError, match="rank.*alpha"):
+        LoRAConfig(rank=0, alpha=-1).check()
+
+
+def test_seed_makes_lora_init_reproducible(tiny_checkpoint):
+    a = trainable_state_dict(wrapped(tiny_checkpoint, rank=4))
+    b = trainable_state_dict(wrapped(tiny_checkpoint, rank=4))
+    assert all(torch.equal(a[k], b[k]) for k in a)

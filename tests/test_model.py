@@ -1,0 +1,91 @@
+"""GPT-2 forward pass: equal to Hugging Face transformers on the same checkpoint."""
+
+import pytest
+import torch
+
+from workbench.core.config import ModelConfig
+from workbench.core.errors import CheckpointError
+from workbench.core.model import GPT2Classifier, export_hf_state_dict
+
+transformers = pytest.importorskip("transformers")
+
+
+def hf_classifier(folder, score_weight):
+    hf = transformers.GPT2ForSequenceClassification.from_pretrained(
+        str(folder), num_labels=score_weight.shape[0], pad_token_id=50256
+    ).eval()
+    with torch.no_grad():
+        hf.score.weight.copy_(score_weight)
+    return hf
+
+
+def padded_batch(lengths, vocab=50000, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    T = max(lengths)
+    ids = torch.full((len(lengths), T), 50256)
+    for row, n in enumerate(lengths):
+        ids[row, :n] = torch.randint(0, vocab, (n,), generator=g)
+    return ids, torch.tensor(lengths)
+
+
+def test_logits_equal_transformers(tiny_checkpoint):
+    model = GPT2Classifier.from_checkpoint(tiny_checkpoint, num_classes=3).eval()
+    hf = hf_classifier(tiny_checkpoint, model.score.weight)
+    ids, lengths = padded_batch([5, 17, 1, 12])
+    with torch.no_grad():
+        ours = model(ids, lengths)
+        theirs = hf(input_ids=ids, attention_mask=(ids != 50256).long()).logits
+    assert (ours - theirs).abs().max().item() <= 1e-4
+
+
+def test_trunk_hidden_states_equal_transformers(tiny_checkpoint):
+    model = GPT2Classifier.from_checkpoint(tiny_checkpoint, num_classes=2).eval()
+    hf = transformers.GPT2Model.from_pretrained(str(tiny_checkpoint)).eval()
+    ids, _ = padded_batch([9])
+    with torch.no_grad():
+        ours = model.hidden_states(ids)
+        theirs = hf(input_ids=ids).last_hidden_state
+    assert (ours - theirs).abs().max().item() <= 1e-4
+
+
+def test_dynamic_padding_equals_padding_to_max_length(tiny_checkpoint):
+    model = GPT2Classifier.from_checkpoint(tiny_checkpoint, num_classes=2).eval()
+    ids, lengths = padded_batch([3, 8, 6])
+    wide = torch.full((3, 40), 50256)
+    wide[:, : ids.shape[1]] = ids
+    with torch.no_grad():
+        assert torch.allclose(model(ids, lengths), model(wide, lengths), atol=1e-5)
+        # and each row alone, unpadded
+        for row, n in enumerate(lengths.tolist()):
+            alone = model(ids[row : row + 1, :n])
+            assert torch.allclose(alone[0], model(ids, lengths)[row], atol=1e-5)
+
+
+def test_export_round_trips_hub_layout(tiny_checkpoint):
+    from safetensors.torch import load_file
+
+    model = GPT2Classifier.from_checkpoint(tiny_checkpoint, num_classes=2)
+    original = load_file(str(tiny_checkpoint / "model.safetensors"))
+    exported = export_hf_state_dict(model)
+    assert set(exported) == set(original)
+    for name, tensor in original.items():
+        assert torch.equal(exported[name], tensor), name
+
+
+def test_checkpoint_errors_are_clear(tmp_path, tiny_checkpoint):
+    with pytest.raises(CheckpointError, match="config.json"):
+        GPT2Classifier.from_checkpoint(tmp_path, 2)
+    (tmp_path / "config.json").write_text((tiny_checkpoint / "config.json").read_text())
+    (tmp_path / "pytorch_model.bin").write_bytes(b"pickle")
+    with pytest.raises(CheckpointError, match="model.safetensors"):
+        GPT2Classifier.from_checkpoint(tmp_path, 2)
+    (tmp_path / "model.safetensors").write_bytes(b"\x00" * 20)
+    with pytest.raises(CheckpointError, match="not a readable safetensors"):
+        GPT2Classifier.from_checkpoint(tmp_path, 2)
+
+
+def test_sizes_have_published_shapes():
+    assert ModelConfig.for_size("gpt2").n_params == pytest.approx(124.4e6, rel=0.01)
+    assert ModelConfig.for_size("gpt2-medium").n_params == pytest.approx(354.8e6, rel=0.01)
+    assert ModelConfig.for_size("gpt2-large").n_params == pytest.approx(774.0e6, rel=0.01)
+    assert ModelConfig.for_size("gpt2-xl").n_params == pytest.approx(1557.6e6, rel=0.01)

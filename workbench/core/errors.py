@@ -1,0 +1,34 @@
+"""The errors the core raises for things a user can get wrong.
+
+Every user-facing failure is a ``WorkbenchError`` with a message written for a person, so the CLI
+can print one line and the window can show one dialog without a traceback. Anything else that
+escapes is a bug.
+"""
+
+
+class WorkbenchError(Exception):
+    """A problem the user can fix; ``str(error)`` is the whole message."""
+
+
+class ConfigError(WorkbenchError):
+    """Settings that cannot work together (every problem is listed in the message)."""
+
+
+class DataError(WorkbenchError):
+    """A dataset file that cannot be read or used for training."""
+
+
+class CheckpointError(WorkbenchError):
+    """Model weights that are missing, unreachable or not a GPT-2 checkpoint."""
+
+
+class DownloadError(WorkbenchError):
+    """A download that failed (no network, server error, dropped connection)."""
+
+
+class AdapterError(WorkbenchError):
+    """An adapter file that is unreadable, corrupt or made for another base model."""
+
+
+class Cancelled(WorkbenchError):
+    """Long work stopped because the user asked it to."""

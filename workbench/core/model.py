@@ -1,0 +1,239 @@
+"""GPT-2 as a sequence classifier, laid out like Hugging Face's ``GPT2ForSequenceClassification``.
+
+Module names mirror the Hub checkpoints (``transformer.h.0.attn.c_attn`` …, head ``score``) so a
+checkpoint maps straight on, and LoRA on the fused ``c_attn`` is exactly PEFT's LoRA on ``c_attn``.
+The one difference from the Hub files: HF stores these projections as ``Conv1D`` with weights of
+shape (in, out); here they are ``nn.Linear`` (out, in), so those weights are transposed on load.
+
+The classification head reads the hidden state of each row's last real token (not a padding
+token), as in the book's chapter 6 argument that the last token has attended to all the others.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import ModelConfig
+from .errors import CheckpointError
+
+# Hugging Face Conv1D layers: their weights are stored (in, out) and must be transposed.
+CONV1D_SUFFIXES = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+# Buffers some checkpoints carry that are not parameters here (the causal mask is SDPA's job).
+IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias")
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.n_head = config.n_head
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd)  # fused q, k, v
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+        # Right padding only: a real token never attends to a later (padding) position, so the
+        # causal mask alone keeps padding out of every real token's output.
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, nh, T, hs)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
+        return self.c_proj(y)
+
+
+class MLP(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd)
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.c_proj(F.gelu(self.c_fc(x), approximate="tanh"))  # GPT-2's "gelu_new"
+
+
+class Block(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.mlp = MLP(config)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+class Transformer(nn.Module):
+    """The GPT-2 trunk: embeddings, blocks, final layer norm (HF's ``GPT2Model``)."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        self.wpe = nn.Embedding(config.n_positions, config.n_embd)
+        self.h = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+
+
+class GPT2Classifier(nn.Module):
+    """GPT-2 trunk plus a linear head over the last real token of each sequence."""
+
+    def __init__(self, config: ModelConfig, num_classes: int):
+        super().__init__()
+        config.check()
+        self.config = config
+        self.num_classes = num_classes
+        self.transformer = Transformer(config)
+        self.score = nn.Linear(config.n_embd, num_classes, bias=False)  # HF's head has no bias
+        # Blocks below this index run without autograd: nothing under them is trainable, so
+        # keeping their activations for backward would only cost memory and time.
+        self.first_trainable_block = 0
+        self.apply(_init_weights)
+
+    def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Class logits (B, num_classes) for right-padded ``input_ids`` (B, T).
+
+        ``lengths`` (B,) gives each row's real tokens; None means no padding.
+        """
+        hidden = self.hidden_states(input_ids)  # (B, T, C)
+        last = self._last_token_states(hidden, lengths)  # (B, C)
+        return self.score(last)  # (B, num_classes)
+
+    def hidden_states(self, input_ids: torch.Tensor) -> torch.Tensor:
+        B, T = input_ids.shape
+        if T > self.config.n_positions:
+            raise ValueError(f"sequence of {T} tokens exceeds the context of {self.config.n_positions}")
+        t = self.transformer
+        n_frozen = self.first_trainable_block
+        pos = torch.arange(T, device=input_ids.device)
+        with torch.no_grad() if n_frozen else contextlib.nullcontext():
+            x = t.wte(input_ids) + t.wpe(pos)  # (B, T, C)
+            for block in t.h[:n_frozen]:
+                x = block(x)
+        for block in t.h[n_frozen:]:
+            x = block(x)
+        return t.ln_f(x)  # (B, T, C)
+
+    @staticmethod
+    def _last_token_states(hidden: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        if lengths is None:
+            return hidden[:, -1, :]
+        rows = torch.arange(hidden.shape[0], device=hidden.device)
+        return hidden[rows, lengths.to(hidden.device) - 1]  # (B, C)
+
+    # --- loading -------------------------------------------------------------------------------
+
+    @classmethod
+    def from_checkpoint(cls, folder: str | Path, num_classes: int) -> "GPT2Classifier":
+        """Build from a folder holding a Hugging Face ``config.json`` and ``model.safetensors``.
+
+        The trunk is built on the meta device and the file's tensors are assigned in place, so no
+        second copy of the weights (and no throwaway random init) ever exists.
+        """
+        folder = Path(folder)
+        config = load_model_config(folder)
+        weights = read_checkpoint_weights(folder, config)
+        with torch.device("meta"):
+            model = cls(config, num_classes)
+        model.transformer.load_state_dict(weights, assign=True)
+        model.score = nn.Linear(config.n_embd, num_classes, bias=False)
+        _init_weights(model.score)
+        return model
+
+
+def _init_weights(module: nn.Module) -> None:
+    """GPT-2's initialisation (normal, std 0.02; zero biases); used for fresh models and the head."""
+    if isinstance(module, nn.Linear):
+        nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Embedding):
+        nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+
+def load_model_config(folder: Path) -> ModelConfig:
+    path = folder / "config.json"
+    if not path.is_file():
+        raise CheckpointError(f"{folder} has no config.json: not a GPT-2 checkpoint folder")
+    try:
+        return ModelConfig.from_hf_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"{path} is not a readable GPT-2 config: {exc}") from exc
+
+
+def read_checkpoint_weights(folder: Path, config: ModelConfig) -> dict[str, torch.Tensor]:
+    """The trunk's weights from ``model.safetensors``, renamed and transposed to this layout.
+
+    Only safetensors are read: a pickled ``.bin`` can run arbitrary code when loaded.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = folder / "model.safetensors"
+    if not path.is_file():
+        raise CheckpointError(f"{folder} has no model.safetensors (pickled .bin weights are not loaded)")
+    try:
+        raw = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path} is not a readable safetensors file ({exc})") from exc
+    return _to_trunk_state_dict(raw, config, path)
+
+
+def _to_trunk_state_dict(
+    raw: dict[str, torch.Tensor], config: ModelConfig, path: Path
+) -> dict[str, torch.Tensor]:
+    expected = trunk_shapes(config)
+    state: dict[str, torch.Tensor] = {}
+    for key, tensor in raw.items():
+        name = key.removeprefix("transformer.")
+        if name.endswith(IGNORED_SUFFIXES) or name not in expected:
+            continue  # lm_head (tied to wte), causal-mask buffers, other heads
+        if name.endswith(CONV1D_SUFFIXES):
+            tensor = tensor.t()
+        state[name] = tensor.float().contiguous()
+    missing = sorted(set(expected) - set(state))
+    if missing:
+        shown = ", ".join(missing[:5]) + (" …" if len(missing) > 5 else "")
+        raise CheckpointError(f"{path} lacks {len(missing)} GPT-2 weights ({shown})")
+    for name, tensor in state.items():
+        if tuple(tensor.shape) != expected[name]:
+            raise CheckpointError(
+                f"{path}: {name} has shape {tuple(tensor.shape)}, config.json implies {expected[name]}"
+            )
+    return state
+
+
+def trunk_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Expected name -> shape of every trunk weight, in this module's (nn.Linear) layout."""
+    with torch.device("meta"):
+        trunk = Transformer(config)
+    return {name: tuple(p.shape) for name, p in trunk.state_dict().items()}
+
+
+def export_hf_state_dict(model: GPT2Classifier) -> dict[str, torch.Tensor]:
+    """The trunk in Hugging Face checkpoint names and Conv1D layout (for tests and export)."""
+    out = {}
+    for name, tensor in model.transformer.state_dict().items():
+        name = name.replace(".base.", ".")  # if LoRA-wrapped
+        if ".lora_" in name:
+            continue
+        if name.endswith(CONV1D_SUFFIXES):
+            tensor = tensor.t()
+        out[name] = tensor.detach().contiguous()
+    return out
+
+
+def param_count(module: nn.Module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+def estimate_flops_per_token(config: ModelConfig) -> float:
+    """Matmul FLOPs of one forward token through the blocks (2 per multiply-add)."""
+    return 2 * 12 * config.n_layer * config.n_embd**2

@@ -1,0 +1,64 @@
+"""GPT-2's byte-pair encoding through tiktoken, usable offline.
+
+tiktoken's own ``get_encoding("gpt2")`` downloads its ranks from OpenAI on first use. The Hub
+checkpoints carry the same vocabulary as ``vocab.json`` + ``merges.txt``, so a cached checkpoint
+is enough to tokenize with no network. A tiktoken ranks file works too.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import tiktoken
+import tiktoken.load
+from tiktoken_ext.openai_public import r50k_pat_str  # GPT-2's pre-tokenizer split pattern
+
+from .errors import CheckpointError
+
+EOT = "<|endoftext|>"
+EOT_ID = 50256  # also GPT-2's conventional padding token (the book pads with it too)
+TIKTOKEN_FILE_ENV = "WORKBENCH_TIKTOKEN_FILE"
+
+
+def load_tokenizer(checkpoint: str | Path | None = None) -> tiktoken.Encoding:
+    """The GPT-2 tokenizer, from the first source that exists:
+
+    1. ``vocab.json`` + ``merges.txt`` in the checkpoint folder (what Hub checkpoints ship);
+    2. a ``gpt2.tiktoken`` ranks file in that folder, or the file named by WORKBENCH_TIKTOKEN_FILE;
+    3. tiktoken's own cached download of "gpt2" (needs the network once).
+    """
+    folder = Path(checkpoint) if checkpoint else None
+    if folder and (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
+        return _from_vocab_and_merges(str(folder / "vocab.json"), str(folder / "merges.txt"))
+    for candidate in (folder / "gpt2.tiktoken" if folder else None, os.environ.get(TIKTOKEN_FILE_ENV)):
+        if candidate and Path(candidate).is_file():
+            return _from_ranks_file(str(candidate))
+    try:
+        return tiktoken.get_encoding("gpt2")
+    except Exception as exc:  # tiktoken raises plain network/IO errors here
+        where = f"{folder} has no vocab.json + merges.txt; " if folder else ""
+        raise CheckpointError(
+            f"GPT-2 tokenizer not available offline: {where}set {TIKTOKEN_FILE_ENV} to a gpt2.tiktoken "
+            f"file or connect once so it can be cached ({exc.__class__.__name__})"
+        ) from exc
+
+
+@lru_cache(maxsize=4)
+def _from_vocab_and_merges(vocab_json: str, merges_txt: str) -> tiktoken.Encoding:
+    ranks = tiktoken.load.data_gym_to_mergeable_bpe_ranks(
+        vocab_bpe_file=merges_txt, encoder_json_file=vocab_json
+    )
+    return _encoding(ranks)
+
+
+@lru_cache(maxsize=4)
+def _from_ranks_file(path: str) -> tiktoken.Encoding:
+    return _encoding(tiktoken.load.load_tiktoken_bpe(path))
+
+
+def _encoding(ranks: dict[bytes, int]) -> tiktoken.Encoding:
+    return tiktoken.Encoding(
+        name="gpt2", pat_str=r50k_pat_str, mergeable_ranks=ranks, special_tokens={EOT: EOT_ID}
+    )
