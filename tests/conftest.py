@@ -89,3 +89,14 @@ def require_shared(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"real data not present at {path} (shared/data is optional)")
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    """Tiny test models run fastest on one thread, and a 2-core CI box has no cores to spare."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

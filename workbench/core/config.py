@@ -205,6 +205,9 @@ class TrainConfig:
     eval_every: int = 50  # optimiser steps between quick evaluations (the book's eval_freq)
     eval_batches: int = 5  # batches per quick evaluation (the book's eval_iter)
     max_steps: int | None = None  # stop after this many optimiser steps (for quick checks)
+    # Group examples of similar length: after shuffling, sort within chunks of this many batches
+    # so a batch pads to almost nothing; 0 pads batches of random lengths. Order stays random.
+    length_grouping: int = 50
     device: str = "auto"  # auto picks CUDA, then Apple MPS, then CPU
     precision: str = "auto"  # auto: bf16 autocast where the device runs it fast, else fp32
     seed: int = 123  # LoRA initialisation, dropout and batch order
@@ -228,6 +231,8 @@ class TrainConfig:
             problems.append("learning rate must be greater than 0")
         if self.weight_decay < 0:
             problems.append("weight decay must be ≥ 0")
+        if self.length_grouping < 0:
+            problems.append("length grouping must be ≥ 0")
         if self.max_steps is not None and self.max_steps < 1:
             problems.append("max steps must be ≥ 1")
         if self.device not in DEVICES:

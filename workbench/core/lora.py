@@ -12,6 +12,7 @@ so adapters convert to PEFT without reshaping.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -133,3 +134,13 @@ def count_trainable(config: ModelConfig, lora: LoRAConfig, num_classes: int) -> 
     in_out = {"qkv": (d, 3 * d), "attn_out": (d, d), "mlp_up": (d, 4 * d), "mlp_down": (4 * d, d)}
     per_block = sum(lora.rank * sum(in_out[t]) for t in lora.targets)
     return per_block * len(lora.blocks(config.n_layer)) + d * num_classes
+
+
+def build_lora_model(checkpoint: Path, lora: LoRAConfig, num_classes: int, seed: int) -> GPT2Classifier:
+    """Pretrained GPT-2 from ``checkpoint`` with a fresh head and fresh adapters.
+
+    Seeded first so the head and the A matrices (the only random parts) are the same every run.
+    """
+    torch.manual_seed(seed)
+    model = GPT2Classifier.from_checkpoint(checkpoint, num_classes)
+    return apply_lora(model, lora)

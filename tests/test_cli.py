@@ -1,0 +1,93 @@
+"""The `workbench` command as a script would use it: exit codes, one-line errors, outputs."""
+
+import csv
+import io
+import json
+import subprocess
+import sys
+
+import pytest
+
+from workbench.cli import main
+from test_training import write_separable_csv
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_checkpoint, tmp_path_factory):
+    """One short CLI training run shared by the tests below."""
+    folder = tmp_path_factory.mktemp("cli")
+    data = write_separable_csv(folder / "data.csv", n=80)
+    adapter = folder / "adapter.safetensors"
+    code = main(["train", "--model", str(tiny_checkpoint), "--data", str(data), "--rank", "4", "--epochs", "2",
+                 "--lr", "3e-3", "--eval-every", "4", "--quiet", "--out", str(adapter)])
+    assert code == 0
+    return adapter, data
+
+
+def test_train_prints_evaluations_and_writes_adapter(trained, capsys):
+    adapter, _ = trained
+    assert adapter.stat().st_size > 1000
+
+
+def test_classify_texts_and_json(trained, tiny_checkpoint, capsys):
+    adapter, _ = trained
+    assert main(["classify", "--adapter", str(adapter), "win cash prize now", "see you at lunch"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2
+    label, probability = lines[0].split("\t")
+    assert label in ("ham", "spam") and 0 <= float(probability) <= 1
+    assert main(["classify", "--adapter", str(adapter), "--json", "free prize"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert set(record["probabilities"]) == {"ham", "spam"}
+    assert sum(record["probabilities"].values()) == pytest.approx(1.0)
+
+
+def test_classify_reads_stdin(trained, monkeypatch, capsys):
+    adapter, _ = trained
+    monkeypatch.setattr(sys, "stdin", io.StringIO("claim your reward\n\nhome later\n"))
+    assert main(["classify", "--adapter", str(adapter)]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 2
+
+
+def test_classify_file_writes_predictions(trained, tmp_path, capsys):
+    adapter, data = trained
+    out = tmp_path / "predictions.csv"
+    assert main(["classify", "--adapter", str(adapter), "--input", str(data), "--output", str(out)]) == 0
+    with open(out, encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 80 and {"predicted_label", "probability", "message"} <= set(rows[0])
+
+
+def test_eval_and_info_json(trained, capsys):
+    adapter, data = trained
+    assert main(["eval", "--adapter", str(adapter), "--data", str(data), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert 0 <= metrics["accuracy"] <= 1 and len(metrics["confusion"]) == 2
+    assert main(["info", str(adapter), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["lora"]["rank"] == 4 and info["label_names"] == ["ham", "spam"]
+    assert "test_accuracy" in info["metrics"]
+
+
+def test_runs_lists_the_run(trained, capsys, monkeypatch):
+    assert main(["runs", "--json"]) == 0
+    json.loads(capsys.readouterr().out)  # valid JSON even when this test's data dir has no runs
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["classify", "--adapter", "missing.safetensors", "hi"], "does not exist"),
+    (["info", "missing.safetensors"], "does not exist"),
+    (["train", "--model", "gpt2", "--data", "missing.csv", "--out", "a.safetensors"], "missing.csv"),
+    (["train", "--model", "nowhere/", "--out", "a.safetensors", "--rank", "0"], "rank"),
+])
+def test_user_mistakes_give_one_line_and_exit_2(argv, fragment, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and fragment in err and "Traceback" not in err
+
+
+def test_python_dash_m_runs_without_traceback(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "workbench", "info", str(tmp_path / "x.safetensors")],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert subprocess.run([sys.executable, "-m", "workbench", "--help"], capture_output=True).returncode == 0

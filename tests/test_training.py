@@ -1,0 +1,159 @@
+"""The training loop: it learns, it reports plain events, it stops, resumes and saves."""
+
+import csv
+import dataclasses
+import json
+import random
+import threading
+
+import pytest
+import torch
+
+from workbench.core import events as ev
+from workbench.core.classify import Classifier
+from workbench.core.config import DataConfig, LoRAConfig, TrainConfig
+from workbench.core.runs import RunFolder, list_runs
+from workbench.core.training import classification_metrics, train
+
+SPAM_WORDS = "win cash prize free claim now urgent offer call txt reward".split()
+HAM_WORDS = "see you at lunch tomorrow ok thanks mum home later love".split()
+
+
+def write_separable_csv(path, n=200, seed=0):
+    """Two classes that differ only in vocabulary: a task a tiny model must learn."""
+    rng = random.Random(seed)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["message", "label"])
+        for i in range(n):
+            words = SPAM_WORDS if i % 2 else HAM_WORDS
+            writer.writerow([" ".join(rng.choices(words, k=rng.randint(3, 9))), "spam" if i % 2 else "ham"])
+    return path
+
+
+def tiny_config(checkpoint, csv_path, **changes):
+    cfg = TrainConfig(
+        model=str(checkpoint), data=DataConfig(source=str(csv_path)),
+        lora=LoRAConfig(rank=8, alpha=16), epochs=4, batch_size=8, lr=1e-3, eval_every=5, eval_batches=2,
+    )
+    return dataclasses.replace(cfg, **changes)
+
+
+@pytest.fixture
+def separable_csv(tmp_path):
+    return write_separable_csv(tmp_path / "separable.csv")
+
+
+def test_tiny_model_learns_separable_task(tiny_checkpoint, separable_csv):
+    events = list(train(tiny_config(tiny_checkpoint, separable_csv)))
+    finished = events[-1]
+    assert isinstance(finished, ev.TrainingFinished), finished
+    full_evals = [e for e in events if isinstance(e, ev.Evaluated) and e.full]
+    assert len(full_evals) == 4
+    assert full_evals[-1].val_accuracy >= 0.95
+    assert finished.metrics.accuracy >= 0.95
+    losses = [e.loss for e in events if isinstance(e, ev.StepDone)]
+    assert sum(losses[-5:]) < sum(losses[:5])
+
+
+def test_events_are_plain_values(tiny_checkpoint, separable_csv):
+    events = list(train(tiny_config(tiny_checkpoint, separable_csv, max_steps=3, eval_every=2)))
+    kinds = [type(e).__name__ for e in events]
+    assert "RunStarted" in kinds and kinds[-1] == "TrainingFinished"
+    assert kinds.count("StepDone") == 3
+    for event in events:
+        for field in dataclasses.fields(event):
+            value = getattr(event, field.name)
+            assert not isinstance(value, (torch.Tensor, torch.nn.Module)), (event, field.name)
+        json.dumps(ev.to_json(event))  # every event serialises
+
+
+def test_stop_ends_within_one_step_and_keeps_adapter(tiny_checkpoint, separable_csv):
+    stop = threading.Event()
+    steps = 0
+    events = []
+    for event in train(tiny_config(tiny_checkpoint, separable_csv, epochs=50), stop=stop):
+        events.append(event)
+        if isinstance(event, ev.StepDone):
+            steps += 1
+            if steps == 2:
+                stop.set()
+    assert [type(e).__name__ for e in events].count("StepDone") == 2
+    finished = events[-1]
+    assert isinstance(finished, ev.TrainingFinished) and finished.stopped and finished.metrics is None
+    Classifier.from_adapter(finished.adapter_path).predict(["free cash"])  # usable as it stood
+
+
+def test_resume_continues_to_the_same_result(tiny_checkpoint, separable_csv):
+    cfg = tiny_config(tiny_checkpoint, separable_csv, epochs=2, eval_every=1000)
+    straight = list(train(cfg))[-1]
+
+    stop = threading.Event()
+    for event in train(cfg, stop=stop):
+        if isinstance(event, ev.StepDone) and event.step == 7:
+            stop.set()
+    interrupted = event
+    assert interrupted.stopped
+    resumed = list(train(cfg, resume=interrupted.checkpoint))[-1]
+    assert resumed.step == straight.step
+    a = Classifier.from_adapter(straight.adapter_path).probabilities(["win cash now", "see you at lunch"])
+    b = Classifier.from_adapter(resumed.adapter_path).probabilities(["win cash now", "see you at lunch"])
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_gradient_accumulation_equals_one_big_batch(tiny_checkpoint, separable_csv):
+    big = list(train(tiny_config(tiny_checkpoint, separable_csv, batch_size=8, max_steps=4, length_grouping=0)))[-1]
+    small = list(train(tiny_config(tiny_checkpoint, separable_csv, batch_size=4, grad_accum=2, max_steps=4,
+                                   length_grouping=0)))[-1]
+    texts = ["claim your prize", "home later mum"]
+    a = Classifier.from_adapter(big.adapter_path).probabilities(texts)
+    b = Classifier.from_adapter(small.adapter_path).probabilities(texts)
+    assert torch.allclose(a, b, atol=1e-4)
+
+
+def test_run_folder_keeps_settings_history_and_adapter(tiny_checkpoint, separable_csv):
+    cfg = tiny_config(tiny_checkpoint, separable_csv, max_steps=4, eval_every=2)
+    finished = list(train(cfg))[-1]
+    runs = list_runs()
+    assert [r.path for r in runs] == [RunFolder(finished_path := __import__("pathlib").Path(finished.run_dir)).path]
+    run = runs[0]
+    assert run.config() == cfg
+    recorded = run.events()
+    assert isinstance(recorded[-1], ev.TrainingFinished) and recorded[-1].metrics == finished.metrics
+    assert any(isinstance(e, ev.Evaluated) for e in recorded)
+    assert run.adapter_path.exists() and run.checkpoint_path.exists() and "Finished" in run.log_path.read_text()
+    assert finished_path.is_dir()
+
+
+def test_bad_settings_fail_with_every_problem(tiny_checkpoint, separable_csv):
+    cfg = tiny_config(tiny_checkpoint, separable_csv, epochs=0, lr=-1, lora=LoRAConfig(rank=0))
+    (failed,) = list(train(cfg))
+    assert isinstance(failed, ev.TrainingFailed) and failed.kind == "config"
+    for word in ("epochs", "learning rate", "rank"):
+        assert word in failed.message
+
+
+def test_missing_data_file_fails_cleanly(tiny_checkpoint, tmp_path):
+    (failed,) = list(train(tiny_config(tiny_checkpoint, tmp_path / "nope.csv")))
+    assert isinstance(failed, ev.TrainingFailed) and "nope.csv" in failed.message
+
+
+def test_out_of_memory_becomes_a_retry_offer(tiny_checkpoint, separable_csv, monkeypatch):
+    import workbench.core.training as training
+
+    def explode(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(training, "train_step", explode)
+    failed = list(train(tiny_config(tiny_checkpoint, separable_csv)))[-1]
+    assert isinstance(failed, ev.TrainingFailed) and failed.kind == "oom"
+    assert failed.retry_batch_size == 4 and "batch" in failed.message
+
+
+def test_metrics_match_hand_computation():
+    m = classification_metrics([0, 0, 1, 1, 2], [0, 1, 1, 1, 0], ("a", "b", "c"))
+    assert m.confusion == ((1, 1, 0), (0, 2, 0), (1, 0, 0))
+    assert m.accuracy == pytest.approx(0.6)
+    assert m.precision == pytest.approx((0.5, 2 / 3, 0.0))
+    assert m.recall == pytest.approx((0.5, 1.0, 0.0))
+    assert m.f1[1] == pytest.approx(0.8)

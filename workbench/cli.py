@@ -1,0 +1,413 @@
+"""The ``workbench`` command. With no subcommand it opens the window.
+
+Every user mistake ends as one line on stderr and exit status 2 (1 for a failed run), never a
+traceback: the core raises WorkbenchError with a message meant for a person.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from . import __version__
+from .core.config import ALL_TARGETS, DEVICES, MODEL_REPOS, PRECISIONS, DataConfig, LoRAConfig, TrainConfig
+from .core.errors import WorkbenchError
+
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        from .gui.main_window import run_app  # Qt only when the window is wanted
+
+        return run_app(sys.argv[:1])
+    try:
+        return args.handler(args)
+    except WorkbenchError as exc:
+        print(f"workbench: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("workbench: interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="workbench", description="Fine-tune GPT-2 with LoRA as a text classifier. No command opens the window."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train an adapter")
+    add_model_arg(p)
+    add_data_args(p)
+    p.add_argument("--rank", type=int, default=16, help="LoRA rank r (default 16)")
+    p.add_argument("--alpha", type=float, default=16.0, help="LoRA alpha; update scaled by alpha/r (default 16)")
+    p.add_argument("--dropout", type=float, default=0.0, help="dropout on the LoRA input (default 0)")
+    p.add_argument("--targets", nargs="+", default=list(ALL_TARGETS), choices=ALL_TARGETS, metavar="T",
+                   help=f"layers to adapt: {' '.join(ALL_TARGETS)} (default all)")
+    p.add_argument("--top-blocks", type=int, default=None, help="adapt only the last N blocks (default all)")
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimiser step")
+    p.add_argument("--lr", type=float, default=5e-5, help="AdamW learning rate (default 5e-5)")
+    p.add_argument("--weight-decay", type=float, default=0.1)
+    p.add_argument("--eval-every", type=int, default=50, help="steps between quick evaluations")
+    p.add_argument("--eval-batches", type=int, default=5, help="batches per quick evaluation")
+    p.add_argument("--max-steps", type=int, default=None, help="stop after N optimiser steps")
+    p.add_argument("--length-grouping", type=int, default=50,
+                   help="sort by length within chunks of N batches to cut padding (0: off)")
+    add_device_args(p)
+    p.add_argument("--seed", type=int, default=123)
+    p.add_argument("--resume", metavar="CHECKPOINT", help="continue from a run's checkpoint.safetensors")
+    p.add_argument("--out", required=True, metavar="ADAPTER.safetensors", help="where to save the adapter")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=cmd_train)
+
+    p = sub.add_parser("classify", help="classify texts with an adapter")
+    p.add_argument("--adapter", required=True)
+    p.add_argument("--model", help="base model (default: the one the adapter names)")
+    p.add_argument("texts", nargs="*", metavar="TEXT", help="texts (default: one per line from stdin)")
+    p.add_argument("--input", metavar="CSV", help="classify a CSV/TSV file")
+    p.add_argument("--text-column", help="column of --input holding the texts (default: detected)")
+    p.add_argument("--output", metavar="CSV", help="write --input with label and probability columns")
+    p.add_argument("--json", action="store_true", help="one JSON object per text")
+    add_device_args(p)
+    p.set_defaults(handler=cmd_classify)
+
+    p = sub.add_parser("eval", help="test metrics of an adapter on a dataset")
+    p.add_argument("--adapter", required=True)
+    p.add_argument("--model", help="base model (default: the one the adapter names)")
+    add_data_args(p)
+    p.add_argument("--split", choices=("test", "val", "train", "all"), default="test")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--json", action="store_true")
+    add_device_args(p)
+    p.set_defaults(handler=cmd_eval)
+
+    p = sub.add_parser("download", help="download GPT-2 weights (or the SMS dataset) for offline use")
+    p.add_argument("name", choices=[*MODEL_REPOS, "sms-spam"])
+    p.set_defaults(handler=cmd_download)
+
+    p = sub.add_parser("info", help="show an adapter's metadata")
+    p.add_argument("adapter")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_info)
+
+    p = sub.add_parser("export-peft", help="write an adapter as a Hugging Face PEFT folder")
+    p.add_argument("adapter")
+    p.add_argument("--out", required=True, metavar="FOLDER")
+    p.set_defaults(handler=cmd_export_peft)
+
+    p = sub.add_parser("import-peft", help="read a Hugging Face PEFT LoRA folder into an adapter file")
+    p.add_argument("folder")
+    p.add_argument("--model", default=None, help="base model (default: from adapter_config.json)")
+    p.add_argument("--labels", nargs="+", help="label names, in class order (default: 0, 1, …)")
+    p.add_argument("--max-length", type=int, default=None)
+    p.add_argument("--out", required=True, metavar="ADAPTER.safetensors")
+    p.set_defaults(handler=cmd_import_peft)
+
+    p = sub.add_parser("runs", help="list past training runs")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_runs)
+    return parser
+
+
+def add_model_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="gpt2", help=f"{', '.join(MODEL_REPOS)} or a checkpoint folder (default gpt2)")
+
+
+def add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", default="sms-spam", help="sms-spam (downloaded on first use) or a CSV/TSV path")
+    p.add_argument("--text-column", help="column holding the texts (default: detected)")
+    p.add_argument("--label-column", help="column holding the labels (default: detected)")
+    p.add_argument("--balance", action=argparse.BooleanOptionalAction, default=True,
+                   help="undersample to the smallest class (default on, the book's recipe)")
+    p.add_argument("--max-length", type=int, default=None, help="tokens per text (default: the model's context)")
+
+
+def add_device_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help=f"{'|'.join(DEVICES)} or cuda:N (default auto)")
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="auto: bf16 where the device runs it fast, else fp32")
+
+
+def data_config(args) -> DataConfig:
+    return DataConfig(source=args.data, text_column=args.text_column, label_column=args.label_column,
+                      balance=args.balance, max_length=args.max_length, seed=getattr(args, "seed", 123))
+
+
+# --- train ---------------------------------------------------------------------------------
+
+
+def cmd_train(args) -> int:
+    import shutil
+
+    from .core import events as ev
+    from .core.training import train
+
+    cfg = TrainConfig(
+        model=args.model, data=data_config(args),
+        lora=LoRAConfig(rank=args.rank, alpha=args.alpha, dropout=args.dropout, targets=tuple(args.targets),
+                        top_blocks=args.top_blocks),
+        epochs=args.epochs, batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr,
+        weight_decay=args.weight_decay, eval_every=args.eval_every, eval_batches=args.eval_batches,
+        max_steps=args.max_steps, length_grouping=args.length_grouping, device=args.device,
+        precision=args.precision, seed=args.seed,
+    )
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise WorkbenchError(f"output folder {out.parent} does not exist")
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())  # Ctrl+C: stop cleanly, keep the adapter
+    bar = ProgressBar(enabled=not args.quiet and sys.stderr.isatty())
+    try:
+        for event in train(cfg, stop=stop, resume=args.resume):
+            if isinstance(event, ev.Status):
+                bar.status(event)
+            elif isinstance(event, ev.RunStarted):
+                bar.clear()
+                print(f"Training {cfg.model} on {event.device} ({event.precision}): {event.n_train} train / "
+                      f"{event.n_val} val / {event.n_test} test, {event.trainable_params:,} trainable of "
+                      f"{event.total_params:,} parameters; run folder {event.run_dir}", flush=True)
+                if event.truncated:
+                    print(f"{event.truncated} texts longer than {event.max_length} tokens were truncated", flush=True)
+            elif isinstance(event, ev.StepDone):
+                bar.step(event)
+            elif isinstance(event, ev.Evaluated):
+                bar.clear()
+                print(format_evaluation(event), flush=True)
+            elif isinstance(event, ev.TrainingFinished):
+                bar.clear()
+                shutil.copyfile(event.adapter_path, out)
+                print(format_finished(event, out), flush=True)
+                return 0
+            elif isinstance(event, ev.TrainingFailed):
+                bar.clear()
+                print(f"workbench: error: {event.message}", file=sys.stderr)
+                return EXIT_USAGE if event.kind == "config" else EXIT_FAILED
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return EXIT_FAILED
+
+
+def format_evaluation(e) -> str:
+    if e.full:
+        return f"Epoch {e.epoch} done (step {e.step}): val loss {e.val_loss:.3f}, val accuracy {e.val_accuracy:.1%}"
+    return (f"Ep {e.epoch} step {e.step}: train loss {e.train_loss:.3f}, val loss {e.val_loss:.3f}, "
+            f"train acc {e.train_accuracy:.1%}, val acc {e.val_accuracy:.1%}")
+
+
+def format_finished(e, out: Path) -> str:
+    lines = [("Stopped" if e.stopped else "Finished") + f" after {e.step} steps in {e.elapsed_s:.1f} s; "
+             f"adapter saved to {out} ({out.stat().st_size / 1e6:.1f} MB)"]
+    if e.metrics:
+        lines.append(format_metrics(e.metrics))
+    return "\n".join(lines)
+
+
+def format_metrics(m) -> str:
+    width = max(len(n) for n in m.label_names)
+    lines = [f"Test accuracy {m.accuracy:.2%} (loss {m.loss:.3f}, {sum(m.support)} examples)",
+             f"{'label':<{width}}  precision  recall     f1  support"]
+    for i, name in enumerate(m.label_names):
+        lines.append(f"{name:<{width}}  {m.precision[i]:9.3f}  {m.recall[i]:6.3f}  {m.f1[i]:5.3f}  {m.support[i]:7d}")
+    lines.append("confusion (rows: true, columns: predicted): " + "; ".join(
+        f"{name}: {list(row)}" for name, row in zip(m.label_names, m.confusion)))
+    return "\n".join(lines)
+
+
+class ProgressBar:
+    """A one-line progress bar on stderr (only on a terminal, so logs stay clean)."""
+
+    def __init__(self, enabled: bool, width: int = 30):
+        self.enabled = enabled
+        self.width = width
+        self.shown = False
+
+    def _show(self, text: str) -> None:
+        if self.enabled:
+            sys.stderr.write("\r" + text[:120].ljust(120))
+            sys.stderr.flush()
+            self.shown = True
+
+    def status(self, e) -> None:
+        if e.total:
+            self._show(f"{e.message}: {e.done / e.total:.0%}")
+        else:
+            self._show(e.message)
+
+    def step(self, e) -> None:
+        filled = int(self.width * e.step / max(1, e.total_steps))
+        self._show(f"[{'#' * filled}{'.' * (self.width - filled)}] step {e.step}/{e.total_steps} "
+                   f"epoch {e.epoch} loss {e.loss:.3f} {e.examples_per_s:.1f} ex/s ETA {format_seconds(e.eta_s)}")
+
+    def clear(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r" + " " * 120 + "\r")
+            sys.stderr.flush()
+            self.shown = False
+
+
+def format_seconds(s: float) -> str:
+    s = int(s)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+# --- classify / eval -------------------------------------------------------------------------
+
+
+def cmd_classify(args) -> int:
+    from .core.classify import Classifier
+
+    classifier = Classifier.from_adapter(args.adapter, model=args.model, device=args.device, precision=args.precision)
+    if args.input:
+        return classify_file(classifier, args)
+    texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    for text, p in zip(texts, classifier.predict(texts)):
+        if args.json:
+            print(json.dumps({"text": text, "label": p.label, "probability": p.probability,
+                              "probabilities": p.probabilities}))
+        else:
+            print(f"{p.label}\t{p.probability:.4f}")
+    return 0
+
+
+def classify_file(classifier, args) -> int:
+    from .core.data import read_table
+
+    table = read_table(args.input)
+    column = args.text_column or table.text_column
+    if column not in table.frame.columns:
+        raise WorkbenchError(f"{args.input} has no column {column!r}; columns: {', '.join(map(str, table.frame.columns))}")
+    texts = table.frame[column].astype(str).tolist()
+    predictions = classifier.predict(texts)
+    frame = table.frame.copy()
+    frame["predicted_label"] = [p.label for p in predictions]
+    frame["probability"] = [round(p.probability, 6) for p in predictions]
+    if args.output:
+        frame.to_csv(args.output, index=False, quoting=csv.QUOTE_MINIMAL)
+        print(f"{len(frame)} rows classified; written to {args.output}")
+    else:
+        frame.to_csv(sys.stdout, index=False)
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .core.classify import Classifier
+    from .core.data import load_table, make_splits
+    from .core.training import classification_metrics
+
+    classifier = Classifier.from_adapter(args.adapter, model=args.model, device=args.device, precision=args.precision)
+    splits = make_splits(load_table(data_config(args)), data_config(args))
+    names = tuple(classifier.info.label_names)
+    if tuple(splits.label_names) != names:
+        raise WorkbenchError(f"the dataset's labels {list(splits.label_names)} differ from the adapter's {list(names)}")
+    parts = [splits.train, splits.val, splits.test] if args.split == "all" else [getattr(splits, args.split)]
+    texts = [t for part in parts for t in part.texts]
+    labels = [y for part in parts for y in part.labels]
+    probs = classifier.probabilities(texts, batch_size=args.batch_size)
+    import torch
+
+    loss = torch.nn.functional.nll_loss(torch.log(probs.clamp_min(1e-12)), torch.tensor(labels)).item()
+    metrics = classification_metrics(labels, probs.argmax(-1).tolist(), names, loss)
+    if args.json:
+        from dataclasses import asdict
+
+        print(json.dumps({"split": args.split, **asdict(metrics)}))
+    else:
+        print(format_metrics(metrics))
+    return 0
+
+
+# --- small commands --------------------------------------------------------------------------
+
+
+def cmd_download(args) -> int:
+    from .core import hub
+
+    bar = ProgressBar(enabled=sys.stderr.isatty())
+
+    def progress(done, total, message=""):
+        text = message or f"Downloading {args.name}"
+        bar._show(f"{text}: {done / total:.0%}" if total else f"{text}: {done / 1e6:.1f} MB")
+
+    if args.name == "sms-spam":
+        path = hub.download_sms_spam(progress=progress)
+    else:
+        path = hub.resolve_checkpoint(args.name, progress=progress)
+    bar.clear()
+    print(f"{args.name} is at {path}")
+    return 0
+
+
+def cmd_info(args) -> int:
+    from dataclasses import asdict
+
+    from .core.adapters import read_adapter
+
+    tensors, info = read_adapter(args.adapter)
+    if args.json:
+        print(json.dumps({**asdict(info), "tensors": len(tensors),
+                          "parameters": sum(t.numel() for t in tensors.values())}))
+        return 0
+    c = info.model_config
+    print(f"adapter      {args.adapter} ({Path(args.adapter).stat().st_size / 1e6:.1f} MB)")
+    print(f"base model   {info.base_model} ({c.n_layer} layers, {c.n_embd} wide)")
+    print(f"LoRA         rank {info.lora.rank}, alpha {info.lora.alpha:g}, targets {' '.join(info.lora.targets)}"
+          + (f", top {info.lora.top_blocks} blocks" if info.lora.top_blocks else ""))
+    print(f"labels       {', '.join(info.label_names)}")
+    print(f"max length   {info.max_length} tokens")
+    print(f"parameters   {sum(t.numel() for t in tensors.values()):,}")
+    if info.metrics:
+        print(f"metrics      {json.dumps(info.metrics)}")
+    print(f"created      {info.created} (workbench {info.package_version}, format {info.format_version})")
+    return 0
+
+
+def cmd_export_peft(args) -> int:
+    from .core.peft_io import export_peft
+
+    folder = export_peft(args.adapter, args.out)
+    print(f"PEFT adapter written to {folder}")
+    return 0
+
+
+def cmd_import_peft(args) -> int:
+    from .core.peft_io import import_peft
+
+    path = import_peft(args.folder, args.out, model=args.model, labels=args.labels, max_length=args.max_length)
+    print(f"adapter written to {path}")
+    return 0
+
+
+def cmd_runs(args) -> int:
+    from .core.runs import list_runs
+
+    rows = []
+    for run in list_runs():
+        finished = next((e for e in reversed(run.events()) if type(e).__name__ in ("TrainingFinished", "TrainingFailed")), None)
+        accuracy = getattr(getattr(finished, "metrics", None), "accuracy", None)
+        state = "running or crashed" if finished is None else (
+            "failed" if type(finished).__name__ == "TrainingFailed" else "stopped" if finished.stopped else "finished")
+        rows.append({"run": run.path.name, "path": str(run.path), "state": state, "test_accuracy": accuracy})
+    if args.json:
+        print(json.dumps(rows))
+    elif not rows:
+        print("no runs yet")
+    for r in rows if not args.json else []:
+        acc = f"{r['test_accuracy']:.2%}" if r["test_accuracy"] is not None else "-"
+        print(f"{r['run']:<50} {r['state']:<18} {acc}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

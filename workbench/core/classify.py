@@ -1,0 +1,104 @@
+"""Base model + adapter -> labels and probabilities, for one text or a whole file.
+
+The adapter is merged into the weights (LoRA's "no inference latency", Hu et al. 2021 section 4.1)
+and the model runs under ``inference_mode``, so classifying costs what the plain GPT-2 costs.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from . import hub
+from .adapters import AdapterInfo, check_compatible, load_adapter_weights, read_adapter
+from .device import autocast, describe, pick_device, pick_precision
+from .data import pad_batch
+from .errors import Cancelled
+from .lora import apply_lora, merge_lora
+from .model import GPT2Classifier, load_model_config
+from .tokenizer import EOT_ID, load_tokenizer
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    probabilities: dict[str, float]  # every class, in the adapter's label order
+
+    @property
+    def probability(self) -> float:
+        return self.probabilities[self.label]
+
+
+class Classifier:
+    """A ready-to-use classifier; build it once (seconds), then ``predict`` is fast."""
+
+    def __init__(self, model: GPT2Classifier, tokenizer, info: AdapterInfo, device: torch.device, precision: str):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.info = info
+        self.device = device
+        self.precision = precision
+
+    @classmethod
+    def from_adapter(
+        cls, adapter: str | Path, *, model: str | None = None, device: str = "auto",
+        precision: str = "auto", progress=None, stop: threading.Event | None = None,
+    ) -> "Classifier":
+        """Load ``adapter`` onto its base model (or onto ``model``, a size name or folder)."""
+        tensors, info = read_adapter(adapter)
+        base = model or info.base_model
+        checkpoint = hub.resolve_checkpoint(base, progress=progress, stop=stop)
+        check_compatible(info, load_model_config(checkpoint), base)
+        gpt = apply_lora(GPT2Classifier.from_checkpoint(checkpoint, len(info.label_names)), info.lora)
+        load_adapter_weights(gpt, tensors, info)
+        merge_lora(gpt)
+        torch_device = pick_device(device)
+        return cls(gpt.to(torch_device), load_tokenizer(checkpoint), info, torch_device,
+                   pick_precision(precision, torch_device))
+
+    @property
+    def device_name(self) -> str:
+        return describe(self.device)
+
+    def encode(self, text: str) -> list[int]:
+        ids = self.tokenizer.encode_ordinary(text)[: self.info.max_length]
+        return ids or [EOT_ID]
+
+    def probabilities(self, texts: list[str], batch_size: int = 32, stop=None, progress=None) -> torch.Tensor:
+        encoded = [self.encode(t) for t in texts]
+        return predict_probabilities(self.model, encoded, batch_size, self.device, self.precision,
+                                     stop=stop, progress=progress)
+
+    def predict(self, texts: list[str], batch_size: int = 32, stop=None, progress=None) -> list[Prediction]:
+        names = self.info.label_names
+        probs = self.probabilities(texts, batch_size, stop=stop, progress=progress)
+        return [
+            Prediction(names[int(row.argmax())], {n: float(p) for n, p in zip(names, row.tolist())})
+            for row in probs
+        ]
+
+
+@torch.inference_mode()
+def predict_probabilities(
+    model: GPT2Classifier, token_ids: list[list[int]], batch_size: int, device: torch.device,
+    precision: str, stop: threading.Event | None = None, progress=None,
+) -> torch.Tensor:
+    """Class probabilities (N, C) in input order. Texts are batched by length, so padding costs
+    almost nothing; ``stop`` is checked between batches."""
+    model.eval()
+    order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
+    probs = torch.empty(len(token_ids), model.num_classes)
+    for start in range(0, len(order), batch_size):
+        if stop is not None and stop.is_set():
+            raise Cancelled("Classification stopped")
+        rows = order[start : start + batch_size]
+        batch = pad_batch([token_ids[i] for i in rows], [0] * len(rows), EOT_ID)
+        with autocast(device, precision):
+            logits = model(batch.input_ids.to(device), batch.lengths.to(device))
+        probs[rows] = torch.softmax(logits.float(), dim=-1).cpu()
+        if progress:
+            progress(min(start + batch_size, len(order)), len(order), "Classifying")
+    return probs

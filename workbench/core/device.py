@@ -1,0 +1,101 @@
+"""Choosing where and in what precision to run: CUDA, then Apple MPS, then the CPU."""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """One place the model can run, as the device picker lists it."""
+
+    key: str  # what --device takes: "cuda:0", "mps", "cpu"
+    name: str  # what a person reads: "NVIDIA GeForce RTX 4070 (8.0 GB)"
+    memory_bytes: int | None  # dedicated memory, when known
+
+
+def available_devices() -> list[DeviceInfo]:
+    devices = []
+    if torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            props = torch.cuda.get_device_properties(i)
+            gb = props.total_memory / 1024**3
+            devices.append(DeviceInfo(f"cuda:{i}", f"{props.name} ({gb:.1f} GB)", props.total_memory))
+    if torch.backends.mps.is_available():
+        devices.append(DeviceInfo("mps", "Apple GPU (MPS)", None))
+    devices.append(DeviceInfo("cpu", f"CPU ({platform.processor() or platform.machine()})", None))
+    return devices
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    """The device for ``requested`` ("auto", "cpu", "cuda", "cuda:1", "mps"), checked to exist."""
+    if requested == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("CUDA was requested but this PyTorch build sees no NVIDIA GPU; use --device auto or cpu")
+    if requested == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("Apple MPS was requested but is not available here; use --device auto or cpu")
+    try:
+        return torch.device(requested)
+    except RuntimeError as exc:
+        raise ConfigError(f"unknown device {requested!r}") from exc
+
+
+def describe(device: torch.device) -> str:
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"CUDA: {torch.cuda.get_device_name(index)}"
+    if device.type == "mps":
+        return "Apple MPS"
+    return f"CPU ({torch.get_num_threads()} threads)"
+
+
+def pick_precision(requested: str, device: torch.device) -> str:
+    """"bf16" or "fp32". auto takes bf16 only where it is fast: CUDA with native bf16, or a CPU
+    with AVX512-BF16/AMX. Elsewhere bf16 is emulated and slower than fp32."""
+    if requested in ("fp32", "bf16"):
+        return requested
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if device.type == "cpu":
+        return "bf16" if cpu_has_fast_bf16() else "fp32"
+    return "fp32"
+
+
+@lru_cache(maxsize=1)
+def cpu_has_fast_bf16() -> bool:
+    flags = _cpu_flags()
+    return bool({"avx512_bf16", "amx_bf16"} & flags)
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def autocast(device: torch.device, precision: str):
+    """The autocast context for a precision; fp32 gives a disabled one."""
+    device_type = "cuda" if device.type == "cuda" else "cpu" if device.type == "cpu" else device.type
+    return torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()

@@ -1,0 +1,144 @@
+"""What a training run reports, as frozen dataclasses of plain Python values.
+
+Events never carry tensors or the trainer itself, so they can cross threads, be written as JSON
+lines, and be compared in tests. ``to_json``/``from_json`` give the run folder's metrics history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+
+@dataclass(frozen=True)
+class Status:
+    """Setup before the first step: downloading weights, reading data, building the model."""
+
+    message: str
+    done: int | None = None  # units done (bytes, rows), when the stage has a size
+    total: int | None = None
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    run_dir: str
+    device: str  # "CUDA: NVIDIA …", "CPU (2 threads)"
+    precision: str  # "fp32" or "bf16"
+    label_names: tuple[str, ...]
+    n_train: int
+    n_val: int
+    n_test: int
+    truncated: int  # texts cut to max_length tokens
+    max_length: int
+    epochs: int
+    steps_per_epoch: int
+    total_steps: int
+    trainable_params: int
+    total_params: int
+    start_step: int = 0  # > 0 when resuming
+
+
+@dataclass(frozen=True)
+class StepDone:
+    step: int  # optimiser steps so far
+    epoch: int  # 1-based
+    examples_seen: int
+    loss: float  # this step's training loss
+    examples_per_s: float  # training throughput, smoothed
+    tokens_per_s: float
+    elapsed_s: float
+    eta_s: float
+    total_steps: int
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    """Loss and accuracy on a few train and validation batches (the book's eval_freq/eval_iter),
+    or on the whole validation set at an epoch's end (``full``)."""
+
+    step: int
+    epoch: int
+    examples_seen: int
+    train_loss: float
+    val_loss: float
+    train_accuracy: float
+    val_accuracy: float
+    full: bool = False
+
+
+@dataclass(frozen=True)
+class EpochEnded:
+    epoch: int
+    step: int
+    examples_seen: int
+    val_loss: float
+    val_accuracy: float
+    checkpoint: str = ""  # path of the resumable checkpoint written at this epoch's end
+
+
+@dataclass(frozen=True)
+class Misclassified:
+    text: str
+    true_label: str
+    predicted_label: str
+    probability: float  # the model's probability for the label it predicted
+
+
+@dataclass(frozen=True)
+class TestMetrics:
+    accuracy: float
+    loss: float
+    label_names: tuple[str, ...]
+    precision: tuple[float, ...]  # per class, in label order
+    recall: tuple[float, ...]
+    f1: tuple[float, ...]
+    support: tuple[int, ...]
+    confusion: tuple[tuple[int, ...], ...]  # confusion[true][predicted]
+    misclassified: tuple[Misclassified, ...] = ()
+
+
+@dataclass(frozen=True)
+class TrainingFinished:
+    stopped: bool  # True when the user stopped it early
+    step: int
+    examples_seen: int
+    elapsed_s: float
+    run_dir: str
+    adapter_path: str  # the adapter as it stood at the end (also when stopped)
+    checkpoint: str = ""  # resumable state (LoRA + head + optimiser + step)
+    metrics: TestMetrics | None = None  # test-set metrics; None when stopped
+
+
+@dataclass(frozen=True)
+class TrainingFailed:
+    message: str  # for a person: what went wrong and what to try
+    kind: str = "error"  # "error", "oom" (out of memory), "config"
+    retry_batch_size: int | None = None  # for "oom": a batch size that may fit
+    run_dir: str = ""
+
+
+Event = Status | RunStarted | StepDone | Evaluated | EpochEnded | TrainingFinished | TrainingFailed
+_TYPES = {cls.__name__: cls for cls in (Status, RunStarted, StepDone, Evaluated, EpochEnded, TrainingFinished, TrainingFailed)}
+
+
+def to_json(event) -> dict:
+    return {"type": type(event).__name__, **asdict(event)}
+
+
+def from_json(d: dict):
+    """Rebuild an event written by ``to_json`` (nested metrics included)."""
+    d = dict(d)
+    cls = _TYPES[d.pop("type")]
+    if cls is TrainingFinished and d.get("metrics"):
+        d["metrics"] = _metrics_from_dict(d["metrics"])
+    names = {f.name for f in fields(cls)}
+    values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names}
+    return cls(**values)
+
+
+def _metrics_from_dict(m: dict) -> TestMetrics:
+    m = dict(m)
+    m["misclassified"] = tuple(Misclassified(**x) for x in m.get("misclassified", ()))
+    m["confusion"] = tuple(tuple(row) for row in m["confusion"])
+    for key in ("label_names", "precision", "recall", "f1", "support"):
+        m[key] = tuple(m[key])
+    return TestMetrics(**m)

@@ -1,0 +1,466 @@
+"""Getting things from the network: the SMS Spam Collection and GPT-2 checkpoints.
+
+Both are fetched once and then found on disk, so everything after the first run works offline.
+
+- The SMS collection is a zip on the UCI site (plus the book's mirror). It is fetched with plain
+  ``urllib`` into a ``.part`` file that the next call resumes with an HTTP Range request, because the
+  UCI server is slow and connections drop.
+- Checkpoints live in the shared Hugging Face cache (``HF_HOME``), so a model that ``transformers``
+  already downloaded is reused and ours is reusable by other tools.
+
+Long calls take ``progress(done, total, message)`` (bytes) and a ``stop`` event; setting the event
+raises ``Cancelled`` at the next chunk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import inspect
+import os
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+import zipfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .config import MODEL_REPOS
+from .errors import Cancelled, CheckpointError, DownloadError, WorkbenchError
+from .paths import cache_dir
+
+# (done units, total units or None when unknown, what is happening) — bytes for downloads.
+Progress = Callable[[int, int | None, str], None]
+
+SMS_SPAM_URLS = (
+    "https://archive.ics.uci.edu/static/public/228/sms+spam+collection.zip",
+    "https://f001.backblazeb2.com/file/LLMs-from-scratch/sms%2Bspam%2Bcollection.zip",
+)
+SMS_SPAM_FOLDER = "sms_spam_collection"  # under paths.cache_dir()
+SMS_SPAM_FILE = "SMSSpamCollection"
+_SMS_EXTRA_FILES = ("readme",)  # the authors' licence notice travels with the data
+
+CHECKPOINT_FILES = ("config.json", "model.safetensors")
+TOKENIZER_FILES = ("vocab.json", "merges.txt")
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+_CHUNK = 64 * 1024
+_PROBE_TIMEOUT = 10.0  # seconds to wait for the Hub's first answer
+_USER_AGENT = "lora-workbench (python-urllib)"
+
+
+def raise_if_stopped(stop: threading.Event | None, what: str) -> None:
+    """Cooperative cancellation: long loops call this between steps (never a thread kill)."""
+    if stop is not None and stop.is_set():
+        raise Cancelled(f"{what} was cancelled.")
+
+
+# --------------------------------------------------------------------------- SMS Spam Collection
+
+
+class _FetchFailed(Exception):
+    """One URL did not work; the reason goes into the DownloadError that lists every URL tried."""
+
+
+def download_sms_spam(
+    *,
+    urls: Sequence[str] = SMS_SPAM_URLS,
+    cache: str | Path | None = None,
+    progress: Progress | None = None,
+    stop: threading.Event | None = None,
+    timeout: float = 30.0,
+) -> Path:
+    """The extracted ``SMSSpamCollection`` file, downloading the UCI zip on first use.
+
+    ``cache`` is the folder that receives the files (default ``cache_dir()/sms_spam_collection``).
+    A file already there is returned without touching the network. Each URL is tried in turn; a
+    dropped connection leaves a ``.part`` file that the next call resumes.
+    """
+    folder = Path(cache) if cache is not None else cache_dir() / SMS_SPAM_FOLDER
+    target = folder / SMS_SPAM_FILE
+    if target.is_file():
+        return target
+    folder.mkdir(parents=True, exist_ok=True)
+    failures: list[str] = []
+    for url in urls:
+        raise_if_stopped(stop, "Downloading the SMS Spam Collection")
+        # One partial file per URL, so a resume never splices bytes from two different servers.
+        part = folder / f"sms_spam_collection.{_short_hash(url)}.zip.part"
+        try:
+            _fetch(url, part, timeout=timeout, progress=progress, stop=stop)
+            _extract_sms(part, folder)
+        except _FetchFailed as failure:
+            failures.append(f"{url} ({failure})")
+            continue
+        part.unlink(missing_ok=True)
+        return target
+    raise DownloadError(_sms_failure_message(failures, target))
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()[:10]
+
+
+def _fetch(
+    url: str,
+    part: Path,
+    *,
+    timeout: float,
+    progress: Progress | None,
+    stop: threading.Event | None,
+) -> None:
+    """Download ``url`` into ``part``, continuing from the bytes a previous attempt left there."""
+    have = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT, "Accept-Encoding": "identity"})
+    if have:
+        request.add_header("Range", f"bytes={have}-")
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as error:
+        error.close()
+        if error.code == 416 and have:  # our partial file no longer matches the server's: start over
+            part.unlink()
+            return _fetch(url, part, timeout=timeout, progress=progress, stop=stop)
+        raise _FetchFailed(f"HTTP {error.code} {error.reason}") from error
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        raise _FetchFailed(_network_reason(error)) from error
+
+    with response:
+        resume = _resume_point(response, have)
+        if resume is None:  # a range we did not ask for: drop the partial file and start over
+            if not have:
+                raise _FetchFailed("the server sent part of the file without being asked to")
+            response.close()
+            part.unlink()
+            return _fetch(url, part, timeout=timeout, progress=progress, stop=stop)
+        start, total = resume
+        message = f"Downloading the SMS Spam Collection from {urllib.parse.urlsplit(url).hostname}"
+        done = start
+        with part.open("ab" if start else "wb") as out:
+            if progress is not None:
+                progress(done, total, message)
+            while True:
+                raise_if_stopped(stop, "Downloading the SMS Spam Collection")
+                try:
+                    chunk = response.read(_CHUNK)
+                except (http.client.HTTPException, OSError) as error:
+                    raise _FetchFailed(_dropped(done, total)) from error
+                if not chunk:
+                    break
+                out.write(chunk)
+                done += len(chunk)
+                if progress is not None:
+                    progress(done, total, message)
+    if total is not None and done < total:
+        raise _FetchFailed(_dropped(done, total))
+
+
+def _resume_point(response: Any, have: int) -> tuple[int, int | None] | None:
+    """Where the body starts in the file and the file's full size, from the response headers.
+
+    A 206 continues our partial file; a 200 means the server ignored the Range header (or there
+    was none), so the body is the whole file from byte 0. None: a 206 for some other range.
+    """
+    if response.status == 206:
+        content_range = response.headers.get("Content-Range", "")  # "bytes 100-999/1000"
+        try:
+            first, _, size = content_range.removeprefix("bytes ").replace("-", "/", 1).split("/")
+            if int(first) == have:
+                return have, None if size == "*" else int(size)
+        except ValueError:
+            pass
+        return None
+    length = response.headers.get("Content-Length")
+    return 0, int(length) if length and length.isdigit() else None
+
+
+def _dropped(done: int, total: int | None) -> str:
+    of_total = f" of {total:,}" if total is not None else ""
+    return f"the connection dropped after {done:,}{of_total} bytes; run again to resume"
+
+
+def _network_reason(error: BaseException) -> str:
+    """A one-line reason a person can act on (urllib wraps the useful part in ``reason``)."""
+    reason = getattr(error, "reason", None) or error
+    if isinstance(reason, TimeoutError):
+        return "the server did not answer in time"
+    if isinstance(reason, ConnectionRefusedError):
+        return "connection refused"
+    return str(reason) or reason.__class__.__name__
+
+
+def _extract_sms(archive: Path, folder: Path) -> None:
+    """Take the message file (and its readme) out of the zip, the message file last and atomically.
+
+    Only members with the expected base names are written, so a hostile archive cannot place
+    files outside ``folder``; the message file's presence therefore means a complete extraction.
+    """
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            members = {Path(name).name: name for name in zf.namelist() if not name.endswith("/")}
+            if SMS_SPAM_FILE not in members:
+                archive.unlink()
+                raise _FetchFailed(f"the archive has no {SMS_SPAM_FILE} file")
+            for name in (*_SMS_EXTRA_FILES, SMS_SPAM_FILE):
+                if name in members:
+                    tmp = folder / f"{name}.tmp"
+                    tmp.write_bytes(zf.read(members[name]))
+                    os.replace(tmp, folder / name)
+    except (zipfile.BadZipFile, EOFError) as error:
+        archive.unlink(missing_ok=True)
+        raise _FetchFailed("the downloaded file is not a valid zip archive (deleted; run again)") from error
+
+
+def _sms_failure_message(failures: list[str], target: Path) -> str:
+    tried = "\n".join(f"  - {line}" for line in failures) or "  (no addresses given)"
+    return (
+        "Could not download the SMS Spam Collection. Tried:\n"
+        f"{tried}\n"
+        "Check your internet connection and try again (an interrupted download resumes where it "
+        "stopped). Or download the zip yourself from "
+        f"{SMS_SPAM_URLS[0]}, extract it, and put its {SMS_SPAM_FILE} file at {target}."
+    )
+
+
+# --------------------------------------------------------------------------- GPT-2 checkpoints
+
+
+def hf_cache_dir() -> Path:
+    """The Hugging Face hub cache, read from the environment now.
+
+    huggingface_hub reads HF_HOME / HF_HUB_CACHE once at import, so a variable set later (a test,
+    or a setting in the window) would be ignored if we relied on its constant.
+    """
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
+
+
+def _offline_mode(offline: bool | None) -> bool:
+    """The explicit argument, else HF_HUB_OFFLINE (read now, for the same reason as the cache)."""
+    if offline is not None:
+        return offline
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        if os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on"):
+            return True
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def _cached_file(repo: str, filename: str) -> str | None:
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo, filename, cache_dir=hf_cache_dir())
+    return found if isinstance(found, str) else None  # also rules out the "known missing" marker
+
+
+def is_cached(model: str) -> bool:
+    """Whether ``model`` can be loaded with no network: a complete Hub snapshot or a valid folder."""
+    repo = MODEL_REPOS.get(model)
+    if repo is None:
+        return os.path.isdir(model) and _local_folder_problem(Path(model)) is None
+    return all(_cached_file(repo, name) is not None for name in CHECKPOINT_FILES)
+
+
+def cached_size_bytes(model: str) -> int | None:
+    """Disk size of the model's files (weights, config, tokenizer), or None when not available."""
+    if not is_cached(model):
+        return None
+    repo = MODEL_REPOS.get(model)
+    if repo is None:
+        paths = [Path(model) / name for name in (*CHECKPOINT_FILES, *TOKENIZER_FILES)]
+    else:
+        paths = [Path(p) for name in (*CHECKPOINT_FILES, *TOKENIZER_FILES) if (p := _cached_file(repo, name))]
+    return sum(p.stat().st_size for p in paths if p.is_file())  # stat follows the cache's symlinks
+
+
+def resolve_checkpoint(
+    model: str,
+    *,
+    progress: Progress | None = None,
+    stop: threading.Event | None = None,
+    endpoint: str | None = None,
+    offline: bool | None = None,
+) -> Path:
+    """A folder holding ``config.json`` + ``model.safetensors`` (and the tokenizer when the repo has it).
+
+    ``model`` is a GPT-2 size name (downloaded into the Hugging Face cache on first use) or a local
+    folder. A fully cached size is returned without any request: released GPT-2 weights never
+    change, and on a firewalled machine each Hub check would otherwise wait for a timeout.
+    ``endpoint`` overrides HF_ENDPOINT (tests point it at a local server).
+    """
+    repo = MODEL_REPOS.get(model)
+    if repo is None:
+        return _check_local_folder(model)
+    config = _cached_file(repo, CHECKPOINT_FILES[0])
+    if config is not None and is_cached(model):
+        return Path(config).parent  # the snapshot folder
+    if _offline_mode(offline):
+        raise _not_cached_error(model, repo, "offline mode is on (HF_HUB_OFFLINE)")
+    return _download_checkpoint(model, repo, progress=progress, stop=stop, endpoint=endpoint)
+
+
+def _download_checkpoint(
+    model: str,
+    repo: str,
+    *,
+    progress: Progress | None,
+    stop: threading.Event | None,
+    endpoint: str | None,
+) -> Path:
+    """Fetch every file into the HF cache and return the snapshot folder they share.
+
+    The weights come last, so "weights cached" (``is_cached``) implies the tokenizer was attempted.
+    """
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.utils import EntryNotFoundError, LocalEntryNotFoundError
+
+    endpoint = endpoint or os.environ.get("HF_ENDPOINT") or None
+    _probe_hub(model, repo, endpoint)
+    snapshot: Path | None = None
+    for filename in (CHECKPOINT_FILES[0], *TOKENIZER_FILES, *CHECKPOINT_FILES[1:]):
+        what = f"Downloading {filename} of {model}"
+        raise_if_stopped(stop, what)
+        bar = _progress_bar_class(progress, stop, what)
+        try:
+            path = hf_hub_download(
+                repo, filename, cache_dir=hf_cache_dir(), endpoint=endpoint, **_bar_argument(bar)
+            )
+        except LocalEntryNotFoundError as error:  # first: in huggingface_hub < 1.0 it is an EntryNotFoundError
+            raise _not_cached_error(model, repo, "the Hugging Face Hub could not be reached") from error
+        except EntryNotFoundError as error:  # the Hub answered: the repo has no such file
+            if filename in TOKENIZER_FILES:
+                continue  # optional: tokenizer.py falls back to other sources
+            raise CheckpointError(
+                f"{repo} has no {filename}, so it is not a GPT-2 checkpoint the workbench can load."
+            ) from error
+        except WorkbenchError:
+            raise
+        except Exception as error:  # network stacks raise many types (HTTP, OS, protocol); all mean "failed"
+            raise CheckpointError(
+                f"Downloading {filename} of {model} ({repo}) failed: {error}. "
+                "Check your connection and try again."
+            ) from error
+        snapshot = Path(path).parent
+    assert snapshot is not None  # the weights are never skipped
+    return snapshot
+
+
+def _probe_hub(model: str, repo: str, endpoint: str | None) -> None:
+    """Fail fast when the Hub cannot be reached at all.
+
+    For a file that is not cached, hf_hub_download retries an unreachable Hub with back-off for
+    about 25 seconds before giving up; one plain metadata request tells us the same at once.
+    """
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+    from huggingface_hub.utils import HfHubHTTPError
+
+    try:
+        get_hf_file_metadata(hf_hub_url(repo, CHECKPOINT_FILES[0], endpoint=endpoint), timeout=_PROBE_TIMEOUT)
+    except HfHubHTTPError:
+        pass  # the Hub answered; hf_hub_download reports what it said
+    except Exception as error:  # connection refused, DNS failure, timeout, offline mode
+        reason = f"the Hugging Face Hub could not be reached ({error})"
+        raise _not_cached_error(model, repo, reason) from error
+
+
+def _bar_argument(bar: type) -> dict[str, type]:
+    """``tqdm_class=bar`` where hf_hub_download accepts it; older versions download without byte progress."""
+    from huggingface_hub import hf_hub_download
+
+    return {"tqdm_class": bar} if "tqdm_class" in inspect.signature(hf_hub_download).parameters else {}
+
+
+def _progress_bar_class(progress: Progress | None, stop: threading.Event | None, what: str) -> type:
+    """A stand-in for tqdm that hf_hub_download drives: bytes go to ``progress``, ``stop`` cancels.
+
+    huggingface_hub exposes byte progress only through its ``tqdm_class`` argument; raising from
+    ``update`` aborts the transfer (huggingface_hub then deletes its temporary file).
+    """
+
+    class ProgressBar:
+        def __init__(self, *args: Any, total: int | None = None, initial: int = 0, **kwargs: Any) -> None:
+            self.n = initial
+            self.total = total
+            self._report()
+
+        def update(self, n: int | float | None = 1) -> None:
+            self.n += int(n or 0)
+            self._report()
+            raise_if_stopped(stop, what)
+
+        def update_transfer(self, n: int | float | None = 1) -> None:
+            """Xet network bytes; we report the bytes written to disk (``update``) instead."""
+
+        def set_postfix_str(self, *args: Any, **kwargs: Any) -> None: ...
+
+        def set_transfer_postfix_str(self, *args: Any, **kwargs: Any) -> None: ...
+
+        def refresh(self, *args: Any, **kwargs: Any) -> None: ...
+
+        def close(self) -> None: ...
+
+        def __enter__(self) -> "ProgressBar":
+            return self
+
+        def __exit__(self, *exc: object) -> None: ...
+
+        def _report(self) -> None:
+            if progress is not None:
+                progress(int(self.n), int(self.total) if self.total else None, what)
+
+    return ProgressBar
+
+
+def _not_cached_error(model: str, repo: str, reason: str) -> CheckpointError:
+    missing = [name for name in CHECKPOINT_FILES if _cached_file(repo, name) is None]
+    return CheckpointError(
+        f"GPT-2 model {model!r} ({repo}) is not downloaded yet, and {reason}. "
+        f"Missing from the Hugging Face cache ({hf_cache_dir()}): {', '.join(missing)}. "
+        f"Either run `workbench download {model}` while online, or use a local folder that holds "
+        "config.json and model.safetensors."
+    )
+
+
+def _check_local_folder(model: str) -> Path:
+    folder = Path(model).expanduser()
+    if not folder.exists():
+        raise CheckpointError(
+            f"{model!r} is neither a GPT-2 size ({', '.join(MODEL_REPOS)}) nor an existing folder. "
+            "Choose a size, or a folder that holds config.json and model.safetensors."
+        )
+    if not folder.is_dir():
+        raise CheckpointError(
+            f"{folder} is a file. Choose the folder that holds config.json and model.safetensors."
+        )
+    problem = _local_folder_problem(folder)
+    if problem:
+        raise CheckpointError(problem)
+    return folder.resolve()
+
+
+def _local_folder_problem(folder: Path) -> str | None:
+    """Why ``folder`` is not a loadable checkpoint, or None when it is."""
+    missing = [name for name in CHECKPOINT_FILES if not (folder / name).is_file()]
+    if not missing:
+        return None
+    pickles = sorted(p.name for p in folder.iterdir() if p.suffix in _PICKLE_SUFFIXES and p.is_file())
+    if "model.safetensors" in missing and pickles:
+        return (
+            f"{folder} has only pickled PyTorch weights ({', '.join(pickles)}). The workbench does not "
+            "load pickle files, because opening one can run arbitrary code. Convert the weights to "
+            "safetensors (for example with transformers: "
+            "GPT2LMHeadModel.from_pretrained(folder).save_pretrained(folder, safe_serialization=True)), "
+            "or choose a GPT-2 size to download."
+        )
+    return (
+        f"{folder} is missing {', '.join(missing)}. A model folder needs config.json and "
+        "model.safetensors, as in a Hugging Face GPT-2 checkpoint."
+    )

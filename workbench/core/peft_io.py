@@ -1,0 +1,446 @@
+"""Hugging Face PEFT LoRA folders to and from LoRA Workbench adapter files.
+
+The two formats hold the same numbers. ``LoRALinear`` keeps A (r, in) and B (out, r) exactly like
+PEFT's ``lora_A.weight`` / ``lora_B.weight``, and PEFT uses the same scaling, alpha / r. GPT-2's
+``Conv1D`` layers only change how the *base* weight is laid out (``fan_in_fan_out``), not A or B,
+so nothing is transposed. What does differ:
+
+* key names: PEFT prefixes every key with ``base_model.model.`` and ends LoRA keys in ``.weight``;
+  the head is saved as a ``modules_to_save`` module under its own name (``…score.weight``);
+* targets: ``c_proj`` names both the attention and the MLP output projection, so the exported
+  ``target_modules`` are full suffixes (``attn.c_proj``), which PEFT matches as ``key.endswith``;
+* label names and the training length have no place in ``adapter_config.json``; they go into a
+  ``workbench.json`` beside it, which PEFT never reads.
+
+Neither ``peft`` nor ``transformers`` is imported here: they are only needed to *use* the exported
+folder, and reading one is plain JSON and safetensors. Pickled ``adapter_model.bin`` files are
+never opened (a pickle runs code when loaded).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from .adapters import AdapterInfo, read_adapter, save_adapter_tensors, write_atomically
+from .config import LORA_TARGETS, MODEL_REPOS, LoRAConfig, ModelConfig
+from .errors import AdapterError, CheckpointError, ConfigError
+from .model import load_model_config
+
+CONFIG_FILE = "adapter_config.json"
+WEIGHTS_FILE = "adapter_model.safetensors"
+PICKLED_WEIGHTS_FILE = "adapter_model.bin"
+WORKBENCH_FILE = "workbench.json"  # label names etc.; PEFT ignores files it does not know
+PEFT_PREFIX = "base_model.model."  # PeftModel -> LoraModel -> the transformers model
+HEAD = "score"  # GPT2ForSequenceClassification's head
+# module path inside a block -> our target name (inverse of LORA_TARGETS)
+TARGET_BY_MODULE = {module: target for target, module in LORA_TARGETS.items()}
+# PEFT expands target_modules="all-linear" to every Linear/Conv1D except the classification head.
+ALL_LINEAR = ("c_attn", "c_proj", "c_fc")
+_LORA_KEY = re.compile(r"(?P<module>.+)\.lora_(?P<ab>[AB])\.weight")
+_BLOCK_MODULE = re.compile(r"transformer\.h\.(?P<block>\d+)\.(?P<inner>.+)")
+
+
+# --- export ------------------------------------------------------------------------------------
+
+
+def export_peft(adapter_path: str | Path, out_dir: str | Path) -> Path:
+    """Write our adapter as a PEFT folder (``adapter_config.json`` + ``adapter_model.safetensors``).
+
+    Load it with ``PeftModel.from_pretrained(GPT2ForSequenceClassification.from_pretrained(base,
+    num_labels=K, pad_token_id=50256), out_dir)``; it gives the same probabilities as our model.
+    """
+    from safetensors.torch import save
+
+    tensors, info = read_adapter(adapter_path)
+    _check_shapes(tensors, expected_shapes(info.model_config, info.lora, len(info.label_names)),
+                  f"{Path(adapter_path).name} does not match its own metadata")
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise AdapterError(f"Cannot export to {out}: it is a file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AdapterError(f"Cannot create the folder {out}: {exc.strerror or exc}") from exc
+
+    peft_tensors = {PEFT_PREFIX + _peft_key(name): t.contiguous() for name, t in tensors.items()}
+    write_atomically(out / WEIGHTS_FILE, save(peft_tensors, metadata={"format": "pt"}))
+    write_atomically(out / CONFIG_FILE, _json_bytes(peft_config_dict(info)))
+    write_atomically(out / WORKBENCH_FILE, _json_bytes(json.loads(info.to_json())))
+    return out
+
+
+def peft_config_dict(info: AdapterInfo) -> dict[str, Any]:
+    """The ``adapter_config.json`` of a PEFT ``LoraConfig`` equivalent to ``info.lora``."""
+    lora = info.lora
+    n_layer = info.model_config.n_layer
+    blocks = lora.blocks(n_layer)
+    some_blocks = len(blocks) < n_layer
+    alpha = int(lora.alpha) if float(lora.alpha).is_integer() else lora.alpha
+    return {
+        "peft_type": "LORA",
+        "task_type": "SEQ_CLS",
+        "base_model_name_or_path": MODEL_REPOS.get(info.base_model, info.base_model),
+        "revision": None,
+        "r": lora.rank,
+        "lora_alpha": alpha,
+        "lora_dropout": lora.dropout,
+        # PEFT matches a list entry t when the module name ends in "." + t, so "attn.c_proj" picks
+        # the attention projection without the MLP's c_proj.
+        "target_modules": [LORA_TARGETS[t] for t in lora.targets],
+        # Index of the block, read from the name segment after "h." (transformer.h.<i>.…).
+        "layers_to_transform": blocks if some_blocks else None,
+        "layers_pattern": "h" if some_blocks else None,
+        "fan_in_fan_out": True,  # GPT-2's Conv1D stores weights (in, out)
+        "bias": "none",
+        "modules_to_save": [HEAD],
+        "use_rslora": False,
+        "use_dora": False,
+        "init_lora_weights": True,
+        "inference_mode": True,
+        "rank_pattern": {},
+        "alpha_pattern": {},
+    }
+
+
+def _peft_key(name: str) -> str:
+    # "transformer.h.0.attn.c_attn.lora_A" -> "…c_attn.lora_A.weight"; "score.weight" stays.
+    return name if name == f"{HEAD}.weight" else f"{name}.weight"
+
+
+def _json_bytes(d: dict[str, Any]) -> bytes:
+    return (json.dumps(d, indent=2) + "\n").encode("utf-8")
+
+
+# --- import ------------------------------------------------------------------------------------
+
+
+def import_peft(
+    folder: str | Path,
+    out_path: str | Path,
+    *,
+    model: str | Path | None = None,
+    labels: Sequence[str] | None = None,
+    max_length: int | None = None,
+) -> Path:
+    """Convert a PEFT LoRA folder for ``GPT2ForSequenceClassification`` into our adapter file.
+
+    ``model`` (a GPT-2 size, Hub repo id or checkpoint folder) overrides the folder's
+    ``base_model_name_or_path``; ``labels`` and ``max_length`` override what ``workbench.json``
+    says (absent that: labels "0".."K-1", the model's context length).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise AdapterError(f"{folder} is not a folder; a PEFT adapter is a folder with {CONFIG_FILE}")
+    cfg = _read_peft_config(folder)
+    _check_supported(cfg, folder)
+    base_model, model_config = _resolve_base(model or cfg.get("base_model_name_or_path"), folder)
+    raw = _read_peft_weights(folder)
+    lora = _lora_config(cfg, model_config, folder)
+    tensors = _to_workbench_tensors(raw, folder)
+    num_classes = tensors[f"{HEAD}.weight"].shape[0]
+    _check_shapes(tensors, expected_shapes(model_config, lora, num_classes),
+                  f"The PEFT adapter in {folder} does not fit {base_model} "
+                  f"({model_config.n_layer} layers, width {model_config.n_embd})")
+
+    extra = _read_workbench_json(folder)
+    label_names = _label_names(labels, extra.get("label_names"), num_classes)
+    max_length = _max_length(max_length, extra.get("max_length"), model_config)
+    info = AdapterInfo(
+        base_model=base_model,
+        model_config=model_config,
+        lora=lora,
+        label_names=label_names,
+        max_length=max_length,
+        pad_token_id=_stored(extra, "pad_token_id", int, 50256),
+        metrics=_stored(extra, "metrics", dict, {}),
+    )
+    if isinstance(extra.get("created"), str):  # when it was trained, not when it was converted
+        info = replace(info, created=extra["created"])
+    return save_adapter_tensors(out_path, tensors, info)
+
+
+def _read_peft_config(folder: Path) -> dict[str, Any]:
+    path = folder / CONFIG_FILE
+    if not path.is_file():
+        raise AdapterError(f"{folder} has no {CONFIG_FILE}: not a PEFT adapter folder")
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise AdapterError(f"{path} is not readable JSON ({exc})") from exc
+    if not isinstance(cfg, dict):
+        raise AdapterError(f"{path} does not hold a PEFT config (expected a JSON object)")
+    return cfg
+
+
+def _check_supported(cfg: dict[str, Any], folder: Path) -> None:
+    """Every PEFT feature this adapter uses that our ``LoRALinear`` cannot reproduce, in one error."""
+    problems = []
+    peft_type = str(cfg.get("peft_type", "LORA")).upper()
+    if peft_type != "LORA":
+        problems.append(f"it is a {peft_type} adapter, not LoRA")
+    if cfg.get("use_dora"):
+        problems.append("DoRA (use_dora) is not supported")
+    if cfg.get("use_rslora"):
+        problems.append("rank-stabilised LoRA (use_rslora) is not supported")
+    if cfg.get("rank_pattern"):
+        problems.append("per-layer ranks (rank_pattern) are not supported")
+    if cfg.get("alpha_pattern"):
+        problems.append("per-layer alphas (alpha_pattern) are not supported")
+    if cfg.get("bias", "none") != "none":
+        problems.append(f"trained biases (bias={cfg['bias']!r}) are not supported")
+    if cfg.get("lora_bias"):
+        problems.append("a bias on lora_B (lora_bias) is not supported")
+    for key in ("layer_replication", "target_parameters", "trainable_token_indices"):
+        if cfg.get(key):
+            problems.append(f"{key} is not supported")
+    unknown_saved = [m for m in cfg.get("modules_to_save") or [] if m not in (HEAD, "classifier")]
+    if unknown_saved:
+        problems.append(f"fully trained modules other than the head ({', '.join(unknown_saved)}) are not supported")
+    if not isinstance(cfg.get("r"), int) or cfg["r"] < 1:
+        problems.append(f"r must be a whole number ≥ 1, got {cfg.get('r')!r}")
+    alpha = cfg.get("lora_alpha", 8)  # PEFT's default
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0:
+        problems.append(f"lora_alpha must be a positive number, got {alpha!r}")
+    if problems:
+        raise AdapterError(f"Cannot import the PEFT adapter in {folder}: " + "; ".join(problems))
+
+
+def _resolve_base(name: str | Path | None, folder: Path) -> tuple[str, ModelConfig]:
+    """(base_model for AdapterInfo, its architecture) from a size name, Hub repo id or folder."""
+    if not name:
+        raise AdapterError(f"{folder / CONFIG_FILE} names no base model; say which GPT-2 it was trained on (--model)")
+    name = str(name)
+    size_by_repo = {repo: size for size, repo in MODEL_REPOS.items()}
+    size = name if name in MODEL_REPOS else size_by_repo.get(name)
+    if size:
+        return size, ModelConfig.for_size(size)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        try:
+            return str(path), load_model_config(path)
+        except CheckpointError as exc:
+            raise AdapterError(f"Base model folder {path}: {exc}") from exc
+    raise AdapterError(
+        f"Base model {name!r} is neither a GPT-2 size ({', '.join(MODEL_REPOS)} or their Hub ids) nor a "
+        "checkpoint folder on this computer; say which GPT-2 the adapter was trained on (--model)"
+    )
+
+
+def _read_peft_weights(folder: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError, safe_open
+
+    path = folder / WEIGHTS_FILE
+    if not path.is_file():
+        if (folder / PICKLED_WEIGHTS_FILE).exists():
+            raise AdapterError(
+                f"{folder} holds only {PICKLED_WEIGHTS_FILE}, a PyTorch pickle. Pickles can run code when "
+                "opened, so they are never loaded; save the adapter with safe_serialization=True"
+            )
+        raise AdapterError(f"{folder} has no {WEIGHTS_FILE}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {key: f.get_tensor(key) for key in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise AdapterError(f"{path.name} is corrupt or truncated: not a readable safetensors file ({exc})") from exc
+
+
+def _lora_config(cfg: dict[str, Any], model_config: ModelConfig, folder: Path) -> LoRAConfig:
+    """Our LoRAConfig for the layers PEFT would wrap on a GPT-2 with ``model_config``'s blocks."""
+    try:
+        matched = [name for name in hf_module_names(model_config.n_layer) if peft_targets(cfg, name)]
+    except re.error as exc:
+        raise AdapterError(f"target_modules in {folder / CONFIG_FILE} is not a valid pattern ({exc})") from exc
+    where = f"The PEFT adapter in {folder}"
+    targets_by_block: dict[int, set[str]] = {}
+    outside = []
+    for name in matched:
+        m = _BLOCK_MODULE.fullmatch(name)
+        if m and m["inner"] in TARGET_BY_MODULE:
+            targets_by_block.setdefault(int(m["block"]), set()).add(TARGET_BY_MODULE[m["inner"]])
+        else:
+            outside.append(name)
+    if outside:
+        shown = ", ".join(outside[:4]) + (" …" if len(outside) > 4 else "")
+        raise AdapterError(
+            f"{where} adapts {shown}; only the target modules c_attn, c_proj and c_fc inside the blocks "
+            "can carry LoRA here"
+        )
+    if not targets_by_block:
+        raise AdapterError(
+            f"{where} targets {cfg.get('target_modules')!r}, which matches no layer of a "
+            f"{model_config.n_layer}-block GPT-2 (only c_attn, c_proj and c_fc can carry LoRA)"
+        )
+    target_sets = {frozenset(t) for t in targets_by_block.values()}
+    if len(target_sets) > 1:
+        raise AdapterError(f"{where} adapts different layers in different blocks; LoRA Workbench needs the same in each")
+    blocks = sorted(targets_by_block)
+    n_layer = model_config.n_layer
+    if blocks != list(range(n_layer - len(blocks), n_layer)):
+        raise AdapterError(
+            f"{where} adapts blocks {', '.join(map(str, blocks))}; LoRA Workbench adapts every block or the "
+            f"last N of the {n_layer}"
+        )
+    chosen = target_sets.pop()
+    try:
+        lora = LoRAConfig(
+            rank=cfg["r"],
+            alpha=float(cfg.get("lora_alpha", 8)),
+            dropout=float(cfg.get("lora_dropout") or 0.0),
+            targets=tuple(t for t in LORA_TARGETS if t in chosen),
+            top_blocks=len(blocks) if len(blocks) < n_layer else None,
+        )
+        lora.check(n_layer)
+    except (ConfigError, TypeError, ValueError) as exc:
+        raise AdapterError(f"{where}: {exc}") from exc
+    return lora
+
+
+def hf_module_names(n_layer: int) -> list[str]:
+    """Module names of Hugging Face's ``GPT2ForSequenceClassification``, which PEFT matches against."""
+    block = ["", ".ln_1", ".attn", ".attn.c_attn", ".attn.c_proj", ".attn.attn_dropout", ".attn.resid_dropout",
+             ".ln_2", ".mlp", ".mlp.c_fc", ".mlp.c_proj", ".mlp.act", ".mlp.dropout"]
+    names = ["transformer", "transformer.wte", "transformer.wpe", "transformer.drop", "transformer.h"]
+    names += [f"transformer.h.{i}{suffix}" for i in range(n_layer) for suffix in block]
+    return names + ["transformer.ln_f", HEAD]
+
+
+def peft_targets(cfg: dict[str, Any], key: str) -> bool:
+    """Whether PEFT would put LoRA on module ``key``: its ``check_target_module_exists`` (peft 0.21,
+    ``tuners/tuners_utils.py``) restated over the JSON config.
+
+    A string target is a regex that must match the whole name; a list entry matches the name
+    itself or a ``.``-separated suffix of it; ``layers_to_transform`` then filters list matches
+    by the number after ``<layers_pattern>.`` (without a pattern: the first ``.<name>.<number>.``).
+    """
+    exclude = cfg.get("exclude_modules")
+    if exclude:
+        if isinstance(exclude, str):
+            if re.fullmatch(exclude, key):
+                return False
+        elif key in exclude or any(key.endswith(f".{e}") for e in exclude):
+            return False
+    # Modules trained in full (the head) never also get LoRA.
+    if any(re.match(rf"(^|.*\.){m}($|\..*)", key) for m in cfg.get("modules_to_save") or []):
+        return False
+    targets = cfg.get("target_modules")
+    if isinstance(targets, str):
+        if targets.lower() != "all-linear":
+            return re.fullmatch(targets, key) is not None
+        targets = ALL_LINEAR
+    if not targets:
+        return False
+    if not (key in targets or any(key.endswith(f".{t}") for t in targets)):
+        return False
+    layers = cfg.get("layers_to_transform")
+    if layers is None or layers == []:
+        return True
+    patterns = cfg.get("layers_pattern")
+    match = None
+    if not patterns:
+        match = re.match(r".*?\.[^.]*\.(?P<idx>\d+)\.", key)
+    else:
+        for pattern in [patterns] if isinstance(patterns, str) else patterns:
+            match = re.match(rf"(?:^|.*?\.){pattern}\.(?P<idx>\d+)\.", key)
+            if match:
+                break
+    if match is None:
+        return False
+    index = int(match["idx"])
+    return index == layers if isinstance(layers, int) else index in layers
+
+
+def _to_workbench_tensors(raw: dict[str, torch.Tensor], folder: Path) -> dict[str, torch.Tensor]:
+    """PEFT keys -> ours: ``base_model.model.X.lora_A.weight`` -> ``X.lora_A``; the head keeps its name."""
+    tensors, unknown = {}, []
+    for key, tensor in raw.items():
+        name = key.removeprefix(PEFT_PREFIX)
+        lora = _LORA_KEY.fullmatch(name)
+        if lora:
+            tensors[f"{lora['module']}.lora_{lora['ab']}"] = tensor
+        elif name == f"{HEAD}.weight":
+            tensors[name] = tensor
+        else:
+            unknown.append(key)
+    if unknown:
+        shown = ", ".join(unknown[:3]) + (" …" if len(unknown) > 3 else "")
+        raise AdapterError(
+            f"{folder / WEIGHTS_FILE} holds tensors LoRA Workbench cannot use ({shown}); only lora_A/lora_B "
+            f"of c_attn, c_proj, c_fc and the '{HEAD}' head are supported"
+        )
+    if f"{HEAD}.weight" not in tensors:
+        raise AdapterError(
+            f"{folder / WEIGHTS_FILE} has no '{HEAD}' classification head; export it from PEFT with "
+            f"task_type SEQ_CLS and modules_to_save=['{HEAD}']"
+        )
+    return tensors
+
+
+def expected_shapes(config: ModelConfig, lora: LoRAConfig, num_classes: int) -> dict[str, tuple[int, int]]:
+    """Name -> shape of every tensor in an adapter for these settings (A: (r, in), B: (out, r))."""
+    d, r = config.n_embd, lora.rank
+    in_out = {"qkv": (d, 3 * d), "attn_out": (d, d), "mlp_up": (d, 4 * d), "mlp_down": (4 * d, d)}
+    shapes = {}
+    for block in lora.blocks(config.n_layer):
+        for target in lora.targets:
+            fan_in, fan_out = in_out[target]
+            module = f"transformer.h.{block}.{LORA_TARGETS[target]}"
+            shapes[f"{module}.lora_A"] = (r, fan_in)
+            shapes[f"{module}.lora_B"] = (fan_out, r)
+    shapes[f"{HEAD}.weight"] = (num_classes, d)
+    return shapes
+
+
+def _check_shapes(tensors: dict[str, torch.Tensor], expected: dict[str, tuple[int, int]], context: str) -> None:
+    missing = sorted(set(expected) - set(tensors))
+    extra = sorted(set(tensors) - set(expected))
+    if missing or extra:
+        detail = f"missing {', '.join(missing[:3])}" if missing else f"unexpected {', '.join(extra[:3])}"
+        raise AdapterError(f"{context}: its tensors do not match its LoRA settings ({detail})")
+    for name, shape in expected.items():
+        if tuple(tensors[name].shape) != shape:
+            raise AdapterError(f"{context}: {name} has shape {tuple(tensors[name].shape)}, expected {shape}")
+    if expected[f"{HEAD}.weight"][0] < 2:
+        raise AdapterError(f"{context}: the '{HEAD}' head has fewer than 2 classes")
+
+
+def _stored(extra: dict[str, Any], key: str, kind: type, default: Any) -> Any:
+    value = extra.get(key)
+    return value if isinstance(value, kind) else default
+
+
+def _read_workbench_json(folder: Path) -> dict[str, Any]:
+    path = folder / WORKBENCH_FILE
+    if not path.is_file():
+        return {}
+    try:
+        extra = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise AdapterError(f"{path} is not readable JSON ({exc})") from exc
+    return extra if isinstance(extra, dict) else {}
+
+
+def _label_names(given: Sequence[str] | None, stored: Any, num_classes: int) -> tuple[str, ...]:
+    if given is not None:
+        names, source = tuple(str(x) for x in given), "given"
+    elif stored:
+        names, source = tuple(str(x) for x in stored), f"in {WORKBENCH_FILE}"
+    else:
+        return tuple(str(i) for i in range(num_classes))
+    if len(names) != num_classes:
+        raise AdapterError(f"The adapter's head has {num_classes} classes but {len(names)} label names are {source}")
+    if len(set(names)) != len(names):
+        raise AdapterError(f"Label names must differ from each other: {', '.join(names)}")
+    return names
+
+
+def _max_length(given: int | None, stored: Any, config: ModelConfig) -> int:
+    value = given if given is not None else stored if stored is not None else config.n_positions
+    if not isinstance(value, int) or not 2 <= value <= config.n_positions:
+        raise AdapterError(f"max length must be a whole number from 2 to {config.n_positions}, got {value!r}")
+    return value
