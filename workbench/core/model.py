@@ -35,17 +35,25 @@ class CausalSelfAttention(nn.Module):
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd)  # fused q, k, v
         self.c_proj = nn.Linear(config.n_embd, config.n_embd)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, last: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, C) -> (B, T, C); with ``last`` (B,), only each row's token at ``last`` asks the
+        question and the result is (B, C)."""
         B, T, C = x.shape
+        nh, hs = self.n_head, C // self.n_head
         q, k, v = self.c_attn(x).split(C, dim=2)
-        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
-        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
-        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
-        # Right padding only: a real token never attends to a later (padding) position, so the
-        # causal mask alone keeps padding out of every real token's output.
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, nh, T, hs)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
-        return self.c_proj(y)
+        k = k.view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
+        v = v.view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
+        if last is None:
+            q = q.view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
+            # Right padding only: a real token never attends to a later (padding) position, so
+            # the causal mask alone keeps padding out of every real token's output.
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, nh, T, hs)
+            return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
+        rows = torch.arange(B, device=x.device)
+        q = q[rows, last].view(B, nh, 1, hs)  # (B, nh, 1, hs)
+        visible = torch.arange(T, device=x.device) <= last[:, None]  # (B, T): itself and before
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=visible[:, None, None, :])  # (B, nh, 1, hs)
+        return self.c_proj(y.reshape(B, C))  # (B, C)
 
 
 class MLP(nn.Module):
@@ -66,8 +74,13 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x))
+    def forward(self, x: torch.Tensor, last: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, C) -> (B, T, C), or (B, C) for only the positions in ``last`` (see attention)."""
+        if last is None:
+            x = x + self.attn(self.ln_1(x))
+            return x + self.mlp(self.ln_2(x))
+        rows = torch.arange(x.shape[0], device=x.device)
+        x = x[rows, last] + self.attn(self.ln_1(x), last)  # (B, C)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -100,33 +113,38 @@ class GPT2Classifier(nn.Module):
     def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Class logits (B, num_classes) for right-padded ``input_ids`` (B, T).
 
-        ``lengths`` (B,) gives each row's real tokens; None means no padding.
+        ``lengths`` (B,) gives each row's real tokens; None means no padding. Only the last real
+        token's state reaches the head, so the final block runs its attention output and MLP for
+        that token alone (about 6% of GPT-2 small's work saved, forward and backward).
         """
-        hidden = self.hidden_states(input_ids)  # (B, T, C)
-        last = self._last_token_states(hidden, lengths)  # (B, C)
-        return self.score(last)  # (B, num_classes)
+        B, T = input_ids.shape
+        if lengths is None:
+            last = torch.full((B,), T - 1, device=input_ids.device)
+        else:
+            last = lengths.to(input_ids.device) - 1
+        *body, final = self.transformer.h
+        x = self._run_blocks(input_ids, body)  # (B, T, C)
+        x = final(x, last)  # (B, C)
+        return self.score(self.transformer.ln_f(x))  # (B, num_classes)
 
     def hidden_states(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Every position's final hidden state (B, T, C), as GPT-2 itself computes it."""
+        return self.transformer.ln_f(self._run_blocks(input_ids, list(self.transformer.h)))
+
+    def _run_blocks(self, input_ids: torch.Tensor, blocks: list[Block]) -> torch.Tensor:
         B, T = input_ids.shape
         if T > self.config.n_positions:
             raise ValueError(f"sequence of {T} tokens exceeds the context of {self.config.n_positions}")
         t = self.transformer
-        n_frozen = self.first_trainable_block
+        n_frozen = min(self.first_trainable_block, len(blocks))
         pos = torch.arange(T, device=input_ids.device)
         with torch.no_grad() if n_frozen else contextlib.nullcontext():
             x = t.wte(input_ids) + t.wpe(pos)  # (B, T, C)
-            for block in t.h[:n_frozen]:
+            for block in blocks[:n_frozen]:
                 x = block(x)
-        for block in t.h[n_frozen:]:
+        for block in blocks[n_frozen:]:
             x = block(x)
-        return t.ln_f(x)  # (B, T, C)
-
-    @staticmethod
-    def _last_token_states(hidden: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
-        if lengths is None:
-            return hidden[:, -1, :]
-        rows = torch.arange(hidden.shape[0], device=hidden.device)
-        return hidden[rows, lengths.to(hidden.device) - 1]  # (B, C)
+        return x
 
     # --- loading -------------------------------------------------------------------------------
 
@@ -171,33 +189,34 @@ def load_model_config(folder: Path) -> ModelConfig:
 def read_checkpoint_weights(folder: Path, config: ModelConfig) -> dict[str, torch.Tensor]:
     """The trunk's weights from ``model.safetensors``, renamed and transposed to this layout.
 
-    Only safetensors are read: a pickled ``.bin`` can run arbitrary code when loaded.
+    Tensors are read one at a time, each transposed as it arrives, so loading never holds a
+    second copy of the model (GPT-2 small: 0.5 GB instead of 0.85 GB at the peak). Only
+    safetensors are read: a pickled ``.bin`` can run arbitrary code when loaded.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from safetensors import SafetensorError, safe_open
 
     path = folder / "model.safetensors"
     if not path.is_file():
         raise CheckpointError(f"{folder} has no model.safetensors (pickled .bin weights are not loaded)")
-    try:
-        raw = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path} is not a readable safetensors file ({exc})") from exc
-    return _to_trunk_state_dict(raw, config, path)
-
-
-def _to_trunk_state_dict(
-    raw: dict[str, torch.Tensor], config: ModelConfig, path: Path
-) -> dict[str, torch.Tensor]:
     expected = trunk_shapes(config)
     state: dict[str, torch.Tensor] = {}
-    for key, tensor in raw.items():
-        name = key.removeprefix("transformer.")
-        if name.endswith(IGNORED_SUFFIXES) or name not in expected:
-            continue  # lm_head (tied to wte), causal-mask buffers, other heads
-        if name.endswith(CONV1D_SUFFIXES):
-            tensor = tensor.t()
-        state[name] = tensor.float().contiguous()
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            for key in f.keys():
+                name = key.removeprefix("transformer.")
+                if name.endswith(IGNORED_SUFFIXES) or name not in expected:
+                    continue  # lm_head (tied to wte), causal-mask buffers, other heads
+                tensor = f.get_tensor(key)
+                if name.endswith(CONV1D_SUFFIXES):
+                    tensor = tensor.t()
+                state[name] = tensor.float().contiguous()
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path} is not a readable safetensors file ({exc})") from exc
+    _check_complete(state, expected, path)
+    return state
+
+
+def _check_complete(state: dict[str, torch.Tensor], expected: dict[str, tuple[int, ...]], path: Path) -> None:
     missing = sorted(set(expected) - set(state))
     if missing:
         shown = ", ".join(missing[:5]) + (" …" if len(missing) > 5 else "")
@@ -207,7 +226,6 @@ def _to_trunk_state_dict(
             raise CheckpointError(
                 f"{path}: {name} has shape {tuple(tensor.shape)}, config.json implies {expected[name]}"
             )
-    return state
 
 
 def trunk_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
