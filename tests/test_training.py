@@ -157,3 +157,15 @@ def test_metrics_match_hand_computation():
     assert m.precision == pytest.approx((0.5, 2 / 3, 0.0))
     assert m.recall == pytest.approx((0.5, 1.0, 0.0))
     assert m.f1[1] == pytest.approx(0.8)
+
+
+def test_train_more_epochs_extends_a_finished_run(tiny_checkpoint, separable_csv):
+    cfg = tiny_config(tiny_checkpoint, separable_csv, epochs=1, eval_every=1000)
+    first = list(train(cfg))[-1]
+    events = list(train(dataclasses.replace(cfg, epochs=2), resume=first.checkpoint))
+    started = next(e for e in events if isinstance(e, ev.RunStarted))
+    finished = events[-1]
+    assert started.start_step == first.step and finished.step == 2 * first.step
+    assert finished.run_dir == first.run_dir and not finished.stopped
+    assert RunFolder(__import__("pathlib").Path(first.run_dir)).config().epochs == 2
+    assert [e.epoch for e in events if isinstance(e, ev.EpochEnded)] == [2]

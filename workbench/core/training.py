@@ -73,7 +73,7 @@ def train(
     stop = stop or threading.Event()
     try:
         cfg.check()
-        run = run or RunFolder.create(cfg)
+        run = run or _run_folder_for(cfg, resume)
     except WorkbenchError as exc:
         yield TrainingFailed(str(exc), kind="config")
         return
@@ -91,6 +91,18 @@ def train(
         if not (isinstance(exc, MemoryError) or is_out_of_memory(exc)):
             raise
         yield _failed(run, out_of_memory(cfg, run))
+
+
+def _run_folder_for(cfg: TrainConfig, resume: str | Path | None) -> RunFolder:
+    """A resumed (or extended) run continues in its own folder; a new run gets a new one."""
+    if resume is not None:
+        if not Path(resume).is_file():
+            raise WorkbenchError(f"Checkpoint {resume} does not exist")
+        folder = RunFolder(Path(resume).parent)
+        if folder.config_path.is_file():
+            folder.save_config(cfg)  # e.g. more epochs when extending a finished run
+            return folder
+    return RunFolder.create(cfg)
 
 
 def out_of_memory(cfg: TrainConfig, run: RunFolder) -> TrainingFailed:
