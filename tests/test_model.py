@@ -89,3 +89,14 @@ def test_sizes_have_published_shapes():
     assert ModelConfig.for_size("gpt2-medium").n_params == pytest.approx(354.8e6, rel=0.01)
     assert ModelConfig.for_size("gpt2-large").n_params == pytest.approx(774.0e6, rel=0.01)
     assert ModelConfig.for_size("gpt2-xl").n_params == pytest.approx(1557.6e6, rel=0.01)
+
+
+def test_cached_forward_equals_full_forward(tiny_checkpoint):
+    model = GPT2Classifier.from_checkpoint(tiny_checkpoint, num_classes=2).eval()
+    ids, _ = padded_batch([12])
+    with torch.no_grad():
+        full = model(ids)
+        _, cache = model.forward_cached(ids[:, :7], None)
+        logits, cache = model.forward_cached(ids[:, 7:], cache)
+    assert torch.allclose(logits, full, atol=1e-5)
+    assert cache[0][0].shape[2] == 12

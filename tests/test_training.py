@@ -169,3 +169,14 @@ def test_train_more_epochs_extends_a_finished_run(tiny_checkpoint, separable_csv
     assert finished.run_dir == first.run_dir and not finished.stopped
     assert RunFolder(__import__("pathlib").Path(first.run_dir)).config().epochs == 2
     assert [e.epoch for e in events if isinstance(e, ev.EpochEnded)] == [2]
+
+
+def test_typing_reuses_prefix_and_matches_full_prediction(tiny_checkpoint, separable_csv):
+    adapter = list(train(tiny_config(tiny_checkpoint, separable_csv, max_steps=3)))[-1].adapter_path
+    classifier = Classifier.from_adapter(adapter)
+    for text in ["w", "wi", "win", "win c", "win cash", "win ca", "see you", "see you at lunch"]:
+        typed = classifier.predict_typing(text)
+        (whole,) = classifier.predict([text])
+        assert typed.label == whole.label
+        for name in typed.probabilities:
+            assert typed.probabilities[name] == pytest.approx(whole.probabilities[name], abs=1e-5)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -88,10 +89,28 @@ def save_adapter_tensors(path: str | Path, tensors: dict[str, torch.Tensor], inf
     return path
 
 
+def copy_adapter(source: str | Path, target: str | Path) -> Path:
+    """Copy a saved adapter (a run folder's) to where the user asked, atomically like a save, so a
+    full disk or a read-only folder leaves any file at ``target`` as it was; the message says
+    where the adapter is still kept."""
+    source, target = Path(source), Path(target)
+    try:
+        payload = source.read_bytes()
+    except OSError as exc:
+        raise AdapterError(f"Cannot read the adapter {source}: {exc.strerror or exc}") from exc
+    try:
+        write_atomically(target, payload)
+    except AdapterError as exc:
+        raise AdapterError(f"{exc} The trained adapter is kept at {source}.") from exc
+    return target
+
+
 def write_atomically(path: Path, payload: bytes) -> None:
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise AdapterError(f"Cannot save to {path}: folder {folder} does not exist")
+    if path.is_dir():
+        raise AdapterError(f"Cannot save to {path}: it is a folder; give a file name such as {path / 'adapter.safetensors'}")
     tmp_name = None
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
@@ -135,11 +154,75 @@ def read_adapter(path: str | Path) -> tuple[dict[str, torch.Tensor], AdapterInfo
         )
     try:
         info = AdapterInfo.from_json(metadata[METADATA_KEY])
-    except (ValueError, KeyError, TypeError) as exc:
+        if info.format_version > FORMAT_VERSION:
+            raise AdapterError(f"{path.name} uses adapter format {info.format_version}; update LoRA Workbench to open it")
+        problems = _metadata_problems(info)
+        if problems:
+            raise AdapterError(f"{path.name} has invalid adapter metadata: {'; '.join(problems)}")
+        _check_tensors(tensors, info, path)
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise AdapterError(f"{path.name} has unreadable adapter metadata ({exc})") from exc
-    if info.format_version > FORMAT_VERSION:
-        raise AdapterError(f"{path.name} uses adapter format {info.format_version}; update LoRA Workbench to open it")
     return tensors, info
+
+
+def _metadata_problems(info: AdapterInfo) -> list[str]:
+    """Settings a model could not be built from (a file edited by hand or damaged on disk),
+    found here rather than as an odd error, or a huge allocation, while building the model."""
+    c = info.model_config
+    whole = {"n_layer": c.n_layer, "n_embd": c.n_embd, "n_head": c.n_head, "n_positions": c.n_positions,
+             "vocab_size": c.vocab_size, "top_blocks": info.lora.top_blocks or 1}
+    not_whole = [name for name, value in whole.items() if type(value) is not int]
+    if not_whole:
+        return [f"{', '.join(not_whole)} must be whole numbers"]
+    problems = c.validate() + info.lora.validate(c.n_layer)
+    names = info.label_names
+    if len(names) < 2 or not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
+        problems.append(f"label names must be two or more different texts, got {list(names)!r}")
+    if not 1 <= info.max_length <= info.model_config.n_positions:
+        problems.append(f"max length {info.max_length} is outside 1..{info.model_config.n_positions}")
+    if not 0 <= info.pad_token_id < info.model_config.vocab_size:
+        problems.append(f"pad token {info.pad_token_id} is outside the vocabulary")
+    return problems
+
+
+def _check_tensors(tensors: dict[str, torch.Tensor], info: AdapterInfo, path: Path) -> None:
+    """Every tensor the settings call for, with its shape, and nothing else; finite values."""
+    from .peft_io import expected_shapes  # peft_io imports this module, so import on use
+
+    expected = expected_shapes(info.model_config, info.lora, len(info.label_names))
+    missing = sorted(set(expected) - set(tensors))
+    extra = sorted(set(tensors) - set(expected))
+    if missing or extra:
+        detail = f"missing {', '.join(missing[:3])}" if missing else f"unexpected {', '.join(extra[:3])}"
+        raise AdapterError(f"{path.name} is damaged: its tensors do not match its own LoRA settings ({detail})")
+    for name, shape in expected.items():
+        tensor = tensors[name]
+        if tuple(tensor.shape) != shape:
+            raise AdapterError(f"{path.name} is damaged: {name} has shape {tuple(tensor.shape)}, expected {shape}")
+        if not tensor.is_floating_point() or not torch.isfinite(tensor).all():
+            raise AdapterError(f"{path.name} is damaged: {name} holds NaN, infinite or non-float values")
+
+
+def label_mapping(info: AdapterInfo, dataset_labels: Sequence[str], dataset: str = "the dataset") -> list[int]:
+    """For each class id of a dataset, the adapter's class id with the same label name.
+
+    A dataset may use fewer of the adapter's labels (a test file without one class still scores),
+    but a label the adapter never learned makes evaluation meaningless, so it is refused naming
+    both label sets."""
+    index = {name: i for i, name in enumerate(info.label_names)}
+    unknown = [name for name in dataset_labels if name not in index]
+    if unknown:
+        raise AdapterError(
+            f"The labels of {dataset} ({_listing(dataset_labels)}) do not match the adapter's "
+            f"({_listing(info.label_names)}): the adapter never learned {_listing(unknown)}. "
+            "Choose the dataset the adapter was trained for, or the right label column."
+        )
+    return [index[name] for name in dataset_labels]
+
+
+def _listing(names: Sequence[str], limit: int = 8) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def _refuse_non_adapter(path: Path) -> None:
@@ -147,8 +230,11 @@ def _refuse_non_adapter(path: Path) -> None:
         raise AdapterError(f"Adapter file {path} does not exist")
     if path.is_dir():
         raise AdapterError(f"{path} is a folder; choose an adapter .safetensors file (a PEFT folder: `workbench import-peft`)")
-    with open(path, "rb") as f:
-        head = f.read(4)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as exc:
+        raise AdapterError(f"Cannot read {path}: {exc.strerror or exc}") from exc
     is_pickle = head[:1] == b"\x80" or head == b"PK\x03\x04"  # raw pickle, or torch.save's zip
     if path.suffix.lower() in PICKLE_SUFFIXES or is_pickle:
         raise AdapterError(

@@ -5,6 +5,10 @@ The SMS recipe is the one in chapter 6 of "Build a Large Language Model (From Sc
 messages, shuffle, and cut 70/10/20, which gives 1045/149/300 examples. Any other file goes
 through the same path, with its own columns, labels and (by default) duplicate removal.
 
+Numbers in the text column are accepted as text: GPT-2 reads digits like any other characters,
+and codes, prices or ratings are legitimate inputs. A file that is not text at all (binary, or an
+encoding we cannot tell) is refused with a message instead of being read as garbage.
+
 Batches are padded only to their own longest sequence ("dynamic padding") instead of the book's
 fixed 120 tokens; a classifier that reads the last real token (``lengths - 1``) gets the same
 result at a fraction of the compute.
@@ -45,6 +49,12 @@ _TEXT_NAMES = (
     "document", "v2",
 )
 _LABEL_NAMES = ("label", "labels", "class", "category", "target", "sentiment", "y", "v1")
+# Label cells that mean "no label": what pandas, R, SQL and Excel write for a missing value.
+_MISSING_LABELS = frozenset({"", "NA", "N/A", "n/a", "NaN", "nan", "null", "NULL", "<NA>", "#N/A"})
+_CONTROL_SHARE = 0.02  # more control characters than this in the sample: not text we can read
+# Unicode's control characters (category Cc) except tab, LF, VT (Excel's line break inside a
+# cell), FF, CR and SUB (the DOS end-of-file mark).
+_CONTROL_CHARS = re.compile("[\x00-\x08\x0e-\x19\x1b-\x1f\x7f-\x9f]")
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: comparing DataFrames with == is element-wise
@@ -53,7 +63,7 @@ class Table:
 
     frame: pd.DataFrame  # every column as str; missing cells ""
     source: str  # the file's path, or SMS_SPAM for the built-in collection
-    encoding: str  # "utf-8", "utf-8-sig", "utf-16", "cp1252" or "latin-1"
+    encoding: str  # "utf-8", "utf-8-sig", "utf-16" (-le/-be without a BOM), "cp1252" or "latin-1"
     text_column: str | None  # detected guess: the column with the longest average text
     label_column: str | None  # detected guess: few distinct values, not the text column
     truncated_rows: bool = False  # True when only the first max_rows rows were read
@@ -89,6 +99,7 @@ def read_table(
     sample = _decode_sample(head, encoding, complete)
     if not sample.strip():
         raise _empty_file(path)
+    _refuse_non_text(sample, path)
     dialect = _sniff_dialect(sample, path, complete)
     frame, truncated, encoding = _read_any_encoding(path, encoding, dialect, max_rows, progress, stop)
     text_column, label_column = _detect_columns(frame)
@@ -108,7 +119,7 @@ def _read_head(path: Path) -> tuple[bytes, bool]:
         raise DataError(f"Cannot read {path}: {error.strerror or error}.") from error
     if not head:
         raise _empty_file(path)
-    is_utf16 = head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+    is_utf16 = head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or _bomless_utf16(head)
     if b"\x00" in head[:1024] and not is_utf16:
         raise DataError(
             f"{path.name} looks like a binary file, not CSV/TSV. If it is a spreadsheet, "
@@ -121,12 +132,50 @@ def _empty_file(path: Path) -> DataError:
     return DataError(f"{path.name} is empty. {_WANTED}")
 
 
+def _refuse_non_text(sample: str, path: Path) -> None:
+    """Random bytes, or text in an encoding we cannot tell (Shift-JIS, UTF-32, ...), decode as
+    Latin-1 into a soup of control characters; real CSV files have almost none besides tab and
+    newline. Refusing here beats a split error that quotes garbage "labels"."""
+    controls = len(_CONTROL_CHARS.findall(sample))
+    if controls > max(2, _CONTROL_SHARE * len(sample)):
+        raise DataError(
+            f"{path.name} does not look like text: {controls} of its first {len(sample):,} characters "
+            "are control codes, so it is not a CSV/TSV file or its encoding is not one we can read "
+            "(UTF-8, UTF-16, Windows-1252, Latin-1). Save it as UTF-8 CSV and try again."
+        )
+
+
+def _bomless_utf16(head: bytes) -> str | None:
+    """"utf-16-le"/"utf-16-be" for UTF-16 text written without a byte-order mark, else None.
+
+    Text in the Latin range has a zero in every other byte, always on the same side; binary
+    files have zeros anywhere. The check must come before UTF-8's, because such bytes are valid
+    UTF-8 (full of NUL characters)."""
+    sample = head[: 4096 & ~1]
+    half = len(sample) // 2
+    if half < 2:
+        return None
+    even_zeros, odd_zeros = sample[0::2].count(0), sample[1::2].count(0)
+    for encoding, zeros, other in (("utf-16-le", odd_zeros, even_zeros), ("utf-16-be", even_zeros, odd_zeros)):
+        if zeros >= 0.5 * half and other == 0:
+            try:
+                text = codecs.getincrementaldecoder(encoding)().decode(sample, final=False)
+            except UnicodeDecodeError:
+                continue
+            if "\n" in text or len(sample) == len(head):  # a line break, or the whole (short) file
+                return encoding
+    return None
+
+
 def _guess_encoding(head: bytes) -> str:
     """UTF-8 when the bytes decode as such, else the Windows code page Excel writes, else Latin-1."""
     if head.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"  # Excel's "Unicode text" export
+    bomless = _bomless_utf16(head)
+    if bomless:
+        return bomless  # "Unicode text" saved by tools that skip the BOM
     try:
         codecs.getincrementaldecoder("utf-8")().decode(head, final=False)  # tolerates a cut character
         return "utf-8"
@@ -154,6 +203,14 @@ def _read_any_encoding(
     stop: threading.Event | None,
 ) -> tuple[pd.DataFrame, bool, str]:
     """Read with the guessed encoding; a non-UTF-8 byte after the sample means reading again."""
+    if guess.startswith("utf-16"):  # no single-byte fallback: it would read every other byte as NUL
+        try:
+            return (*_read_frame(path, guess, dialect, max_rows, progress, stop), guess)
+        except UnicodeDecodeError as error:
+            raise DataError(
+                f"{path.name} is UTF-16 text with a damaged character near byte {error.start:,}. "
+                "Save it again as UTF-8 CSV and try again."
+            ) from error
     for encoding in dict.fromkeys([guess, "cp1252"]):
         try:
             return (*_read_frame(path, encoding, dialect, max_rows, progress, stop), encoding)
@@ -484,7 +541,7 @@ class DatasetSplits:
     test: LabeledTexts
     label_names: list[str]  # index = class id; sorted ("ham"=0, "spam"=1), numbers numerically
     class_counts: dict[str, int]  # per label after dropping empty rows and duplicates, before balancing
-    dropped_empty: int  # rows with an empty text or an empty label
+    dropped_empty: int  # rows with an empty text, or a missing label ("", NA, NaN, null, #N/A, ...)
     dropped_duplicates: int  # repeats of an earlier (text, label) pair
 
 
@@ -500,7 +557,7 @@ def make_splits(table: Table, cfg: DataConfig) -> DatasetSplits:
     texts = frame[text_column].fillna("").astype(str).tolist()
     labels = [label.strip() for label in frame[label_column].fillna("").astype(str).tolist()]
 
-    rows = [(text, label) for text, label in zip(texts, labels) if text.strip() and label]
+    rows = [(text, label) for text, label in zip(texts, labels) if text.strip() and label not in _MISSING_LABELS]
     dropped_empty = len(texts) - len(rows)
     drop_duplicates = cfg.drop_duplicates if cfg.drop_duplicates is not None else table.source != SMS_SPAM
     dropped_duplicates = 0
@@ -511,7 +568,7 @@ def make_splits(table: Table, cfg: DataConfig) -> DatasetSplits:
 
     label_names = _sorted_labels({label for _, label in rows})
     if len(label_names) < 2:
-        found = f"only the label {label_names[0]!r}" if label_names else "no labels"
+        found = f"only the label {_short(label_names[0])!r}" if label_names else "no labels"
         raise DataError(
             f"Column {label_column!r} of {_describe(table)} has {found}; a classifier needs at "
             "least two classes. Choose another label column or another file."
@@ -530,6 +587,11 @@ def make_splits(table: Table, cfg: DataConfig) -> DatasetSplits:
 
     train, val, test = _stratified_split(by_class, label_names, cfg, rng, table)
     return DatasetSplits(train, val, test, label_names, class_counts, dropped_empty, dropped_duplicates)
+
+
+def _short(label: str, limit: int = 24) -> str:
+    """A label as a message quotes it: a "label" that is really a long text is cut."""
+    return label if len(label) <= limit else label[: limit - 1] + "…"
 
 
 def _describe(table: Table) -> str:
@@ -589,7 +651,10 @@ def _stratified_split(
     val_k = _apportion(n_val, left)  # shares of what is left keep the test set stratified too
 
     if min(n_train, n_val, n_test) < 1 or min(train_k) < 1:
-        counts = ", ".join(f"{size} {name!r}" for name, size in zip(label_names, sizes))
+        shown = 6  # a label column that is really text has a "class" per row; list a few
+        counts = ", ".join(f"{size} {_short(name)!r}" for name, size in zip(label_names[:shown], sizes))
+        if len(label_names) > shown:
+            counts += f" and {len(label_names) - shown} more labels"
         raise DataError(
             f"{_describe(table)} is too small to split: {n} usable rows ({counts}) give {n_train} "
             f"training, {n_val} validation and {n_test} test examples, but every split needs "

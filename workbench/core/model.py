@@ -56,6 +56,28 @@ class CausalSelfAttention(nn.Module):
         return self.c_proj(y.reshape(B, C))  # (B, C)
 
 
+    def forward_cached(self, x: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None):
+        """Attention for new positions ``x`` (1, n, C) after ``past`` keys/values (1, nh, P, hs).
+
+        Returns the output (1, n, C) and the keys/values of all P + n positions, so typing one more
+        word costs one word's work instead of the whole message's.
+        """
+        B, n, C = x.shape
+        nh, hs = self.n_head, C // self.n_head
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        q = q.view(B, n, nh, hs).transpose(1, 2)  # (B, nh, n, hs)
+        k = k.view(B, n, nh, hs).transpose(1, 2)  # (B, nh, n, hs)
+        v = v.view(B, n, nh, hs).transpose(1, 2)  # (B, nh, n, hs)
+        if past is not None:
+            k = torch.cat([past[0], k], dim=2)  # (B, nh, P + n, hs)
+            v = torch.cat([past[1], v], dim=2)
+        P = k.shape[2] - n
+        # New position i (absolute P + i) sees every key up to and including itself.
+        visible = torch.arange(P + n, device=x.device)[None, :] <= (P + torch.arange(n, device=x.device))[:, None]
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=visible)  # (B, nh, n, hs)
+        return self.c_proj(y.transpose(1, 2).reshape(B, n, C)), (k, v)
+
+
 class MLP(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -82,6 +104,12 @@ class Block(nn.Module):
         rows = torch.arange(x.shape[0], device=x.device)
         x = x[rows, last] + self.attn(self.ln_1(x), last)  # (B, C)
         return x + self.mlp(self.ln_2(x))
+
+
+    def forward_cached(self, x: torch.Tensor, past):
+        a, kv = self.attn.forward_cached(self.ln_1(x), past)
+        x = x + a
+        return x + self.mlp(self.ln_2(x)), kv
 
 
 class Transformer(nn.Module):
@@ -130,6 +158,26 @@ class GPT2Classifier(nn.Module):
     def hidden_states(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Every position's final hidden state (B, T, C), as GPT-2 itself computes it."""
         return self.transformer.ln_f(self._run_blocks(input_ids, list(self.transformer.h)))
+
+    @torch.inference_mode()
+    def forward_cached(self, new_ids: torch.Tensor, cache: list | None) -> tuple[torch.Tensor, list]:
+        """Logits (1, num_classes) for a sequence whose first tokens were seen before.
+
+        ``cache`` holds each block's keys/values for those earlier tokens (None: no earlier
+        tokens); ``new_ids`` (1, n) are the tokens after them. Returns the logits of the last new
+        token and the cache for the whole sequence.
+        """
+        start = 0 if cache is None else cache[0][0].shape[2]
+        if start + new_ids.shape[1] > self.config.n_positions:
+            raise ValueError(f"sequence exceeds the context of {self.config.n_positions}")
+        t = self.transformer
+        pos = torch.arange(start, start + new_ids.shape[1], device=new_ids.device)
+        x = t.wte(new_ids) + t.wpe(pos)  # (1, n, C)
+        new_cache = []
+        for i, block in enumerate(t.h):
+            x, kv = block.forward_cached(x, None if cache is None else cache[i])
+            new_cache.append(kv)
+        return self.score(t.ln_f(x[:, -1])), new_cache
 
     def _run_blocks(self, input_ids: torch.Tensor, blocks: list[Block]) -> torch.Tensor:
         B, T = input_ids.shape
