@@ -180,3 +180,12 @@ def test_typing_reuses_prefix_and_matches_full_prediction(tiny_checkpoint, separ
         assert typed.label == whole.label
         for name in typed.probabilities:
             assert typed.probabilities[name] == pytest.approx(whole.probabilities[name], abs=1e-5)
+
+
+@pytest.mark.parametrize("lever", [{"precision": "bf16"}, {"length_grouping": 0}])
+def test_speed_levers_keep_accuracy(tiny_checkpoint, separable_csv, lever):
+    """bf16 autocast and length grouping change the arithmetic, not what the model learns."""
+    baseline = list(train(tiny_config(tiny_checkpoint, separable_csv, precision="fp32")))[-1]
+    variant = list(train(tiny_config(tiny_checkpoint, separable_csv, **{"precision": "fp32", **lever})))[-1]
+    assert baseline.metrics.accuracy >= 0.95
+    assert abs(variant.metrics.accuracy - baseline.metrics.accuracy) <= 0.05
