@@ -1,0 +1,118 @@
+"""The worker bridge: events in order, every failure reported, cooperative stop, clean thread end."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from PySide6.QtCore import QThread
+
+from workbench.core.errors import Cancelled
+from workbench.core.events import Status
+from workbench.worker import Job, JobPool, Returned, Worker
+
+
+class Collector:
+    def __init__(self):
+        self.events, self.errors, self.finished = [], [], 0
+        self.threads = set()
+
+    def event(self, item):
+        self.events.append(item)
+        self.threads.add(QThread.currentThread())
+
+    def failed(self, error):
+        self.errors.append(error)
+
+    def done(self):
+        self.finished += 1
+
+
+def run_job(qtbot, worker: Worker, pool: JobPool | None = None) -> tuple[Collector, Job]:
+    pool = pool or JobPool()
+    seen = Collector()
+    job = pool.start(worker, on_event=seen.event, on_failed=seen.failed, on_finished=seen.done)
+    qtbot.waitUntil(lambda: seen.finished == 1, timeout=5000)
+    assert job.wait(5000)
+    return seen, job
+
+
+def test_iterator_events_arrive_in_order_on_the_gui_thread(qtbot):
+    seen, job = run_job(qtbot, Worker.from_iterator(lambda stop: iter(range(5))))
+    assert seen.events == [0, 1, 2, 3, 4]
+    assert seen.errors == []
+    assert seen.threads == {QThread.currentThread()}  # callbacks run on the GUI thread
+    assert not job.is_running()
+
+
+def test_call_reports_progress_then_its_result(qtbot):
+    def work(progress, stop):
+        for i in range(3):
+            progress(i + 1, 3, "counting")
+        return "done"
+
+    seen, _ = run_job(qtbot, Worker.from_call(work))
+    assert isinstance(seen.events[-1], Returned) and seen.events[-1].value == "done"
+    statuses = [e for e in seen.events if isinstance(e, Status)]
+    assert statuses and statuses[-1] == Status("counting", 3, 3)  # the final update is never dropped
+
+
+@pytest.mark.parametrize("iterate", [True, False])
+def test_every_exception_becomes_failed_then_finished(qtbot, iterate):
+    def boom(*_args):
+        raise ValueError("broken")
+
+    def gen(stop):
+        yield 1
+        boom()
+
+    worker = Worker.from_iterator(gen) if iterate else Worker.from_call(boom)
+    seen, _ = run_job(qtbot, worker)
+    assert len(seen.errors) == 1 and isinstance(seen.errors[0], ValueError)
+    assert seen.finished == 1
+
+
+def test_stop_is_cooperative(qtbot):
+    started = threading.Event()
+
+    def endless(stop):
+        i = 0
+        while not stop.is_set():
+            started.set()
+            yield i
+            i += 1
+            stop.wait(0.001)
+        yield "stopped"
+
+    pool = JobPool()
+    seen = Collector()
+    job = pool.start(Worker.from_iterator(endless), on_event=seen.event, on_failed=seen.failed, on_finished=seen.done)
+    assert started.wait(5)
+    job.stop()
+    qtbot.waitUntil(lambda: seen.finished == 1, timeout=5000)
+    assert seen.events[-1] == "stopped"
+    assert pool.wait_all(5000)
+    qtbot.waitUntil(lambda: not pool.jobs(), timeout=2000)  # the pool lets go of ended jobs
+
+
+def test_cancelled_call_reports_cancelled(qtbot):
+    def work(progress, stop):
+        stop.wait(5)
+        raise Cancelled("stopped")
+
+    pool = JobPool()
+    seen = Collector()
+    job = pool.start(Worker.from_call(work), on_failed=seen.failed, on_finished=seen.done)
+    pool.stop_all()
+    qtbot.waitUntil(lambda: seen.finished == 1, timeout=5000)
+    assert isinstance(seen.errors[0], Cancelled)
+    assert job.wait(5000)
+
+
+def test_wait_all_is_bounded(qtbot):
+    release = threading.Event()
+    pool = JobPool()
+    pool.start(Worker.from_call(lambda progress, stop: release.wait(10)))
+    assert pool.wait_all(50) is False  # still running: the wait gives up instead of hanging
+    release.set()
+    assert pool.wait_all(5000) is True

@@ -1,0 +1,249 @@
+"""The Classify tab: type a message and see the label and a probability bar per class; or classify
+a whole CSV file into a new CSV with the predictions.
+
+Typing is debounced (250 ms) and each prediction runs on a worker; while one runs, newer text
+waits, and only the latest text is classified next (typing fast never queues a backlog).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from PySide6.QtCore import QTimer, Slot
+from PySide6.QtWidgets import (
+    QFileDialog, QGroupBox, QHBoxLayout, QLabel, QMessageBox, QPlainTextEdit, QProgressBar,
+    QPushButton, QVBoxLayout, QWidget,
+)
+
+from ..core import data as datamod
+from ..core.classify import Classifier, Prediction
+from ..core.errors import Cancelled, WorkbenchError
+from ..core.events import Status
+from ..worker import Job, JobPool, Progress, Returned, Worker
+
+DEBOUNCE_MS = 250
+
+
+def classify_csv(classifier: Classifier, source: str, target: str, progress: Progress | None = None,
+                 stop: threading.Event | None = None) -> int:
+    """Read a CSV/TSV of messages, write it back with ``predicted`` and one probability column per
+    class added. Returns the number of rows. (Plain Python: runs on a worker thread.)"""
+    table = datamod.read_table(source, progress=progress, stop=stop)
+    column = table.text_column or table.frame.columns[0]
+    texts = table.frame[column].astype(str).tolist()
+    predictions = classifier.predict(texts, stop=stop, progress=progress)
+    out = table.frame.copy()
+    out["predicted"] = [p.label for p in predictions]
+    out["probability"] = [round(p.probability, 6) for p in predictions]
+    for name in classifier.info.label_names:
+        out[f"p_{name}"] = [round(p.probabilities[name], 6) for p in predictions]
+    sep = "\t" if Path(target).suffix.lower() in (".tsv", ".tab") else ","
+    out.to_csv(target, index=False, sep=sep)
+    return len(out)
+
+
+class ProbabilityBars(QWidget):
+    """One horizontal bar per class, longest for the predicted one."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self._layout = QVBoxLayout(self)
+        self._layout.setContentsMargins(0, 0, 0, 0)
+        self.bars: dict[str, QProgressBar] = {}
+
+    def set_labels(self, names: tuple[str, ...]) -> None:
+        if tuple(self.bars) == tuple(names):
+            return
+        for bar in self.bars.values():
+            bar.deleteLater()
+        self.bars = {}
+        for name in names:
+            bar = QProgressBar()
+            bar.setRange(0, 1000)
+            bar.setValue(0)
+            bar.setFormat(f"{name}")
+            bar.setMinimumHeight(26)
+            self._layout.addWidget(bar)
+            self.bars[name] = bar
+
+    def set_probabilities(self, probabilities: dict[str, float]) -> None:
+        for name, p in probabilities.items():
+            bar = self.bars.get(name)
+            if bar is not None:
+                bar.setValue(int(round(1000 * p)))
+                bar.setFormat(f"{name}  {p:.1%}")
+
+    def clear_values(self) -> None:
+        for name, bar in self.bars.items():
+            bar.setValue(0)
+            bar.setFormat(name)
+
+
+class ClassifyTab(QWidget):
+    def __init__(self, pool: JobPool, parent: QWidget | None = None):
+        super().__init__(parent)
+        self._pool = pool
+        self.classifier: Classifier | None = None
+        self._predict_job: Job | None = None
+        self._file_job: Job | None = None
+        self._pending = False
+
+        self.adapter_label = QLabel("No adapter loaded: train one, or File → Open adapter….")
+        self.adapter_label.setWordWrap(True)
+        self.input = QPlainTextEdit()
+        self.input.setPlaceholderText("Type or paste a message, e.g. “You have won a £1000 cash prize! Call now”")
+        self.input.setMaximumHeight(140)
+        self.result_label = QLabel(" ")
+        font = self.result_label.font()
+        font.setPointSize(font.pointSize() + 8)
+        font.setBold(True)
+        self.result_label.setFont(font)
+        self.bars = ProbabilityBars()
+
+        file_box = QGroupBox("Classify a file")
+        self.file_button = QPushButton("Classify file…")
+        self.file_button.setToolTip("Read a CSV/TSV of messages and write a copy with the predicted label and probabilities")
+        self.file_stop = QPushButton("Stop")
+        self.file_stop.setEnabled(False)
+        self.file_progress = QProgressBar()
+        self.file_progress.setRange(0, 1)
+        self.file_progress.setValue(0)
+        self.file_progress.setFormat("")
+        row = QHBoxLayout(file_box)
+        row.addWidget(self.file_button)
+        row.addWidget(self.file_progress, 1)
+        row.addWidget(self.file_stop)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.adapter_label)
+        layout.addWidget(QLabel("Message"))
+        layout.addWidget(self.input)
+        layout.addWidget(self.result_label)
+        layout.addWidget(self.bars)
+        layout.addStretch(1)
+        layout.addWidget(file_box)
+
+        self._debounce = QTimer(self)
+        self._debounce.setSingleShot(True)
+        self._debounce.setInterval(DEBOUNCE_MS)
+        self._debounce.timeout.connect(self._classify_now)
+        self.input.textChanged.connect(self._debounce.start)
+        self.file_button.clicked.connect(self._choose_files)
+        self.file_stop.clicked.connect(self._stop_file)
+        self._update_enabled()
+
+    # --- the classifier --------------------------------------------------------------------------
+
+    def set_classifier(self, classifier: Classifier | None, description: str = "") -> None:
+        self.classifier = classifier
+        if classifier is None:
+            self.adapter_label.setText(description or "No adapter loaded: train one, or File → Open adapter….")
+            self.bars.set_labels(())
+        else:
+            self.adapter_label.setText(description)
+            self.bars.set_labels(classifier.info.label_names)
+        self._update_enabled()
+        self._debounce.start()
+
+    def set_loading(self, message: str) -> None:
+        self.adapter_label.setText(message)
+
+    def _update_enabled(self) -> None:
+        ready = self.classifier is not None
+        self.file_button.setEnabled(ready and self._file_job is None)
+
+    # --- as you type -----------------------------------------------------------------------------
+
+    @Slot()
+    def _classify_now(self) -> None:
+        text = self.input.toPlainText().strip()
+        if not text:
+            self.result_label.setText(" ")
+            self.bars.clear_values()
+            return
+        if self.classifier is None:
+            self.result_label.setText("no adapter loaded")
+            return
+        if self._predict_job is not None:
+            self._pending = True  # classify the newest text when this one is done
+            return
+        classifier = self.classifier
+        worker = Worker.from_call(lambda _progress, _stop: classifier.predict([text])[0], name="classify text")
+        self._predict_job = self._pool.start(
+            worker, on_event=self._prediction, on_failed=self._prediction_failed, on_finished=self._prediction_done
+        )
+
+    def _prediction(self, item) -> None:
+        if isinstance(item, Returned) and isinstance(item.value, Prediction):
+            p = item.value
+            self.result_label.setText(f"{p.label}  ({p.probability:.0%})")
+            self.bars.set_probabilities(p.probabilities)
+
+    def _prediction_failed(self, error) -> None:
+        self.result_label.setText("could not classify")
+        self.result_label.setToolTip(str(error))
+
+    def _prediction_done(self) -> None:
+        self._predict_job = None
+        if self._pending:
+            self._pending = False
+            self._classify_now()
+
+    # --- a whole file ----------------------------------------------------------------------------
+
+    def _choose_files(self) -> None:
+        source, _ = QFileDialog.getOpenFileName(self, "Classify which file?", "", "Tables (*.csv *.tsv *.txt);;All files (*)")
+        if not source:
+            return
+        suggestion = str(Path(source).with_name(Path(source).stem + "_predictions.csv"))
+        target, _ = QFileDialog.getSaveFileName(self, "Write the predictions to", suggestion, "CSV (*.csv)")
+        if target:
+            self.classify_file(source, target)
+
+    def classify_file(self, source: str, target: str) -> None:
+        if self.classifier is None or self._file_job is not None:
+            return
+        classifier = self.classifier
+        worker = Worker.from_call(lambda progress, stop: classify_csv(classifier, source, target, progress, stop), name="classify file")
+        self._target = target
+        self.file_progress.setRange(0, 0)
+        self.file_progress.setFormat("reading…")
+        self.file_stop.setEnabled(True)
+        self._file_job = self._pool.start(worker, on_event=self._file_event, on_failed=self._file_failed, on_finished=self._file_done)
+        self._update_enabled()
+
+    def _stop_file(self) -> None:
+        if self._file_job is not None:
+            self._file_job.stop()
+
+    def _file_event(self, item) -> None:
+        if isinstance(item, Status):
+            if item.total:
+                self.file_progress.setRange(0, item.total)
+                self.file_progress.setValue(min(item.done or 0, item.total))
+                self.file_progress.setFormat(f"{item.message} %v / %m")
+            else:
+                self.file_progress.setRange(0, 0)
+        elif isinstance(item, Returned):
+            self.file_progress.setRange(0, 1)
+            self.file_progress.setValue(1)
+            self.file_progress.setFormat(f"{item.value:,} rows → {Path(self._target).name}")
+
+    def _file_failed(self, error) -> None:
+        self.file_progress.setRange(0, 1)
+        self.file_progress.setValue(0)
+        if isinstance(error, Cancelled):
+            self.file_progress.setFormat("stopped")
+            return
+        self.file_progress.setFormat("failed")
+        message = str(error) if isinstance(error, WorkbenchError) else f"{type(error).__name__}: {error}"
+        QMessageBox.warning(self, "Could not classify the file", message)
+
+    def _file_done(self) -> None:
+        self._file_job = None
+        self.file_stop.setEnabled(False)
+        self._update_enabled()
+
+    def is_busy(self) -> bool:
+        return self._predict_job is not None or self._file_job is not None

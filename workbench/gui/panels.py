@@ -1,0 +1,609 @@
+"""The left column: one numbered group per decision, in the order a person makes them.
+
+1 Data → 2 Model → 3 LoRA → 4 Training. Each panel turns its fields into the core's config
+dataclasses and back (``apply``), and emits ``changed`` so the window can re-validate, recount the
+trainable parameters and update the status bar at once. No panel does any slow work itself: it
+asks the window (signals ending in ``_requested``), which runs it on a worker.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QButtonGroup, QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGridLayout, QGroupBox,
+    QHBoxLayout, QLabel, QLineEdit, QProgressBar, QPushButton, QRadioButton, QSizePolicy, QSpinBox,
+    QVBoxLayout, QWidget,
+)
+
+from ..core import hub
+from ..core.config import ALL_TARGETS, MODEL_LABELS, DataConfig, LoRAConfig, ModelConfig, TrainConfig
+from ..core.data import SMS_SPAM
+from ..core.device import available_devices
+from ..core.errors import WorkbenchError
+from ..core.model import load_model_config
+
+LOCAL_FOLDER = "__local__"  # the "Local folder…" entry of the model list
+TARGET_LABELS = {"qkv": "q/k/v", "attn_out": "attn out", "mlp_up": "MLP up", "mlp_down": "MLP down"}
+MODEL_NAMES = {"gpt2": "GPT-2 small", "gpt2-medium": "GPT-2 medium", "gpt2-large": "GPT-2 large", "gpt2-xl": "GPT-2 XL"}
+INVALID_STYLE = "border: 1px solid #d9534f; border-radius: 3px;"
+
+
+def mark_invalid(widget: QWidget, problems: list[str], tip: str = "") -> None:
+    """Outline a field in red with the reasons as its tooltip, or restore it."""
+    widget.setProperty("problems", problems)
+    widget.setStyleSheet(INVALID_STYLE if problems else "")
+    widget.setToolTip("\n".join(problems) if problems else tip)
+
+
+def human_bytes(n: float | None) -> str:
+    if n is None:
+        return "?"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit in ("B", "KB") else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+def human_count(n: int) -> str:
+    if n >= 1e9:
+        return f"{n / 1e9:.2f}B"
+    if n >= 1e6:
+        return f"{n / 1e6:.2f}M"
+    if n >= 1e3:
+        return f"{n / 1e3:.1f}K"
+    return str(n)
+
+
+def _group(title: str) -> tuple[QGroupBox, QFormLayout]:
+    box = QGroupBox(title)
+    form = QFormLayout(box)
+    form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+    form.setContentsMargins(8, 6, 8, 6)
+    return box, form
+
+
+def _spin(lo: int, hi: int, value: int, tip: str, special: str = "") -> QSpinBox:
+    spin = QSpinBox()
+    spin.setRange(lo, hi)
+    spin.setValue(value)
+    spin.setToolTip(tip)
+    spin.setProperty("default_tip", tip)
+    if special:
+        spin.setSpecialValueText(special)  # shown for the minimum, which means "not set"
+    return spin
+
+
+def _dspin(lo: float, hi: float, value: float, step: float, decimals: int, tip: str) -> QDoubleSpinBox:
+    spin = QDoubleSpinBox()
+    spin.setRange(lo, hi)
+    spin.setDecimals(decimals)
+    spin.setSingleStep(step)
+    spin.setValue(value)
+    spin.setToolTip(tip)
+    spin.setProperty("default_tip", tip)
+    return spin
+
+
+class DataPanel(QGroupBox):
+    """1 Data: the built-in SMS collection or a CSV/TSV file, its columns, balance and split."""
+
+    changed = Signal()
+    open_file_requested = Signal()
+    download_requested = Signal()
+    columns_changed = Signal()  # the text/label choice changed: the class counts must follow
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__("1  Data", parent)
+        defaults = DataConfig()
+        form = QFormLayout(self)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        form.setContentsMargins(8, 6, 8, 6)
+        self._path: str = ""
+
+        self.sms_radio = QRadioButton("SMS Spam Collection (built in)")
+        self.sms_radio.setToolTip("5,574 text messages labelled ham/spam (UCI); downloaded once, about 200 KB")
+        self.file_radio = QRadioButton("My file:")
+        self.open_button = QPushButton("Open file…")
+        self.open_button.setToolTip("A CSV or TSV file with a text column and a label column (Ctrl+O)")
+        self.sms_status = QLabel()
+        self.sms_status.setStyleSheet("color: palette(mid);")
+        self.download_button = QPushButton("Download")
+        self.download_button.setToolTip("Fetch the SMS Spam Collection now (it is also fetched on Start)")
+        group = QButtonGroup(self)
+        group.addButton(self.sms_radio)
+        group.addButton(self.file_radio)
+        self.sms_radio.setChecked(True)
+
+        sms_row = QHBoxLayout()
+        sms_row.addWidget(self.sms_status, 1)
+        sms_row.addWidget(self.download_button)
+        file_row = QHBoxLayout()
+        file_row.addWidget(self.file_radio)
+        file_row.addWidget(self.open_button, 1)
+        form.addRow(self.sms_radio)
+        form.addRow(sms_row)
+        form.addRow(file_row)
+
+        self.file_label = QLabel("no file chosen")
+        self.file_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.file_label.setWordWrap(True)
+        form.addRow(self.file_label)
+
+        self.text_column = QComboBox()
+        self.text_column.setToolTip("The column holding the text to classify")
+        self.label_column = QComboBox()
+        self.label_column.setToolTip("The column holding the class of each text")
+        for combo in (self.text_column, self.label_column):
+            combo.addItem("auto", None)
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(8)
+        form.addRow("Text column", self.text_column)
+        form.addRow("Label column", self.label_column)
+
+        self.counts_label = QLabel("")
+        self.counts_label.setWordWrap(True)
+        form.addRow(self.counts_label)
+
+        self.balance = QCheckBox("Balance classes (undersample to the smallest)")
+        self.balance.setChecked(defaults.balance)
+        self.balance.setToolTip("The book's recipe: keep as many ham as there are spam (747 + 747)")
+        form.addRow(self.balance)
+
+        split_row = QHBoxLayout()
+        self.train_pct = _spin(5, 95, round(defaults.train_fraction * 100), "Percent of the examples used for training")
+        self.val_pct = _spin(1, 90, round(defaults.val_fraction * 100), "Percent used for validation during training")
+        self.test_label = QLabel()
+        for spin in (self.train_pct, self.val_pct):
+            spin.setSuffix(" %")
+        split_row.addWidget(self.train_pct)
+        split_row.addWidget(self.val_pct)
+        split_row.addWidget(self.test_label)
+        form.addRow("Train / val", split_row)
+
+        self.max_length = _spin(0, 100_000, 0, "Tokens per text; longer texts are cut. 'model' uses the model's context (1024)", "model")
+        form.addRow("Max length", self.max_length)
+
+        self.sms_radio.toggled.connect(self._source_toggled)
+        self.open_button.clicked.connect(self.open_file_requested)
+        self.download_button.clicked.connect(self.download_requested)
+        self.text_column.currentIndexChanged.connect(self._columns_changed)
+        self.label_column.currentIndexChanged.connect(self._columns_changed)
+        for widget in (self.train_pct, self.val_pct, self.max_length):
+            widget.valueChanged.connect(self._emit_changed)
+        self.balance.toggled.connect(self._emit_changed)
+        self._emit_changed()
+
+    # --- reading and writing the fields ----------------------------------------------------------
+
+    def source(self) -> str:
+        return SMS_SPAM if self.sms_radio.isChecked() else self._path
+
+    def data_config(self, seed: int) -> DataConfig:
+        return DataConfig(
+            source=self.source(),
+            text_column=self.text_column.currentData(),
+            label_column=self.label_column.currentData(),
+            balance=self.balance.isChecked(),
+            train_fraction=self.train_pct.value() / 100,
+            val_fraction=self.val_pct.value() / 100,
+            max_length=self.max_length.value() or None,
+            seed=seed,
+        )
+
+    def apply(self, cfg: DataConfig) -> None:
+        if cfg.source and cfg.source != SMS_SPAM:
+            self.set_file(cfg.source)
+        else:
+            self.sms_radio.setChecked(True)
+        self.balance.setChecked(cfg.balance)
+        self.train_pct.setValue(round(cfg.train_fraction * 100))
+        self.val_pct.setValue(round(cfg.val_fraction * 100))
+        self.max_length.setValue(cfg.max_length or 0)
+        self._wanted_columns = (cfg.text_column, cfg.label_column)
+        self._select(self.text_column, cfg.text_column)
+        self._select(self.label_column, cfg.label_column)
+
+    def set_file(self, path: str) -> None:
+        self._path = path
+        self.file_label.setText(Path(path).name if path else "no file chosen")
+        self.file_label.setToolTip(path)
+        self.file_radio.setChecked(True)
+        self._emit_changed()
+
+    def set_columns(self, columns: list[str], text: str | None, label: str | None) -> None:
+        """Fill the column pickers from a freshly read table; keep a remembered choice if present."""
+        wanted = getattr(self, "_wanted_columns", (None, None))
+        for combo, guess, remembered in ((self.text_column, text, wanted[0]), (self.label_column, label, wanted[1])):
+            combo.blockSignals(True)
+            combo.clear()
+            combo.addItem(f"auto ({guess})" if guess else "auto", None)
+            for name in columns:
+                combo.addItem(name, name)
+            self._select(combo, remembered if remembered in columns else None)
+            combo.blockSignals(False)
+        self._wanted_columns = (None, None)
+        self._columns_changed()
+
+    def effective_columns(self, detected: tuple[str | None, str | None]) -> tuple[str | None, str | None]:
+        return (self.text_column.currentData() or detected[0], self.label_column.currentData() or detected[1])
+
+    def set_counts(self, counts: dict[str, int] | None, note: str = "") -> None:
+        if not counts:
+            self.counts_label.setText(note)
+            return
+        shown = " · ".join(f"{name} {n:,}" for name, n in list(counts.items())[:8])
+        more = f" · … ({len(counts)} classes)" if len(counts) > 8 else ""
+        balanced = ""
+        if self.balance.isChecked() and len(counts) > 1:
+            balanced = f"<br><span style='color:gray'>balanced: {min(counts.values()):,} per class</span>"
+        self.counts_label.setText(f"<b>{shown}{more}</b>{balanced}" + (f"<br>{note}" if note else ""))
+
+    def set_sms_status(self, downloaded: bool, busy: str = "") -> None:
+        if busy:
+            self.sms_status.setText(busy)
+        else:
+            self.sms_status.setText("downloaded ✓" if downloaded else "not downloaded yet (fetched on Start)")
+        self.download_button.setVisible(not downloaded)
+        self.download_button.setEnabled(not busy)
+
+    @staticmethod
+    def _select(combo: QComboBox, value: str | None) -> None:
+        index = combo.findData(value) if value is not None else 0
+        combo.setCurrentIndex(max(index, 0))
+
+    def _source_toggled(self, _checked: bool) -> None:
+        self._emit_changed()
+
+    def _columns_changed(self) -> None:
+        self.columns_changed.emit()
+        self._emit_changed()
+
+    def _emit_changed(self) -> None:
+        self.test_label.setText(f"test {max(0, 100 - self.train_pct.value() - self.val_pct.value())} %")
+        self.changed.emit()
+
+
+class ModelPanel(QGroupBox):
+    """2 Model: the GPT-2 size (or a local folder), whether it is on disk, and the device."""
+
+    changed = Signal()
+    download_requested = Signal()
+    cancel_download_requested = Signal()
+    local_folder_requested = Signal()
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__("2  Model", parent)
+        form = QFormLayout(self)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        form.setContentsMargins(8, 6, 8, 6)
+        self._configs: dict[str, ModelConfig | None] = {}
+        self._downloading = False
+
+        self.model_combo = QComboBox()
+        for name, size in MODEL_LABELS.items():
+            self.model_combo.addItem(f"{MODEL_NAMES[name]} ({size})", name)
+        self.model_combo.addItem("Local folder…", LOCAL_FOLDER)
+        self.model_combo.setToolTip("Bigger models classify better but train slower and need more memory")
+        form.addRow("GPT-2", self.model_combo)
+
+        info_row = QHBoxLayout()
+        self.info_label = QLabel()
+        self.info_label.setWordWrap(True)
+        self.download_button = QPushButton("Download")
+        info_row.addWidget(self.info_label, 1)
+        info_row.addWidget(self.download_button)
+        form.addRow(info_row)
+        self.download_progress = QProgressBar()
+        self.download_progress.setVisible(False)
+        self.download_progress.setTextVisible(True)
+        form.addRow(self.download_progress)
+
+        self.device_combo = QComboBox()
+        self.device_combo.addItem("auto (best available)", "auto")
+        for info in available_devices():
+            self.device_combo.addItem(info.name, info.key)
+        self.device_combo.setToolTip("Where training runs; auto picks an NVIDIA GPU, then Apple MPS, then the CPU")
+        form.addRow("Device", self.device_combo)
+
+        self._last_index = 0
+        self.model_combo.activated.connect(self._activated)
+        self.model_combo.currentIndexChanged.connect(self._changed)
+        self.device_combo.currentIndexChanged.connect(self._changed)
+        self.download_button.clicked.connect(self._download_clicked)
+        self.refresh()
+
+    def model(self) -> str:
+        value = self.model_combo.currentData()
+        return "" if value == LOCAL_FOLDER else value
+
+    def device(self) -> str:
+        return self.device_combo.currentData()
+
+    def device_text(self) -> str:
+        return self.device_combo.currentText()
+
+    def set_model(self, model: str) -> None:
+        """Select a size name or a local folder (added to the list once)."""
+        index = self.model_combo.findData(model)
+        if index < 0:
+            index = self.model_combo.count() - 1  # just above "Local folder…"
+            self.model_combo.insertItem(index, f"Folder: {Path(model).name}", model)
+            self.model_combo.setItemData(index, model, Qt.ItemDataRole.ToolTipRole)
+        self.model_combo.setCurrentIndex(index)
+        self._last_index = index
+
+    def set_device(self, key: str) -> None:
+        index = self.device_combo.findData(key)
+        if index < 0:
+            index = self.device_combo.findData(key.split(":")[0]) if ":" not in key else -1
+        self.device_combo.setCurrentIndex(max(index, 0))
+
+    def model_config(self) -> ModelConfig | None:
+        """The chosen model's architecture: known for the sizes, read (once) from a folder's config.json."""
+        model = self.model()
+        if not model:
+            return None
+        if model in MODEL_LABELS:
+            return ModelConfig.for_size(model)
+        if model not in self._configs:
+            try:
+                self._configs[model] = load_model_config(Path(model))  # a few hundred bytes of JSON
+            except WorkbenchError:
+                self._configs[model] = None
+        return self._configs[model]
+
+    def refresh(self) -> None:
+        """Parameter count and whether the weights are on disk (cheap file checks only)."""
+        model = self.model()
+        config = self.model_config()
+        params = f"{human_count(config.n_params)} params" if config else "unreadable config.json"
+        if not model:
+            self.info_label.setText("choose a folder")
+            self.download_button.setVisible(False)
+            return
+        if model not in MODEL_LABELS:
+            ok = hub.is_cached(model)
+            self.info_label.setText(f"{params} · {'folder ✓' if ok else 'not a GPT-2 checkpoint folder'}")
+            self.download_button.setVisible(False)
+            return
+        cached = hub.is_cached(model)
+        if cached:
+            self.info_label.setText(f"{params} · downloaded ✓ {human_bytes(hub.cached_size_bytes(model))}")
+        elif config:
+            self.info_label.setText(f"{params} · not downloaded ({human_bytes(config.n_params * 4)})")
+        self.download_button.setVisible(not cached or self._downloading)
+
+    def set_downloading(self, active: bool) -> None:
+        self._downloading = active
+        self.download_button.setText("Cancel" if active else "Download")
+        self.download_progress.setVisible(active)
+        self.model_combo.setEnabled(not active)
+        if active:
+            self.download_progress.setRange(0, 0)
+            self.download_progress.setFormat("starting…")
+        self.refresh()
+
+    def set_download_progress(self, done: int, total: int | None, message: str) -> None:
+        if total:
+            self.download_progress.setRange(0, 1000)
+            self.download_progress.setValue(int(1000 * done / total))
+            self.download_progress.setFormat(f"{human_bytes(done)} / {human_bytes(total)}")
+        else:
+            self.download_progress.setRange(0, 0)
+            self.download_progress.setFormat(human_bytes(done))
+        self.download_progress.setToolTip(message)
+
+    def _download_clicked(self) -> None:
+        if self._downloading:
+            self.cancel_download_requested.emit()
+        else:
+            self.download_requested.emit()
+
+    def _activated(self, index: int) -> None:
+        if self.model_combo.itemData(index) == LOCAL_FOLDER:
+            # Go back to the previous entry; the window selects the folder if the user picks one.
+            self.model_combo.setCurrentIndex(self._last_index)
+            self.local_folder_requested.emit()
+        else:
+            self._last_index = index
+
+    def _changed(self) -> None:
+        if self.model_combo.currentData() != LOCAL_FOLDER:
+            self._last_index = self.model_combo.currentIndex()
+        self.refresh()
+        self.changed.emit()
+
+
+class LoRAPanel(QGroupBox):
+    """3 LoRA: rank, alpha, dropout, which layers, how many top blocks; live trainable count."""
+
+    changed = Signal()
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__("3  LoRA", parent)
+        d = LoRAConfig()
+        form = QFormLayout(self)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        form.setContentsMargins(8, 6, 8, 6)
+        row = QHBoxLayout()
+        self.rank = _spin(1, 1024, d.rank, "r: the inner size of each adapter; more = more capacity and a bigger file")
+        self.alpha = _dspin(0.0, 4096.0, d.alpha, 1.0, 1, "The update is scaled by alpha / rank (Hu et al. 2021)")
+        row.addWidget(QLabel("rank"))
+        row.addWidget(self.rank, 1)
+        row.addWidget(QLabel("alpha"))
+        row.addWidget(self.alpha, 1)
+        form.addRow(row)
+        self.dropout = _dspin(0.0, 0.99, d.dropout, 0.05, 2, "Dropout on the adapter's input; 0 turns it off")
+        self.top_blocks = _spin(0, 100, 0, "Adapt only the last N transformer blocks; 'all' adapts every block", "all")
+        row2 = QHBoxLayout()
+        row2.addWidget(QLabel("dropout"))
+        row2.addWidget(self.dropout, 1)
+        row2.addWidget(QLabel("top blocks"))
+        row2.addWidget(self.top_blocks, 1)
+        form.addRow(row2)
+
+        self.targets_box = QWidget()
+        grid = QGridLayout(self.targets_box)
+        grid.setContentsMargins(0, 0, 0, 0)
+        self.targets: dict[str, QCheckBox] = {}
+        for i, name in enumerate(ALL_TARGETS):
+            box = QCheckBox(TARGET_LABELS[name])
+            box.setChecked(name in d.targets)
+            box.toggled.connect(self._emit)
+            grid.addWidget(box, i // 2, i % 2)
+            self.targets[name] = box
+        self.targets_box.setToolTip("The linear layers of each block that get adapters")
+        form.addRow("Layers", self.targets_box)
+
+        self.summary = QLabel()
+        self.summary.setStyleSheet("font-weight: bold;")
+        form.addRow(self.summary)
+
+        for spin in (self.rank, self.top_blocks):
+            spin.valueChanged.connect(self._emit)
+        for spin in (self.alpha, self.dropout):
+            spin.valueChanged.connect(self._emit)
+
+    def lora_config(self) -> LoRAConfig:
+        return LoRAConfig(
+            rank=self.rank.value(),
+            alpha=self.alpha.value(),
+            dropout=round(self.dropout.value(), 4),
+            targets=tuple(name for name, box in self.targets.items() if box.isChecked()),
+            top_blocks=self.top_blocks.value() or None,
+        )
+
+    def apply(self, cfg: LoRAConfig) -> None:
+        self.rank.setValue(cfg.rank)
+        self.alpha.setValue(cfg.alpha)
+        self.dropout.setValue(cfg.dropout)
+        self.top_blocks.setValue(cfg.top_blocks or 0)
+        for name, box in self.targets.items():
+            box.setChecked(name in cfg.targets)
+
+    def set_summary(self, trainable: int | None) -> None:
+        if trainable is None:
+            self.summary.setText("trainable parameters: ?")
+            return
+        size = human_bytes(trainable * 4)  # fp32 on disk
+        self.summary.setText(f"{human_count(trainable)} trainable · adapter ≈ {size}")
+        self.summary.setToolTip(f"{trainable:,} trainable parameters (LoRA A/B + classification head), fp32 in the file")
+
+    def _emit(self, *_args) -> None:
+        self.changed.emit()
+
+
+class TrainingPanel(QGroupBox):
+    """4 Training: the optimiser schedule, with the book's defaults."""
+
+    changed = Signal()
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__("4  Training", parent)
+        d = TrainConfig()
+        grid = QGridLayout(self)
+        grid.setContentsMargins(8, 6, 8, 6)
+        self.epochs = _spin(1, 1000, d.epochs, "Passes over the training set")
+        self.batch_size = _spin(1, 4096, d.batch_size, "Examples per step; lower it if memory runs out")
+        self.grad_accum = _spin(1, 1024, d.grad_accum, "Batches summed per optimiser step (effective batch = batch × this)")
+        self.lr = QLineEdit(f"{d.lr:g}")
+        self.lr.setToolTip("AdamW learning rate, e.g. 5e-5")
+        self.lr.setProperty("default_tip", self.lr.toolTip())
+        self.weight_decay = _dspin(0.0, 10.0, d.weight_decay, 0.01, 3, "AdamW decoupled weight decay")
+        self.eval_every = _spin(1, 1_000_000, d.eval_every, "Optimiser steps between points on the curves")
+        self.eval_batches = _spin(1, 10_000, d.eval_batches, "Batches of train and validation data per curve point")
+        self.max_steps = _spin(0, 10_000_000, 0, "Stop after this many steps (for a quick try); 'none' runs every epoch", "none")
+        self.seed = _spin(0, 2**31 - 1, d.seed, "Fixes the split, the LoRA init and the batch order, so runs repeat")
+        fields = [
+            ("epochs", self.epochs), ("batch", self.batch_size),
+            ("learning rate", self.lr), ("weight decay", self.weight_decay),
+            ("eval every", self.eval_every), ("eval batches", self.eval_batches),
+            ("grad accum", self.grad_accum), ("max steps", self.max_steps),
+            ("seed", self.seed),
+        ]
+        for i, (label, widget) in enumerate(fields):
+            row, col = divmod(i, 2)
+            grid.addWidget(QLabel(label), row, col * 2)
+            grid.addWidget(widget, row, col * 2 + 1)
+            widget.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        grid.setColumnStretch(1, 1)
+        grid.setColumnStretch(3, 1)
+        for spin in (self.epochs, self.batch_size, self.grad_accum, self.eval_every, self.eval_batches, self.max_steps, self.seed):
+            spin.valueChanged.connect(self._emit)
+        self.weight_decay.valueChanged.connect(self._emit)
+        self.lr.textChanged.connect(self._emit)
+
+    def learning_rate(self) -> float | None:
+        try:
+            value = float(self.lr.text().strip())
+        except ValueError:
+            return None
+        return value if math.isfinite(value) else None
+
+    def values(self) -> dict:
+        """The TrainConfig fields this panel owns (lr None when the text is not a number)."""
+        return {
+            "epochs": self.epochs.value(),
+            "batch_size": self.batch_size.value(),
+            "grad_accum": self.grad_accum.value(),
+            "lr": self.learning_rate(),
+            "weight_decay": self.weight_decay.value(),
+            "eval_every": self.eval_every.value(),
+            "eval_batches": self.eval_batches.value(),
+            "max_steps": self.max_steps.value() or None,
+            "seed": self.seed.value(),
+        }
+
+    def apply(self, cfg: TrainConfig) -> None:
+        self.epochs.setValue(cfg.epochs)
+        self.batch_size.setValue(cfg.batch_size)
+        self.grad_accum.setValue(cfg.grad_accum)
+        self.lr.setText(f"{cfg.lr:g}")
+        self.weight_decay.setValue(cfg.weight_decay)
+        self.eval_every.setValue(cfg.eval_every)
+        self.eval_batches.setValue(cfg.eval_batches)
+        self.max_steps.setValue(cfg.max_steps or 0)
+        self.seed.setValue(cfg.seed)
+
+    def _emit(self, *_args) -> None:
+        self.changed.emit()
+
+
+class SettingsColumn(QWidget):
+    """The four panels stacked (they scroll on a small screen); ``footer`` holds the problems list
+    and Start/Stop, placed by the window below the scroll area so Start is always in view."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        self.data = DataPanel()
+        self.model = ModelPanel()
+        self.lora = LoRAPanel()
+        self.training = TrainingPanel()
+        for panel in (self.data, self.model, self.lora, self.training):
+            layout.addWidget(panel)
+        layout.addStretch(1)
+
+        self.footer = QWidget()
+        footer = QVBoxLayout(self.footer)
+        footer.setContentsMargins(4, 2, 4, 4)
+        self.problems = QLabel()
+        self.problems.setWordWrap(True)
+        self.problems.setStyleSheet("color: #d9534f;")
+        self.problems.setVisible(False)
+        footer.addWidget(self.problems)
+        buttons = QHBoxLayout()
+        self.start_button = QPushButton("▶  Start training")
+        self.start_button.setDefault(True)
+        self.start_button.setMinimumHeight(34)
+        self.stop_button = QPushButton("■  Stop")
+        self.stop_button.setEnabled(False)
+        self.stop_button.setMinimumHeight(34)
+        buttons.addWidget(self.start_button, 2)
+        buttons.addWidget(self.stop_button, 1)
+        footer.addLayout(buttons)

@@ -1,0 +1,145 @@
+"""The Results tab: test accuracy, per-class precision/recall/F1, a coloured confusion matrix and
+the messages the model got wrong, shown when a run finishes (or a past run is reopened)."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor, QFont
+from PySide6.QtWidgets import (
+    QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QSplitter, QTableWidget, QTableWidgetItem,
+    QVBoxLayout, QWidget,
+)
+
+from ..core.events import TestMetrics
+
+
+def _item(text: str, align_right: bool = False) -> QTableWidgetItem:
+    item = QTableWidgetItem(text)
+    item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
+    if align_right:
+        item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+    return item
+
+
+class ConfusionMatrixWidget(QTableWidget):
+    """Rows: true label, columns: predicted; each cell shaded by its share of the row, green on
+    the diagonal (right) and red off it (wrong), so mistakes stand out at a glance."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.setToolTip("Rows: the true label. Columns: what the model predicted.")
+
+    def set_matrix(self, names: tuple[str, ...], confusion: tuple[tuple[int, ...], ...]) -> None:
+        k = len(names)
+        self.setRowCount(k)
+        self.setColumnCount(k)
+        self.setHorizontalHeaderLabels([f"predicted {n}" for n in names])
+        self.setVerticalHeaderLabels([f"true {n}" for n in names])
+        bold = QFont()
+        bold.setBold(True)
+        bold.setPointSize(bold.pointSize() + 2)
+        for r in range(k):
+            row_total = max(1, sum(confusion[r]))
+            for c in range(k):
+                count = confusion[r][c]
+                share = count / row_total
+                item = _item(f"{count:,}\n{share:.0%}")
+                item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+                item.setFont(bold)
+                base = (46, 160, 67) if r == c else (215, 58, 73)
+                alpha = int(40 + 200 * share) if count else 0
+                item.setBackground(QColor(*base, alpha))
+                item.setForeground(QColor("white") if share > 0.55 else self.palette().text().color())
+                self.setItem(r, c, item)
+
+    def matrix(self) -> list[list[int]]:
+        return [
+            [int(self.item(r, c).text().split("\n")[0].replace(",", "")) for c in range(self.columnCount())]
+            for r in range(self.rowCount())
+        ]
+
+
+class ResultsTab(QWidget):
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.headline = QLabel("No results yet: they appear here when a training run finishes.")
+        font = self.headline.font()
+        font.setPointSize(font.pointSize() + 4)
+        self.headline.setFont(font)
+        self.headline.setWordWrap(True)
+
+        self.class_table = QTableWidget(0, 5)
+        self.class_table.setHorizontalHeaderLabels(["class", "precision", "recall", "F1", "support"])
+        self.class_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.class_table.verticalHeader().setVisible(False)
+        self.class_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.confusion = ConfusionMatrixWidget()
+
+        self.wrong_label = QLabel("Misclassified test messages")
+        self.wrong_table = QTableWidget(0, 4)
+        self.wrong_table.setHorizontalHeaderLabels(["message", "true", "predicted", "confidence"])
+        header = self.wrong_table.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for col in (1, 2, 3):
+            header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
+        self.wrong_table.verticalHeader().setVisible(False)
+        self.wrong_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.wrong_table.setWordWrap(True)
+
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(0, 0, 0, 0)
+        left_layout.addWidget(QLabel("Per class"))
+        left_layout.addWidget(self.class_table, 1)
+        left_layout.addWidget(QLabel("Confusion matrix (rows: true label)"))
+        left_layout.addWidget(self.confusion, 2)
+        right = QWidget()
+        right_layout = QVBoxLayout(right)
+        right_layout.setContentsMargins(0, 0, 0, 0)
+        right_layout.addWidget(self.wrong_label)
+        right_layout.addWidget(self.wrong_table, 1)
+        splitter = QSplitter()
+        splitter.addWidget(left)
+        splitter.addWidget(right)
+        splitter.setSizes([400, 500])
+
+        layout = QVBoxLayout(self)
+        top = QHBoxLayout()
+        top.addWidget(self.headline, 1)
+        layout.addLayout(top)
+        layout.addWidget(splitter, 1)
+        self.metrics: TestMetrics | None = None
+
+    def clear(self, message: str = "No results yet: they appear here when a training run finishes.") -> None:
+        self.metrics = None
+        self.headline.setText(message)
+        self.class_table.setRowCount(0)
+        self.confusion.setRowCount(0)
+        self.confusion.setColumnCount(0)
+        self.wrong_table.setRowCount(0)
+
+    def show_metrics(self, metrics: TestMetrics, where: str = "") -> None:
+        self.metrics = metrics
+        n = sum(metrics.support)
+        self.headline.setText(
+            f"Test accuracy <b>{metrics.accuracy:.1%}</b> on {n:,} held-out messages"
+            f" · loss {metrics.loss:.3f}" + (f"<br><small>{where}</small>" if where else "")
+        )
+        self.class_table.setRowCount(len(metrics.label_names))
+        for r, name in enumerate(metrics.label_names):
+            values = [name, f"{metrics.precision[r]:.3f}", f"{metrics.recall[r]:.3f}", f"{metrics.f1[r]:.3f}", f"{metrics.support[r]:,}"]
+            for c, text in enumerate(values):
+                self.class_table.setItem(r, c, _item(text, align_right=c > 0))
+        self.confusion.set_matrix(metrics.label_names, metrics.confusion)
+        wrong = metrics.misclassified
+        self.wrong_label.setText(f"Misclassified test messages ({len(wrong)})" if wrong else "No misclassified test messages")
+        self.wrong_table.setRowCount(len(wrong))
+        for r, m in enumerate(wrong):
+            for c, text in enumerate((m.text, m.true_label, m.predicted_label, f"{m.probability:.0%}")):
+                item = _item(text, align_right=c == 3)
+                if c == 0:
+                    item.setToolTip(m.text)
+                self.wrong_table.setItem(r, c, item)

@@ -1,0 +1,276 @@
+"""The Training tab: live loss and accuracy curves, a progress bar with speed and ETA, a log.
+
+Training can report hundreds of steps a second; redrawing a plot per step would eat the GUI
+thread. So events only append to numpy buffers and set a dirty flag, and a 10 Hz timer calls
+``setData`` on curves that were created once (as in pyqtgraph's scrollingPlots example). Lines are
+one pixel wide and not antialiased: Qt's raster engine draws wide antialiased paths many times
+slower, and that cost is paid on the GUI thread.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QTimer, Slot
+from PySide6.QtGui import QFont
+from PySide6.QtWidgets import QGraphicsItem, QHBoxLayout, QLabel, QPlainTextEdit, QProgressBar, QVBoxLayout, QWidget
+
+from ..core.events import Evaluated, RunStarted, StepDone
+
+# At most 10 redraws a second. A pyqtgraph repaint runs Python on the GUI thread while holding
+# the GIL, which also slows the training thread, so fewer redraws mean faster training too.
+REDRAW_MS = 100
+TRAIN_COLOR = "#1f77b4"
+VAL_COLOR = "#ff7f0e"
+STEP_COLOR = (31, 119, 180, 70)  # faint: the noisy per-step loss behind the smoothed curves
+
+
+class GrowingBuffer:
+    """x/y points in a numpy array that doubles when full, so appending is amortised O(1) and
+    ``setData`` gets views, not copies of Python lists."""
+
+    def __init__(self, capacity: int = 256):
+        self._data = np.empty((capacity, 2), dtype=np.float64)
+        self.n = 0
+
+    def append(self, x: float, y: float) -> None:
+        if self.n == len(self._data):
+            self._data = np.concatenate([self._data, np.empty_like(self._data)])
+        self._data[self.n] = (x, y)
+        self.n += 1
+
+    def clear(self) -> None:
+        self.n = 0
+
+    @property
+    def x(self) -> np.ndarray:
+        return self._data[: self.n, 0]
+
+    @property
+    def y(self) -> np.ndarray:
+        return self._data[: self.n, 1]
+
+
+class CurvePlotWidget(QWidget):
+    """One pyqtgraph plot with named series, a legend, a crosshair and a hover read-out."""
+
+    def __init__(self, title: str, y_label: str, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.plot = pg.PlotWidget()
+        self.plot.setBackground(None)  # follow the light or dark system palette
+        item = self.plot.getPlotItem()
+        item.setTitle(title)
+        item.setLabel("bottom", "examples seen")
+        item.setLabel("left", y_label)
+        item.showGrid(x=True, y=True, alpha=0.2)
+        item.setClipToView(True)
+        item.setDownsampling(auto=True, mode="peak")
+        # Axes are text-heavy and costly to paint; cache them as pixmaps (redrawn only when their
+        # range changes), and give x a fixed range per run so it rarely changes.
+        for name in ("left", "bottom"):
+            item.getAxis(name).enableAutoSIPrefix(False)  # "loss 0.6", not "600 (x0.001)"
+            item.getAxis(name).setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+        self.legend = item.addLegend(offset=(-10, 10))
+        self.readout = QLabel(" ")
+        self.readout.setStyleSheet("color: palette(mid);")
+        self.crosshair = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen((128, 128, 128, 120)))
+        self.crosshair.setVisible(False)
+        item.addItem(self.crosshair, ignoreBounds=True)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.plot, 1)
+        layout.addWidget(self.readout)
+        self._series: dict[str, tuple[str, GrowingBuffer, pg.PlotDataItem]] = {}
+        self._dirty: set[str] = set()
+        # Mouse moves arrive far more often than a read-out needs; SignalProxy rate-limits them.
+        self._hover = pg.SignalProxy(self.plot.scene().sigMouseMoved, rateLimit=30, slot=self._mouse_moved)
+
+    def add_series(self, key: str, name: str, pen, symbol: str | None = None) -> None:
+        buffer = GrowingBuffer()
+        kwargs = {"symbol": symbol, "symbolSize": 7, "symbolBrush": pen, "symbolPen": None} if symbol else {}
+        curve = self.plot.plot([], [], name=name, pen=pg.mkPen(pen, width=1) if not symbol else None, **kwargs)
+        self._series[key] = (name, buffer, curve)
+
+    def append(self, key: str, x: float, y: float) -> None:
+        if not math.isfinite(y):  # a full-validation event has no train numbers
+            return
+        self._series[key][1].append(x, y)
+        self._dirty.add(key)
+
+    def set_x_extent(self, examples: int) -> None:
+        """Fix the x axis to the whole run, so the axis is not re-laid out with every new point."""
+        item = self.plot.getPlotItem()
+        item.enableAutoRange(x=False)
+        item.setXRange(0, max(1, examples), padding=0.02)
+
+    def clear(self) -> None:
+        self.plot.getPlotItem().enableAutoRange(x=True)
+        for _name, buffer, curve in self._series.values():
+            buffer.clear()
+            curve.setData([], [])
+        self._dirty.clear()
+        self.readout.setText(" ")
+
+    def redraw(self) -> None:
+        """Push new points to the curves; called by the window's throttle timer."""
+        if not self.isVisible():
+            return  # a hidden tab keeps its points dirty and catches up when shown
+        for key in self._dirty:
+            _name, buffer, curve = self._series[key]
+            curve.setData(buffer.x, buffer.y)
+        self._dirty.clear()
+
+    def points(self, key: str) -> int:
+        """Points the curve currently draws (what a test can check)."""
+        x, _y = self._series[key][2].getData()
+        return 0 if x is None else len(x)
+
+    def _mouse_moved(self, args) -> None:
+        pos = args[0]
+        item = self.plot.getPlotItem()
+        if not item.sceneBoundingRect().contains(pos):
+            self.crosshair.setVisible(False)
+            return
+        x = item.vb.mapSceneToView(pos).x()
+        parts = []
+        for name, buffer, _curve in self._series.values():
+            if buffer.n == 0:
+                continue
+            i = int(np.argmin(np.abs(buffer.x - x)))
+            parts.append(f"{name} {buffer.y[i]:.3f}")
+        if parts:
+            self.crosshair.setPos(x)
+            self.crosshair.setVisible(True)
+            self.readout.setText(f"at {max(0, x):,.0f} examples:  " + " · ".join(parts))
+
+
+def format_duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class TrainingTab(QWidget):
+    """Curves, progress and log of the current (or a reopened) run."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.loss_plot = CurvePlotWidget("Loss", "cross-entropy")
+        self.loss_plot.add_series("step", "train (each step)", STEP_COLOR)
+        self.loss_plot.add_series("train", "train", TRAIN_COLOR)
+        self.loss_plot.add_series("val", "validation", VAL_COLOR)
+        self.loss_plot.add_series("val_epoch", "validation (full, epoch end)", VAL_COLOR, symbol="o")
+        self.accuracy_plot = CurvePlotWidget("Accuracy", "accuracy")
+        self.accuracy_plot.add_series("train", "train", TRAIN_COLOR)
+        self.accuracy_plot.add_series("val", "validation", VAL_COLOR)
+        self.accuracy_plot.add_series("val_epoch", "validation (full, epoch end)", VAL_COLOR, symbol="o")
+        self.accuracy_plot.plot.getPlotItem().setYRange(0, 1, padding=0.02)
+
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setFormat("Press Start to train")
+        self.progress.setMinimumHeight(24)
+        self.summary = QLabel("")
+        self.summary.setWordWrap(True)
+        self.log = QPlainTextEdit()
+        self.log.setReadOnly(True)
+        self.log.setMaximumBlockCount(5000)
+        self.log.setFont(QFont("monospace", 9))
+        self.log.setPlaceholderText("What the run is doing appears here.")
+
+        plots = QHBoxLayout()
+        plots.addWidget(self.loss_plot, 1)
+        plots.addWidget(self.accuracy_plot, 1)
+        layout = QVBoxLayout(self)
+        layout.addLayout(plots, 3)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.summary)
+        layout.addWidget(self.log, 1)
+
+        self._last_step: StepDone | None = None
+        self._epochs = 0
+        self._timer = QTimer(self)
+        self._timer.setInterval(REDRAW_MS)
+        self._timer.timeout.connect(self._redraw)
+        self._timer.start()
+
+    # --- fed by the window -----------------------------------------------------------------------
+
+    def reset(self) -> None:
+        self.loss_plot.clear()
+        self.accuracy_plot.clear()
+        self._last_step = None
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setFormat("Starting…")
+        self.summary.setText("")
+
+    def run_started(self, event: RunStarted) -> None:
+        self._epochs = event.epochs
+        # Examples per step vary only in the last batch of an epoch; n_train per epoch is exact.
+        for plot in (self.loss_plot, self.accuracy_plot):
+            plot.set_x_extent(event.n_train * event.epochs)
+        self.progress.setRange(0, max(1, event.total_steps))
+        self.progress.setValue(event.start_step)
+        self.progress.setFormat(f"epoch 1/{event.epochs} · 0%")
+        labels = ", ".join(event.label_names)
+        truncated = f" · {event.truncated} texts cut to {event.max_length} tokens" if event.truncated else ""
+        self.summary.setText(
+            f"{event.device} ({event.precision}) · {event.n_train:,} train / {event.n_val:,} val / "
+            f"{event.n_test:,} test · classes: {labels} · {event.trainable_params:,} of "
+            f"{event.total_params:,} parameters trainable{truncated}"
+        )
+
+    def step(self, event: StepDone) -> None:
+        self.loss_plot.append("step", event.examples_seen, event.loss)
+        self._last_step = event  # the bar is updated by the timer, not per step
+
+    def evaluated(self, event: Evaluated) -> None:
+        if event.full:
+            self.loss_plot.append("val_epoch", event.examples_seen, event.val_loss)
+            self.accuracy_plot.append("val_epoch", event.examples_seen, event.val_accuracy)
+            return
+        self.loss_plot.append("train", event.examples_seen, event.train_loss)
+        self.loss_plot.append("val", event.examples_seen, event.val_loss)
+        self.accuracy_plot.append("train", event.examples_seen, event.train_accuracy)
+        self.accuracy_plot.append("val", event.examples_seen, event.val_accuracy)
+
+    def set_status(self, message: str, done: int | None = None, total: int | None = None) -> None:
+        """Setup progress (downloading, reading, tokenizing) before the first step."""
+        if total:
+            self.progress.setRange(0, 1000)
+            self.progress.setValue(int(1000 * min(done or 0, total) / total))
+        else:
+            self.progress.setRange(0, 0)  # busy indicator: the stage has no known size
+        self.progress.setFormat(message)
+
+    def finish(self, text: str) -> None:
+        self._redraw()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(1)
+        self.progress.setFormat(text)
+
+    def add_log(self, line: str) -> None:
+        self.log.appendPlainText(line)
+
+    @Slot()
+    def _redraw(self) -> None:
+        self.loss_plot.redraw()
+        self.accuracy_plot.redraw()
+        event = self._last_step
+        if event is None:
+            return
+        self._last_step = None
+        percent = 100 * event.step / max(1, event.total_steps)
+        self.progress.setRange(0, max(1, event.total_steps))
+        self.progress.setValue(event.step)
+        self.progress.setFormat(
+            f"epoch {event.epoch}/{self._epochs or '?'} · step {event.step}/{event.total_steps} · "
+            f"{percent:.0f}% · {event.examples_per_s:.1f} ex/s · ETA {format_duration(event.eta_s)}"
+        )

@@ -1,0 +1,215 @@
+"""The one bridge between the window and the core: run long work on a QThread, report by signals.
+
+A ``Worker`` runs either a core iterator (``training.train(cfg, stop=...)`` yields events) or a
+plain call that takes ``(progress, stop)`` (a download, loading a model, classifying a file) and
+re-emits what it produces as ``event`` signals; every exception becomes ``failed``; ``finished``
+comes last, always. Cancellation is cooperative: ``stop()`` sets a ``threading.Event`` that the core
+checks between steps. A thread is never terminated (that would leave locks and files half-written).
+
+The worker never touches a widget. ``Job`` and ``JobPool`` live on the GUI thread and route the
+worker's signals to plain callbacks there, so a window never has to connect lambdas to signals
+emitted from another thread (a lambda has no thread affinity; it would run on the worker's thread).
+Pattern after superqt's ``_qthreading`` and napari's thread workers.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
+
+from .core.events import Status
+
+
+# (done, total or None, message), the core's progress-callback shape.
+Progress = Callable[[int, int | None, str], None]
+
+PROGRESS_INTERVAL_S = 0.05  # progress callbacks are forwarded at most ~20 times a second
+
+
+@dataclass(frozen=True)
+class Returned:
+    """What a plain call returned; emitted once, as the last ``event`` before ``finished``."""
+
+    value: Any
+
+
+class Worker(QObject):
+    """Runs one piece of long work on whatever thread it is moved to; see the module docstring."""
+
+    event = Signal(object)  # a core event, a Status for progress, or Returned(value)
+    failed = Signal(object)  # the exception (WorkbenchError: a message for a person)
+    finished = Signal()  # always emitted, after everything else
+
+    def __init__(self, work: Callable[[threading.Event], Any], *, iterate: bool, name: str = "work"):
+        super().__init__()
+        self._work = work
+        self._iterate = iterate
+        self.name = name
+        self.stop_event = threading.Event()
+        self._home = QThread.currentThread()  # moved back here when done, so it is deleted here
+        self._last_progress = 0.0
+
+    @classmethod
+    def from_iterator(cls, make: Callable[[threading.Event], Iterable[Any]], name: str = "work") -> "Worker":
+        """``make(stop)`` returns an iterator; each item it yields becomes an ``event``."""
+        return cls(make, iterate=True, name=name)
+
+    @classmethod
+    def from_call(cls, call: Callable[[Progress, threading.Event], Any], name: str = "work") -> "Worker":
+        """``call(progress, stop)``; its progress becomes Status events, its result ``Returned``."""
+        worker = cls(lambda stop: None, iterate=False, name=name)
+        worker._work = lambda stop: call(worker._progress, stop)
+        return worker
+
+    def stop(self) -> None:
+        """Ask the work to end at its next check; safe from any thread."""
+        self.stop_event.set()
+
+    @Slot()
+    def run(self) -> None:
+        try:
+            if self._iterate:
+                iterator = iter(self._work(self.stop_event))
+                try:
+                    for item in iterator:
+                        self.event.emit(item)
+                finally:
+                    close = getattr(iterator, "close", None)
+                    if close is not None:
+                        close()
+            else:
+                self.event.emit(Returned(self._work(self.stop_event)))
+        except Exception as exc:  # every failure reaches the GUI as a signal, never a dead thread
+            self.failed.emit(exc)
+        finally:
+            self.finished.emit()
+            if self._home is not None and self.thread() is not self._home:
+                self.moveToThread(self._home)
+
+    def _progress(self, done: int, total: int | None = None, message: str = "") -> None:
+        # Downloads report every 64 KB; the GUI needs a handful of updates per second.
+        now = time.monotonic()
+        if now - self._last_progress < PROGRESS_INTERVAL_S and not (total and done >= total):
+            return
+        self._last_progress = now
+        self.event.emit(Status(message, done, total))
+
+
+class Job(QObject):
+    """One worker on its own QThread, with callbacks run on the thread that created the job."""
+
+    ended = Signal(object)  # this job, once its thread has stopped
+
+    def __init__(
+        self,
+        worker: Worker,
+        *,
+        on_event: Callable[[Any], None] | None = None,
+        on_failed: Callable[[Any], None] | None = None,
+        on_finished: Callable[[], None] | None = None,
+        parent: QObject | None = None,
+    ):
+        super().__init__(parent)
+        self.worker = worker
+        self.name = worker.name
+        self._on_event, self._on_failed, self._on_finished = on_event, on_failed, on_finished
+        self.thread = QThread()
+        self.thread.setObjectName(f"workbench: {worker.name}")
+        worker.moveToThread(self.thread)
+        self.thread.started.connect(worker.run)
+        # Bound methods of this GUI-thread object: Qt queues the calls onto the GUI thread.
+        worker.event.connect(self._event)
+        worker.failed.connect(self._failed)
+        worker.finished.connect(self._finished)
+        # Direct: quit must not wait for the GUI loop, which may itself be blocked in wait().
+        worker.finished.connect(self.thread.quit, Qt.ConnectionType.DirectConnection)
+        self.thread.finished.connect(self._thread_finished)
+
+    def start(self) -> "Job":
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.worker.stop()
+
+    def is_running(self) -> bool:
+        return self.thread.isRunning()
+
+    def wait(self, timeout_ms: int) -> bool:
+        """Block until the thread ends (True) or the timeout passes (False)."""
+        return self.thread.wait(timeout_ms)
+
+    @Slot(object)
+    def _event(self, item: Any) -> None:
+        if self._on_event is not None:
+            self._on_event(item)
+
+    @Slot(object)
+    def _failed(self, error: Any) -> None:
+        if self._on_failed is not None:
+            self._on_failed(error)
+
+    @Slot()
+    def _finished(self) -> None:
+        if self._on_finished is not None:
+            self._on_finished()
+
+    @Slot()
+    def _thread_finished(self) -> None:
+        self.ended.emit(self)
+
+
+class JobPool(QObject):
+    """Keeps every running job alive (Python must hold the QThread until it ends) and can stop
+    and wait for them all, which is what closing the window needs."""
+
+    idle = Signal()  # the last running job has ended
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self._jobs: list[Job] = []
+
+    def start(
+        self,
+        worker: Worker,
+        *,
+        on_event: Callable[[Any], None] | None = None,
+        on_failed: Callable[[Any], None] | None = None,
+        on_finished: Callable[[], None] | None = None,
+    ) -> Job:
+        job = Job(worker, on_event=on_event, on_failed=on_failed, on_finished=on_finished)
+        job.ended.connect(self._ended)
+        self._jobs.append(job)
+        return job.start()
+
+    def jobs(self) -> list[Job]:
+        return list(self._jobs)
+
+    def running(self) -> list[Job]:
+        return [job for job in self._jobs if job.is_running()]
+
+    def stop_all(self) -> None:
+        for job in self._jobs:
+            job.stop()
+
+    def wait_all(self, timeout_ms: int) -> bool:
+        """Wait for every job's thread, all within ``timeout_ms`` in total; True if all ended."""
+        deadline = time.monotonic() + timeout_ms / 1000
+        for job in list(self._jobs):
+            left = max(0, int((deadline - time.monotonic()) * 1000))
+            if not job.wait(left):
+                return False
+        return True
+
+    @Slot(object)
+    def _ended(self, job: Job) -> None:
+        if job in self._jobs:
+            self._jobs.remove(job)
+        job.deleteLater()
+        if not self._jobs:
+            self.idle.emit()
