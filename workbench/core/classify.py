@@ -124,3 +124,31 @@ def predict_probabilities(
         if progress:
             progress(min(start + batch_size, len(order)), len(order), "Classifying")
     return probs
+
+
+def classify_file(
+    classifier: Classifier, source: str | Path, target: str | Path, *, text_column: str | None = None,
+    progress=None, stop: threading.Event | None = None,
+) -> int:
+    """Classify every row of a CSV/TSV and write it back with ``predicted_label``, ``probability``
+    and one ``p_<label>`` column per class. Returns the number of rows written."""
+    from .data import read_table
+    from .errors import DataError
+
+    table = read_table(source, progress=progress, stop=stop)
+    column = text_column or table.text_column or table.frame.columns[0]
+    if column not in table.frame.columns:
+        available = ", ".join(map(str, table.frame.columns))
+        raise DataError(f"{Path(source).name} has no column {column!r}; its columns are: {available}")
+    predictions = classifier.predict(table.frame[column].astype(str).tolist(), stop=stop, progress=progress)
+    out = table.frame.copy()
+    out["predicted_label"] = [p.label for p in predictions]
+    out["probability"] = [round(p.probability, 6) for p in predictions]
+    for name in classifier.info.label_names:
+        out[f"p_{name}"] = [round(p.probabilities[name], 6) for p in predictions]
+    sep = "\t" if Path(target).suffix.lower() in (".tsv", ".tab") else ","
+    try:
+        out.to_csv(target, index=False, sep=sep)
+    except OSError as exc:
+        raise DataError(f"Could not write {target}: {exc.strerror or exc}") from exc
+    return len(out)
