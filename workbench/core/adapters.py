@@ -232,10 +232,16 @@ def _refuse_non_adapter(path: Path) -> None:
         raise AdapterError(f"{path} is a folder; choose an adapter .safetensors file (a PEFT folder: `workbench import-peft`)")
     try:
         with open(path, "rb") as f:
-            head = f.read(4)
+            head = f.read(9)
+        size = path.stat().st_size
     except OSError as exc:
         raise AdapterError(f"Cannot read {path}: {exc.strerror or exc}") from exc
-    is_pickle = head[:1] == b"\x80" or head == b"PK\x03\x04"  # raw pickle, or torch.save's zip
+    # A safetensors file opens with its JSON header's length (8 bytes, little-endian), then "{";
+    # that length's first byte may well be 0x80, the first byte of a pickle, so rule it out first.
+    header_length = int.from_bytes(head[:8], "little")
+    is_safetensors = head[8:9] == b"{" and 0 < header_length <= size - 8
+    pickle_opcode = head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")  # PROTO 2-5
+    is_pickle = not is_safetensors and (pickle_opcode or head[:4] == b"PK\x03\x04")  # or torch.save's zip
     if path.suffix.lower() in PICKLE_SUFFIXES or is_pickle:
         raise AdapterError(
             f"{path.name} looks like a PyTorch pickle. Pickles can run code when opened, so they are "

@@ -126,12 +126,12 @@ def predict_probabilities(
     return probs
 
 
-def classify_file(
-    classifier: Classifier, source: str | Path, target: str | Path, *, text_column: str | None = None,
-    progress=None, stop: threading.Event | None = None,
-) -> int:
-    """Classify every row of a CSV/TSV and write it back with ``predicted_label``, ``probability``
-    and one ``p_<label>`` column per class. Returns the number of rows written."""
+def classify_table(
+    classifier: Classifier, source: str | Path, *, text_column: str | None = None, progress=None,
+    stop: threading.Event | None = None,
+):
+    """Every row of a CSV/TSV with ``predicted_label``, ``probability`` and one ``p_<label>``
+    column per class added (a pandas DataFrame)."""
     from .data import read_table
     from .errors import DataError
 
@@ -146,9 +146,16 @@ def classify_file(
     out["probability"] = [round(p.probability, 6) for p in predictions]
     for name in classifier.info.label_names:
         out[f"p_{name}"] = [round(p.probabilities[name], 6) for p in predictions]
-    sep = "\t" if Path(target).suffix.lower() in (".tsv", ".tab") else ","
-    try:
-        out.to_csv(target, index=False, sep=sep)
-    except OSError as exc:
-        raise DataError(f"Could not write {target}: {exc.strerror or exc}") from exc
+    return out
+
+
+def classify_file(
+    classifier: Classifier, source: str | Path, target: str | Path, *, text_column: str | None = None,
+    progress=None, stop: threading.Event | None = None,
+) -> int:
+    """``classify_table`` written to ``target`` (CSV, or TSV for .tsv); returns the rows written."""
+    from .data import save_table
+
+    out = classify_table(classifier, source, text_column=text_column, progress=progress, stop=stop)
+    save_table(out, target)  # atomic: a full disk leaves an existing file as it was
     return len(out)

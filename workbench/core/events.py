@@ -35,6 +35,8 @@ class RunStarted:
     trainable_params: int
     total_params: int
     start_step: int = 0  # > 0 when resuming
+    dropped_empty: int = 0  # rows without text or label, left out
+    dropped_duplicates: int = 0  # exact repeats, left out
 
 
 @dataclass(frozen=True)

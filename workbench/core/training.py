@@ -59,6 +59,8 @@ class Prepared:
     model: GPT2Classifier
     device: torch.device
     precision: str
+    dropped_empty: int = 0
+    dropped_duplicates: int = 0
 
 
 def train(
@@ -77,6 +79,11 @@ def train(
     except WorkbenchError as exc:
         yield TrainingFailed(str(exc), kind="config")
         return
+    except OSError as exc:
+        yield TrainingFailed(
+            f"Cannot create the run folder {exc.filename or ''}: {exc.strerror or exc}. Set "
+            "WORKBENCH_DATA_DIR to a writable folder with free space.", kind="config")
+        return
     try:
         for event in _train(cfg, stop, run, resume):
             if not isinstance(event, (Status, StepDone)):
@@ -91,6 +98,11 @@ def train(
         if not (isinstance(exc, MemoryError) or is_out_of_memory(exc)):
             raise
         yield _failed(run, out_of_memory(cfg, run))
+    except OSError as exc:  # the run folder's disk is full or gone
+        where = exc.filename or run.path
+        yield _failed(run, TrainingFailed(
+            f"Could not write {where}: {exc.strerror or exc}. Free some disk space, then resume the "
+            "run from its last checkpoint.", run_dir=str(run.path)))
 
 
 def _run_folder_for(cfg: TrainConfig, resume: str | Path | None) -> RunFolder:
@@ -120,8 +132,11 @@ def out_of_memory(cfg: TrainConfig, run: RunFolder) -> TrainingFailed:
 
 
 def _failed(run: RunFolder, event: TrainingFailed) -> TrainingFailed:
-    run.record(event)
-    run.log(f"Failed: {event.message}")
+    try:
+        run.record(event)
+        run.log(f"Failed: {event.message}")
+    except OSError:
+        pass  # the failure may be the full disk itself; the event still reaches the user
     return event
 
 
@@ -145,6 +160,7 @@ def _train(cfg: TrainConfig, stop: threading.Event, run: RunFolder, resume) -> I
         max_length=prepared.max_length, epochs=cfg.epochs, steps_per_epoch=steps_per_epoch,
         total_steps=total_steps, trainable_params=param_count(model, trainable_only=True),
         total_params=param_count(model), start_step=position.step,
+        dropped_empty=prepared.dropped_empty, dropped_duplicates=prepared.dropped_duplicates,
     )
     run.log(f"Training {cfg.model} on {started.device} ({started.precision}): "
             f"{started.n_train}/{started.n_val}/{started.n_test} examples, {started.trainable_params:,} trainable")
@@ -217,6 +233,7 @@ def prepare(cfg: TrainConfig, stop: threading.Event) -> Iterator:
     return Prepared(
         checkpoint=checkpoint, label_names=tuple(splits.label_names), train=encoded["train"],
         val=encoded["val"], test=encoded["test"], truncated=truncated, max_length=max_length,
+        dropped_empty=splits.dropped_empty, dropped_duplicates=splits.dropped_duplicates,
         model=model, device=device, precision=pick_precision(cfg.precision, device),
     )
 
