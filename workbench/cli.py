@@ -7,7 +7,6 @@ traceback: the core raises WorkbenchError with a message meant for a person.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import signal
 import sys
@@ -118,6 +117,35 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("runs", help="list past training runs")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_runs)
+
+    p = sub.add_parser("bench", help="measure training, evaluation and classify speed and memory",
+                       description="Time training steps, evaluation and single-message classification "
+                                   "through the real training code, on the SMS training split's lengths.")
+    add_model_arg(p)
+    p.add_argument("--random-init", action="store_true",
+                   help="random weights when the size is not downloaded (speed does not depend on them)")
+    p.add_argument("--data", default="sms-spam",
+                   help="sms-spam (the downloaded collection; synthetic lengths like it if absent), "
+                        "synthetic, or a CSV/TSV path")
+    p.add_argument("--tokenizer", metavar="FOLDER", help="GPT-2 tokenizer folder for token lengths "
+                   "(vocab.json + merges.txt or gpt2.tiktoken; default: the checkpoint's)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--steps", type=int, default=20, help="timed training steps (default 20)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
+    p.add_argument("--length-grouping", type=int, default=50, help="as for train (0: random-length batches)")
+    p.add_argument("--rank", type=int, default=16)
+    p.add_argument("--alpha", type=float, default=16.0)
+    p.add_argument("--targets", nargs="+", default=list(ALL_TARGETS), choices=ALL_TARGETS, metavar="T")
+    p.add_argument("--top-blocks", type=int, default=None)
+    p.add_argument("--classify-runs", type=int, default=30, help="single-message runs timed (default 30)")
+    add_device_args(p)
+    p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    p.add_argument("--compare", action="store_true",
+                   help="also run transformers + PEFT side by side on the same batches and print ratios "
+                        "(needs the test extra and a source checkout)")
+    p.add_argument("--bf16-steps", type=int, default=None,
+                   help="timed steps per bf16 variant in --compare (default 2 when bf16 is chosen, else 0)")
+    p.set_defaults(handler=cmd_bench)
     return parser
 
 
@@ -149,9 +177,8 @@ def data_config(args) -> DataConfig:
 
 
 def cmd_train(args) -> int:
-    import shutil
-
     from .core import events as ev
+    from .core.adapters import copy_adapter
     from .core.training import train
 
     cfg = TrainConfig(
@@ -180,6 +207,9 @@ def cmd_train(args) -> int:
                       f"{event.total_params:,} parameters; run folder {event.run_dir}", flush=True)
                 if event.truncated:
                     print(f"{event.truncated} texts longer than {event.max_length} tokens were truncated", flush=True)
+                if event.dropped_empty or event.dropped_duplicates:
+                    print(f"left out: {event.dropped_empty} rows without text or label, "
+                          f"{event.dropped_duplicates} duplicate rows", flush=True)
             elif isinstance(event, ev.StepDone):
                 bar.step(event)
             elif isinstance(event, ev.Evaluated):
@@ -187,7 +217,7 @@ def cmd_train(args) -> int:
                 print(format_evaluation(event), flush=True)
             elif isinstance(event, ev.TrainingFinished):
                 bar.clear()
-                shutil.copyfile(event.adapter_path, out)
+                copy_adapter(event.adapter_path, out)
                 print(format_finished(event, out), flush=True)
                 return 0
             elif isinstance(event, ev.TrainingFailed):
@@ -282,22 +312,13 @@ def cmd_classify(args) -> int:
 
 
 def classify_file(classifier, args) -> int:
-    from .core.data import read_table
+    from .core.classify import classify_file as classify_into, classify_table
 
-    table = read_table(args.input)
-    column = args.text_column or table.text_column
-    if column not in table.frame.columns:
-        raise WorkbenchError(f"{args.input} has no column {column!r}; columns: {', '.join(map(str, table.frame.columns))}")
-    texts = table.frame[column].astype(str).tolist()
-    predictions = classifier.predict(texts)
-    frame = table.frame.copy()
-    frame["predicted_label"] = [p.label for p in predictions]
-    frame["probability"] = [round(p.probability, 6) for p in predictions]
-    if args.output:
-        frame.to_csv(args.output, index=False, quoting=csv.QUOTE_MINIMAL)
-        print(f"{len(frame)} rows classified; written to {args.output}")
-    else:
-        frame.to_csv(sys.stdout, index=False)
+    if not args.output:
+        classify_table(classifier, args.input, text_column=args.text_column).to_csv(sys.stdout, index=False)
+        return 0
+    rows = classify_into(classifier, args.input, args.output, text_column=args.text_column)
+    print(f"{rows} rows classified; written to {args.output}")
     return 0
 
 
@@ -407,6 +428,63 @@ def cmd_runs(args) -> int:
         acc = f"{r['test_accuracy']:.2%}" if r["test_accuracy"] is not None else "-"
         print(f"{r['run']:<50} {r['state']:<18} {acc}")
     return 0
+
+
+# --- bench -----------------------------------------------------------------------------------
+
+
+def cmd_bench(args) -> int:
+    from .core import events as ev
+    from .core.bench import BenchConfig, format_result, run_bench
+    from .core.device import pick_device, pick_precision
+
+    cfg = BenchConfig(
+        model=args.model, random_init=args.random_init, data=args.data, tokenizer=args.tokenizer,
+        batch_size=args.batch_size, steps=args.steps, warmup=args.warmup, classify_runs=args.classify_runs,
+        device=args.device, precision=args.precision, length_grouping=args.length_grouping,
+        lora=LoRAConfig(rank=args.rank, alpha=args.alpha, targets=tuple(args.targets), top_blocks=args.top_blocks),
+    )
+    driver = comparison_driver() if args.compare else None  # fail before the minutes of measuring
+    bar = ProgressBar(enabled=sys.stderr.isatty())
+    result = run_bench(cfg, progress=lambda done, total, message="": bar.status(ev.Status(message, done, total)))
+    bar.clear()
+    output = result.to_dict()
+    if driver is not None:
+        bf16_steps = args.bf16_steps
+        if bf16_steps is None:
+            bf16_steps = 2 if pick_precision(args.precision, pick_device(args.device)) == "bf16" else 0
+        try:
+            comparison = driver.compare(cfg, bf16_steps=bf16_steps, say=lambda message: bar._show(f"compare: {message}"))
+        except RuntimeError as exc:  # a worker failed; its traceback is the message
+            raise WorkbenchError(f"the comparison failed: {exc}") from exc
+        bar.clear()
+        output["compare"] = comparison
+    if args.json:
+        print(json.dumps(output))
+        return 0
+    print(format_result(result))
+    if driver is not None:
+        print()
+        print(driver.format_comparison(output["compare"]))
+    return 0
+
+
+def comparison_driver():
+    """benchmarks/compare_hf_peft.py of a source checkout, loaded as a module."""
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "compare_hf_peft.py"
+    if not script.is_file():
+        raise WorkbenchError(f"--compare needs the benchmark driver {script}, which ships with a source "
+                             "checkout only; run it from a clone of the repository")
+    spec = importlib.util.spec_from_file_location("workbench_compare_hf_peft", script)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    problem = module.missing_reference()
+    if problem:
+        raise WorkbenchError(f"--compare: {problem}")
+    return module
 
 
 if __name__ == "__main__":
