@@ -7,7 +7,6 @@ and the padding arithmetic, which is deterministic.
 import dataclasses
 import json
 import math
-import os
 
 import pytest
 
@@ -125,8 +124,6 @@ def test_cli_bench_table_and_usage_errors(tiny_checkpoint, small_matmul, capsys)
     assert "steps must be" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(not os.environ.get("WORKBENCH_SLOW_TESTS"),
-                    reason="starts a worker process (10-20 s on a busy 2-core box); set WORKBENCH_SLOW_TESTS=1")
 def test_comparison_driver_runs_a_worker_process(tiny_checkpoint):
     """One worker end to end through its pipe protocol (the two sides are tested in process below)."""
     from workbench.cli import comparison_driver
