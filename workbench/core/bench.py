@@ -35,7 +35,7 @@ from . import hub
 from .adapters import AdapterInfo
 from .classify import Classifier, predict_probabilities
 from .config import MODEL_REPOS, PRECISIONS, DataConfig, LoRAConfig, ModelConfig, TrainConfig
-from .device import cpu_has_fast_bf16, describe, pick_device, pick_precision
+from .device import autocast, cpu_has_fast_bf16, describe, pick_device, pick_precision
 from .errors import ConfigError, WorkbenchError
 from .hub import Progress, raise_if_stopped
 from .lora import apply_lora, build_lora_model, merge_lora
@@ -126,6 +126,8 @@ class BenchResult:
     classify_ms_median: float
     classify_ms_p95: float
     classify_tokens: int
+    # classify-as-you-type: one more token after the message, its earlier keys/values reused
+    keystroke_ms_median: float
     # memory
     peak_rss_mb: float  # peak resident memory over training, evaluation and classification
     load_peak_rss_mb: float  # peak resident memory up to the model being built
@@ -457,6 +459,7 @@ def run_bench(
 
     report(0, None, "Classifying one message")
     latencies = classify_latencies(model, bench_data, cfg, device, precision, stop)
+    keystrokes = keystroke_latencies(model, bench_data.message_ids, cfg.classify_runs, device, precision)
 
     ceiling_gflops = max(gflops)
     per_token = flops_per_token(config, cfg.lora)
@@ -476,6 +479,7 @@ def run_bench(
         classify_ms_median=statistics.median(latencies),
         classify_ms_p95=percentile(latencies, 95),
         classify_tokens=len(bench_data.message_ids),
+        keystroke_ms_median=statistics.median(keystrokes),
         peak_rss_mb=peak_rss_mb(),
         load_peak_rss_mb=load_peak,
         peak_rss_scope=scope,
@@ -519,6 +523,24 @@ def classify_latencies(
         once()
         _sync(device)
         latencies.append(1000 * (time.perf_counter() - start))
+    return latencies
+
+
+@torch.inference_mode()
+def keystroke_latencies(model: GPT2Classifier, ids: list[int], runs: int, device: torch.device,
+                        precision: str) -> list[float]:
+    """Milliseconds to re-classify the message after its last token is typed, the earlier tokens'
+    keys and values kept (``Classifier.predict_typing``, what the classify box does)."""
+    prefix = torch.tensor([ids[:-1]], device=device)
+    last = torch.tensor([ids[-1:]], device=device)
+    with autocast(device, precision):
+        _, cache = model.forward_cached(prefix, None)
+        latencies = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            model.forward_cached(last, cache)
+            _sync(device)
+            latencies.append(1000 * (time.perf_counter() - start))
     return latencies
 
 
@@ -589,6 +611,7 @@ def format_result(r: BenchResult) -> str:
         ("evaluation", f"{r.eval_examples_per_s:8.2f} examples/s (inference mode)"),
         ("classify", f"{r.classify_ms_median:8.1f} ms median, {r.classify_ms_p95:.1f} ms p95 "
                      f"({r.classify_tokens} tokens, LoRA merged)"),
+        ("classify, typing", f"{r.keystroke_ms_median:8.1f} ms median per added token (earlier keys/values reused)"),
         ("memory", f"{r.peak_rss_mb:8.0f} MB peak RSS ({r.peak_rss_scope}); {r.load_peak_rss_mb:.0f} MB while loading"
                    + (f"; CUDA max allocated {r.cuda_max_allocated_mb:.0f} MB" if r.cuda_max_allocated_mb is not None else "")),
     ]
