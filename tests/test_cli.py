@@ -14,8 +14,16 @@ from test_training import write_separable_csv
 
 @pytest.fixture(scope="module")
 def trained(tiny_checkpoint, tmp_path_factory):
-    """One short CLI training run shared by the tests below."""
+    """One short CLI training run shared by the tests below (its run folder kept out of the
+    user's real data dir: module fixtures run before the per-test isolation)."""
     folder = tmp_path_factory.mktemp("cli")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("WORKBENCH_DATA_DIR", str(folder / "data"))
+        mp.setenv("WORKBENCH_CACHE_DIR", str(folder / "cache"))
+        return train_once(tiny_checkpoint, folder)
+
+
+def train_once(tiny_checkpoint, folder):
     data = write_separable_csv(folder / "data.csv", n=80)
     adapter = folder / "adapter.safetensors"
     code = main(["train", "--model", str(tiny_checkpoint), "--data", str(data), "--rank", "4", "--epochs", "2",

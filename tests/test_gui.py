@@ -309,7 +309,7 @@ def test_out_of_memory_offers_a_smaller_batch(qtbot, window, monkeypatch, dialog
 
     configs = []
 
-    def fake_train(cfg, stop=None):
+    def fake_train(cfg, stop=None, resume=None):
         configs.append(cfg)
         if len(configs) == 1:
             yield TrainingFailed("Out of memory with batch size 8.", kind="oom", retry_batch_size=4)
@@ -319,3 +319,193 @@ def test_out_of_memory_offers_a_smaller_batch(qtbot, window, monkeypatch, dialog
     qtbot.waitUntil(lambda: len(configs) == 2 and not window.is_training(), timeout=10_000)
     assert any(kind == "question" and "batch size 4" in text for kind, text in dialogs)
     assert (configs[1].batch_size, configs[1].grad_accum) == (4, 2)
+
+
+# --- Runs: compare, re-run, resume, extend -------------------------------------------------------
+
+
+def fake_run(cfg, points: list[tuple[int, float, float]], finished: bool = True):
+    """A run folder with a recorded history (no training): (examples seen, val loss, val accuracy)."""
+    from workbench.core.events import Evaluated, RunStarted, TrainingFinished
+    from workbench.core.runs import RunFolder
+
+    run = RunFolder.create(cfg)
+    run.record(RunStarted(str(run.path), "CPU", "fp32", ("ham", "spam"), 40, 6, 12, 0, 64, cfg.epochs, 5,
+                          5 * cfg.epochs, 1000, 100_000))
+    for i, (seen, loss, acc) in enumerate(points, start=1):
+        run.record(Evaluated(i, 1, seen, loss, loss, acc, acc))
+    if finished:
+        run.record(TrainingFinished(False, len(points), points[-1][0], 1.0, str(run.path), str(run.adapter_path)))
+    return run
+
+
+def select_runs(window, *runs) -> None:
+    listing = window.runs_tab.list
+    listing.clearSelection()
+    for row in range(listing.count()):
+        item = listing.item(row)
+        if any(item.text() == run.path.name for run in runs):
+            item.setSelected(True)
+            listing.setCurrentItem(item)
+
+
+def test_runs_overlay_two_runs_with_a_legend(qtbot, window):
+    from workbench.core.config import TrainConfig
+
+    first = fake_run(TrainConfig(), [(8, 0.7, 0.5), (16, 0.5, 0.7), (24, 0.3, 0.9)])
+    second = fake_run(TrainConfig(lr=1e-3), [(8, 0.69, 0.55), (16, 0.6, 0.6)])
+    window.runs_tab.refresh()
+    select_runs(window, first, second)
+    assert window.runs_tab.compare_button.isEnabled()
+    assert "(2)" in window.runs_tab.compare_button.text()
+    window.runs_tab.compare_button.click()
+    comparison = window.runs_tab.comparison
+    qtbot.waitUntil(lambda: len(comparison.curves("loss")) == 2, timeout=10_000)
+    loss, accuracy = comparison.curves("loss"), comparison.curves("accuracy")
+    # The legend names each run by its folder, less the date they share: "14:38:31 gpt2_sms-spam_2".
+    one, two = (f"{run.path.name[11:19].replace('-', ':')} {run.path.name[20:]}" for run in (first, second))
+    assert set(loss) == set(accuracy) == {one, two}
+    assert loss[one][1] == 3 and loss[two][1] == 2
+    assert loss[one][0] != loss[two][0]  # distinct colours
+    assert loss[one][0] == accuracy[one][0]  # one colour per run
+    legend = comparison.loss_plot.getPlotItem().legend
+    assert sorted(label.text for _sample, label in legend.items) == sorted(loss)
+    assert first.path.name in comparison.caption.toolTip()  # the full folder names
+
+
+def test_rerun_puts_a_runs_settings_back(qtbot, window):
+    from workbench.core.config import LoRAConfig
+
+    cfg = window.build_config()[0].with_changes(lora=LoRAConfig(rank=6, alpha=12.0), epochs=9, batch_size=5)
+    run = fake_run(cfg, [(8, 0.7, 0.5)])
+    window.runs_tab.refresh()
+    select_runs(window, run)
+    window.runs_tab.rerun_button.click()
+    assert window.lora_panel.rank.value() == 6 and window.lora_panel.alpha.value() == 12.0
+    assert window.training_panel.epochs.value() == 9 and window.training_panel.batch_size.value() == 5
+
+
+def run_events(window) -> list:
+    from workbench.core.runs import list_runs
+
+    return list_runs()[0].events()
+
+
+def test_resume_a_stopped_run_continues_its_curves(qtbot, window):
+    from workbench.core.events import Evaluated, RunStarted, TrainingFinished
+    from workbench.core.runs import list_runs
+
+    window.training_panel.epochs.setValue(3)
+    window.training_panel.eval_every.setValue(1)
+    window.start_training()
+    # Stop after the first epoch's checkpoint: the run is then resumable.
+    qtbot.waitUntil(lambda: "Epoch 1 done" in window.training_tab.log_text(), timeout=30_000)
+    window.stop_training()
+    qtbot.waitUntil(lambda: not window.is_training(), timeout=10_000)
+    before = run_events(window)
+    assert isinstance(before[-1], TrainingFinished) and before[-1].stopped
+    seen_before = [e.examples_seen for e in before if isinstance(e, Evaluated) and not e.full]
+
+    tab = window.runs_tab
+    tab.refresh()
+    tab.list.setCurrentRow(0)
+    qtbot.waitUntil(tab.resume_button.isEnabled, timeout=10_000)
+    assert not tab.extend_button.isEnabled()  # stopped, not finished
+    assert "resumed" in tab.details.text()
+    tab.resume_button.click()
+    assert window.is_training()
+    # The recorded curve is back before the first new step arrives.
+    assert window.training_tab.loss_plot._series["val"][1].n >= len(seen_before)
+    qtbot.waitUntil(lambda: not window.is_training(), timeout=60_000)
+    assert window.results_tab.metrics is not None  # it finished this time, with test results
+
+    after = run_events(window)
+    resumed = [e for e in after if isinstance(e, RunStarted)][-1]
+    assert resumed.start_step == before[-1].step > 0
+    seen_after = [e.examples_seen for e in after if isinstance(e, Evaluated) and not e.full]
+    assert seen_after[: len(seen_before)] == seen_before
+    assert seen_after == sorted(seen_after)  # the curve continues, not restarts
+    assert isinstance(after[-1], TrainingFinished) and not after[-1].stopped
+    assert len(list_runs()) == 1  # the same folder, no new run
+
+
+def test_train_more_epochs_extends_a_finished_run(qtbot, window):
+    from workbench.core.events import RunStarted, TrainingFinished
+    from workbench.core.runs import list_runs
+
+    window.training_panel.epochs.setValue(1)
+    window.start_training()
+    qtbot.waitUntil(lambda: not window.is_training() and window.results_tab.metrics is not None, timeout=60_000)
+    first = run_events(window)[-1]
+    assert isinstance(first, TrainingFinished) and not first.stopped
+
+    tab = window.runs_tab
+    tab.list.setCurrentRow(0)
+    qtbot.waitUntil(tab.extend_button.isEnabled, timeout=10_000)
+    assert not tab.resume_button.isEnabled()
+    tab.more_epochs.setValue(2)
+    tab.extend_button.click()
+    qtbot.waitUntil(lambda: not window.is_training(), timeout=60_000)
+    events = run_events(window)
+    last = events[-1]
+    assert isinstance(last, TrainingFinished) and not last.stopped
+    assert last.step == 3 * first.step and last.examples_seen == 3 * first.examples_seen
+    assert [e.epochs for e in events if isinstance(e, RunStarted)] == [1, 3]
+    assert list_runs()[0].config().epochs == 3
+    assert len(list_runs()) == 1
+
+
+# --- the memory estimate -------------------------------------------------------------------------
+
+
+def test_memory_estimate_arithmetic():
+    from workbench.core.config import LoRAConfig, ModelConfig
+    from workbench.core.lora import count_trainable
+    from workbench.gui.estimates import estimate_training_memory, is_tight, padded_length
+
+    small, lora = ModelConfig.for_size("gpt2"), LoRAConfig(rank=16)
+    trainable = count_trainable(small, lora, 2)
+    fp32 = estimate_training_memory(small, lora, 2, batch_size=8, seq_len=256, precision="fp32")
+    assert fp32.weights == (small.n_params + trainable) * 4
+    assert fp32.weight_copies == 0
+    # Korthikanti et al.: B·T·(34·C + 5·nh·T) bytes per block at 16 bits, doubled for fp32.
+    assert fp32.activations == 12 * 8 * 256 * (34 * 768 + 5 * 12 * 256) * 2
+    assert (fp32.gradients, fp32.optimizer) == (trainable * 4, trainable * 8)
+    assert fp32.total == fp32.weights + fp32.activations + fp32.gradients + fp32.optimizer
+    assert 2.4e9 < fp32.total < 2.8e9  # ~2.6 GB: GPT-2 small, batch 8 of 256 tokens
+
+    bf16 = estimate_training_memory(small, lora, 2, batch_size=8, seq_len=256, precision="bf16")
+    assert bf16.activations == fp32.activations // 2
+    assert bf16.weight_copies == 12 * (12 * 768 * 768 + 13 * 768) * 2
+
+    top = estimate_training_memory(small, LoRAConfig(rank=16, top_blocks=3), 2, 8, 256, "fp32")
+    assert top.blocks_with_backward == 3 and top.activations == fp32.activations // 4  # only blocks with backward
+
+    double = estimate_training_memory(small, lora, 2, batch_size=16, seq_len=256, precision="fp32")
+    assert double.activations == 2 * fp32.activations  # linear in the batch
+
+    assert padded_length(None, 1024) == 1024
+    assert padded_length(128, 1024) == 128
+    assert padded_length(5000, 1024) == 1024
+    assert padded_length(None, 1024, longest_text_chars=300) == 101  # ~3 characters a token, +1
+    assert is_tight(81, 100) and not is_tight(80, 100) and not is_tight(10, None)
+
+
+def test_memory_estimate_is_shown_against_the_device(window, monkeypatch):
+    from workbench.gui import main_window
+    from workbench.gui.estimates import DeviceMemory
+
+    label = window.column.memory
+    assert label.text().startswith("est. ") and "free RAM" in label.text()
+    assert window.memory_status.text() == label.text()  # status bar too
+    assert "activations" in label.toolTip() and "AdamW" in label.toolTip()
+    assert window.memory_estimate.seq_len < 64  # from the longest text, not the model's 256 positions
+    assert "⚠" not in label.text()
+
+    monkeypatch.setattr(main_window, "device_memory", lambda device: DeviceMemory(1_000_000, "GPU memory"))
+    window.training_panel.batch_size.setValue(16)  # any change re-estimates
+    assert label.text().startswith("⚠") and "lower the batch size" in label.text()
+    assert "#d9534f" in label.styleSheet() and "#d9534f" in window.memory_status.styleSheet()
+    before = window.memory_estimate.activations
+    window.training_panel.batch_size.setValue(32)
+    assert window.memory_estimate.activations == 2 * before

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from PySide6.QtCore import QThread
@@ -116,3 +117,86 @@ def test_wait_all_is_bounded(qtbot):
     assert pool.wait_all(50) is False  # still running: the wait gives up instead of hanging
     release.set()
     assert pool.wait_all(5000) is True
+
+
+# --- coalescing: many small events reach the GUI thread in a few batches -------------------------
+
+
+def count_batches(worker: Worker) -> list[int]:
+    """Sizes of the non-empty batches the GUI thread takes from a coalescing worker."""
+    sizes: list[int] = []
+    take = worker.take_events
+
+    def counting():
+        items = take()
+        if items:
+            sizes.append(len(items))
+        return items
+
+    worker.take_events = counting
+    return sizes
+
+
+def test_coalesced_events_arrive_all_in_order_in_few_deliveries(qtbot):
+    def gen(stop):
+        yield "started"
+        yield from range(5000)  # a burst far faster than the GUI's 20 deliveries a second
+        yield "finished"
+
+    worker = Worker.from_iterator(gen, coalesce=(int,))
+    sizes = count_batches(worker)
+    seen, _ = run_job(qtbot, worker)
+    assert seen.events == ["started", *range(5000), "finished"]
+    assert seen.threads == {QThread.currentThread()}
+    assert sum(sizes) == 5002 and len(sizes) <= 10, sizes
+
+
+def test_a_coalesced_event_is_not_held_back_by_a_slow_step(qtbot):
+    """An event waiting in the queue is taken by the GUI's timer even while the worker is busy."""
+    arrived: list[float] = []
+    release = threading.Event()
+
+    def gen(stop):
+        yield 1
+        yield 2  # within the coalescing interval of the first: queued, no wake-up
+        release.wait(5)  # a long step
+        yield 3
+
+    pool = JobPool()
+    start = time.monotonic()
+    pool.start(Worker.from_iterator(gen, coalesce=(int,)), on_event=lambda item: arrived.append(time.monotonic() - start))
+    qtbot.waitUntil(lambda: len(arrived) == 2, timeout=2000)  # both, while the worker still waits
+    release.set()
+    assert pool.wait_all(5000)
+    assert arrived[1] < 1.0
+
+
+def test_coalesced_events_come_before_the_failure(qtbot):
+    def gen(stop):
+        yield from range(3)
+        raise ValueError("broken")
+
+    order = []
+    pool = JobPool()
+    done = []
+    pool.start(Worker.from_iterator(gen, coalesce=(int,)), on_event=order.append,
+               on_failed=lambda error: order.append(type(error).__name__), on_finished=lambda: done.append(1))
+    qtbot.waitUntil(lambda: done == [1], timeout=5000)
+    assert order == [0, 1, 2, "ValueError"]
+    assert pool.wait_all(5000)
+
+
+def test_a_finished_worker_leaves_no_thread_behind(qtbot):
+    """Thread.join (and anything else calling threading.current_thread()) on a QThread makes
+    Python register a dummy thread; the worker removes it as its thread ends."""
+    before = threading.active_count()
+
+    def work(progress, stop):
+        helper = threading.Thread(target=lambda: None)
+        helper.start()
+        helper.join()  # calls threading.current_thread() on the QThread
+        return threading.current_thread().name
+
+    seen, _ = run_job(qtbot, Worker.from_call(work))
+    assert seen.events[-1].value.startswith("Dummy")
+    assert threading.active_count() == before

@@ -10,17 +10,27 @@ The worker never touches a widget. ``Job`` and ``JobPool`` live on the GUI threa
 worker's signals to plain callbacks there, so a window never has to connect lambdas to signals
 emitted from another thread (a lambda has no thread affinity; it would run on the worker's thread).
 Pattern after superqt's ``_qthreading`` and napari's thread workers.
+
+A training run can yield hundreds of small events a second (a StepDone per step, an Evaluated per
+quick evaluation, Status per downloaded chunk). Delivered one signal each, every one costs the GUI
+thread a queued call and a fresh grab of the GIL, which the training thread holds much of the time.
+A worker made with ``coalesce=(StepDone, Evaluated, Status)`` instead puts events in a queue that
+the GUI thread empties about 20 times a second (``COALESCE_INTERVAL_S``, a timer on the GUI side,
+so an event is never held back by a slow step that follows it), and at once when an event of any
+other type arrives (RunStarted, EpochEnded, TrainingFinished, …). Callbacks still see every event,
+in order, on the GUI thread; only ``Job`` callbacks see them (the ``event`` signal stays silent).
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
 
 from .core.events import Status
 
@@ -29,6 +39,7 @@ from .core.events import Status
 Progress = Callable[[int, int | None, str], None]
 
 PROGRESS_INTERVAL_S = 0.05  # progress callbacks are forwarded at most ~20 times a second
+COALESCE_INTERVAL_S = 0.05  # coalesced events reach the GUI thread at most ~20 times a second
 
 
 @dataclass(frozen=True)
@@ -44,20 +55,30 @@ class Worker(QObject):
     event = Signal(object)  # a core event, a Status for progress, or Returned(value)
     failed = Signal(object)  # the exception (WorkbenchError: a message for a person)
     finished = Signal()  # always emitted, after everything else
+    ready = Signal()  # coalescing workers only: take_events() has something that should not wait
 
-    def __init__(self, work: Callable[[threading.Event], Any], *, iterate: bool, name: str = "work"):
+    def __init__(
+        self, work: Callable[[threading.Event], Any], *, iterate: bool, name: str = "work",
+        coalesce: tuple[type, ...] = (),
+    ):
         super().__init__()
         self._work = work
         self._iterate = iterate
         self.name = name
+        self.coalesce = coalesce
         self.stop_event = threading.Event()
         self._home = QThread.currentThread()  # moved back here when done, so it is deleted here
         self._last_progress = 0.0
+        self._queue: deque[Any] = deque()  # coalescing workers: events the GUI has not taken yet
+        self._queue_lock = threading.Lock()
 
     @classmethod
-    def from_iterator(cls, make: Callable[[threading.Event], Iterable[Any]], name: str = "work") -> "Worker":
-        """``make(stop)`` returns an iterator; each item it yields becomes an ``event``."""
-        return cls(make, iterate=True, name=name)
+    def from_iterator(
+        cls, make: Callable[[threading.Event], Iterable[Any]], name: str = "work", coalesce: tuple[type, ...] = ()
+    ) -> "Worker":
+        """``make(stop)`` returns an iterator; each item it yields becomes an ``event``. Items of the
+        ``coalesce`` types are handed over in batches instead (see the module docstring)."""
+        return cls(make, iterate=True, name=name, coalesce=coalesce)
 
     @classmethod
     def from_call(cls, call: Callable[[Progress, threading.Event], Any], name: str = "work") -> "Worker":
@@ -77,8 +98,10 @@ class Worker(QObject):
                 iterator = iter(self._work(self.stop_event))
                 try:
                     for item in iterator:
-                        self.event.emit(item)
+                        self._deliver(item)
                 finally:
+                    if self.coalesce:
+                        self.ready.emit()  # whatever is queued goes before failed/finished
                     close = getattr(iterator, "close", None)
                     if close is not None:
                         close()
@@ -90,6 +113,23 @@ class Worker(QObject):
             self.finished.emit()
             if self._home is not None and self.thread() is not self._home:
                 self.moveToThread(self._home)
+                _forget_dummy_thread()
+
+    def _deliver(self, item: Any) -> None:
+        if not self.coalesce:
+            self.event.emit(item)
+            return
+        with self._queue_lock:
+            self._queue.append(item)
+        if not isinstance(item, self.coalesce):
+            self.ready.emit()  # RunStarted, TrainingFinished…: not worth waiting for the next tick
+
+    def take_events(self) -> list[Any]:
+        """Everything queued so far, oldest first (coalescing workers; safe from any thread)."""
+        with self._queue_lock:
+            items = list(self._queue)
+            self._queue.clear()
+        return items
 
     def _progress(self, done: int, total: int | None = None, message: str = "") -> None:
         # Downloads report every 64 KB; the GUI needs a handful of updates per second.
@@ -98,6 +138,27 @@ class Worker(QObject):
             return
         self._last_progress = now
         self.event.emit(Status(message, done, total))
+
+
+def _forget_dummy_thread() -> None:
+    """Drop the ``threading._DummyThread`` Python made for this QThread, as the thread ends.
+
+    Python registers a "dummy" Thread for a foreign thread the first time code on it calls
+    ``threading.current_thread()`` (``Thread.join`` does, so the core's helper threads trigger it)
+    and never removes it, "since it is impossible to detect the termination of alien threads"
+    (threading docs). A worker knows when its thread ends, so it removes its own entry; otherwise
+    ``threading.enumerate()`` lists a finished worker until the OS reuses its thread id, and a
+    thread-leak check cannot tell it from a live one. Uses CPython's registry, checked defensively.
+    """
+    active = getattr(threading, "_active", None)
+    lock = getattr(threading, "_active_limbo_lock", None)
+    dummy = getattr(threading, "_DummyThread", None)
+    if active is None or lock is None or dummy is None:
+        return
+    ident = threading.get_ident()
+    with lock:
+        if isinstance(active.get(ident), dummy):
+            del active[ident]
 
 
 class Job(QObject):
@@ -126,11 +187,19 @@ class Job(QObject):
         worker.event.connect(self._event)
         worker.failed.connect(self._failed)
         worker.finished.connect(self._finished)
+        self._drain_timer: QTimer | None = None
+        if worker.coalesce:
+            worker.ready.connect(self._drain)
+            self._drain_timer = QTimer(self)
+            self._drain_timer.setInterval(round(COALESCE_INTERVAL_S * 1000))
+            self._drain_timer.timeout.connect(self._drain)
         # Direct: quit must not wait for the GUI loop, which may itself be blocked in wait().
         worker.finished.connect(self.thread.quit, Qt.ConnectionType.DirectConnection)
         self.thread.finished.connect(self._thread_finished)
 
     def start(self) -> "Job":
+        if self._drain_timer is not None:
+            self._drain_timer.start()
         self.thread.start()
         return self
 
@@ -149,18 +218,30 @@ class Job(QObject):
         if self._on_event is not None:
             self._on_event(item)
 
+    @Slot()
+    def _drain(self) -> None:
+        """Hand every queued event of a coalescing worker to the callback, in order."""
+        for item in self.worker.take_events():
+            self._event(item)
+
     @Slot(object)
     def _failed(self, error: Any) -> None:
+        self._drain()  # the events before the failure come first
         if self._on_failed is not None:
             self._on_failed(error)
 
     @Slot()
     def _finished(self) -> None:
+        self._drain()
+        if self._drain_timer is not None:
+            self._drain_timer.stop()
         if self._on_finished is not None:
             self._on_finished()
 
     @Slot()
     def _thread_finished(self) -> None:
+        if self._drain_timer is not None:
+            self._drain_timer.stop()
         self.ended.emit(self)
 
 

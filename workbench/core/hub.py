@@ -242,7 +242,7 @@ def hf_cache_dir() -> Path:
     return Path(constants.HF_HUB_CACHE)
 
 
-def _offline_mode(offline: bool | None) -> bool:
+def offline_mode(offline: bool | None) -> bool:
     """The explicit argument, else HF_HUB_OFFLINE (read now, for the same reason as the cache)."""
     if offline is not None:
         return offline
@@ -302,7 +302,7 @@ def resolve_checkpoint(
     config = _cached_file(repo, CHECKPOINT_FILES[0])
     if config is not None and is_cached(model):
         return Path(config).parent  # the snapshot folder
-    if _offline_mode(offline):
+    if offline_mode(offline):
         raise _not_cached_error(model, repo, "offline mode is on (HF_HUB_OFFLINE)")
     return _download_checkpoint(model, repo, progress=progress, stop=stop, endpoint=endpoint)
 

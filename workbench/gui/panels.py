@@ -597,6 +597,10 @@ class SettingsColumn(QWidget):
         self.problems.setStyleSheet("color: #d9534f;")
         self.problems.setVisible(False)
         footer.addWidget(self.problems)
+        # "What will this run use?", next to the button that starts it (also in the status bar).
+        self.memory = QLabel()
+        self.memory.setWordWrap(True)
+        footer.addWidget(self.memory)
         buttons = QHBoxLayout()
         self.start_button = QPushButton("▶  Start training")
         self.start_button.setDefault(True)

@@ -1,16 +1,71 @@
-"""The Runs tab: every past run (its own folder under the data dir), to look at again or repeat."""
+"""The Runs tab: every past run (its own folder under the data dir), to look at again, compare,
+repeat, resume or extend.
+
+Reading a run's history is a small file read, but there may be hundreds of runs and a slow disk,
+so histories are read on a worker when a run is selected (or compared) and kept until the list is
+refreshed. Resume and "Train N more epochs" hand the run to the window, which trains it with
+``training.train(cfg, resume=<its checkpoint>)`` in the run's own folder.
+"""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
+import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
-    QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPushButton, QSplitter, QVBoxLayout, QWidget,
+    QAbstractItemView, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPushButton, QSpinBox,
+    QSplitter, QVBoxLayout, QWidget,
 )
 
 from ..core.config import TrainConfig
-from ..core.events import TrainingFailed, TrainingFinished
+from ..core.events import Evaluated, RunStarted, TrainingFailed, TrainingFinished
 from ..core.runs import RunFolder, list_runs
 from ..worker import JobPool, Returned, Worker
+
+# Colours that stay distinct for the first ten runs compared (matplotlib's tab10).
+RUN_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+              "#bcbd22", "#17becf")
+
+
+@dataclass(frozen=True)
+class RunState:
+    """Where a run stands, from its history: what a person may do with it next."""
+
+    summary: str  # "finished", "stopped early", "failed", "interrupted"
+    can_resume: bool  # stopped or crashed, with a checkpoint to continue from
+    can_extend: bool  # finished, with a checkpoint: "Train N more epochs"
+    reason: str = ""  # why Resume / Train more is not offered
+    ended: TrainingFinished | TrainingFailed | None = None  # how its latest attempt ended
+
+
+def run_state(run: RunFolder, events: list) -> RunState:
+    """A run is complete when its latest attempt (everything after its last RunStarted) ended with
+    TrainingFinished(stopped=False). Anything else with a checkpoint can be resumed: stopped, failed
+    after it started (out of memory), or cut off (the window closed, the machine crashed)."""
+    complete, started, last_end = False, False, None
+    for event in events:
+        if isinstance(event, RunStarted):
+            complete, started, last_end = False, True, None
+        elif isinstance(event, TrainingFinished):
+            complete, last_end = not event.stopped, event
+        elif isinstance(event, TrainingFailed):
+            last_end = event
+    checkpoint = run.checkpoint_path.is_file()
+    if complete:
+        summary = "finished"
+    elif isinstance(last_end, TrainingFinished):
+        summary = "stopped early"
+    elif isinstance(last_end, TrainingFailed):
+        summary = "failed"
+    else:
+        summary = "interrupted" if started else "never started"
+    reason = ""
+    if not checkpoint:
+        reason = "It has no checkpoint to continue from (one is written at each epoch's end and on Stop)."
+    return RunState(summary, can_resume=checkpoint and not complete, can_extend=checkpoint and complete,
+                    reason=reason, ended=last_end)
 
 
 def describe_run(run: RunFolder, events: list) -> str:
@@ -26,29 +81,129 @@ def describe_run(run: RunFolder, events: list) -> str:
         f"LoRA r={cfg.lora.rank}, alpha={cfg.lora.alpha:g}, layers: {', '.join(cfg.lora.targets)}",
         f"epochs {cfg.epochs} · batch {cfg.batch_size} · lr {cfg.lr:g} · seed {cfg.seed}",
     ]
-    end = next((e for e in reversed(events) if isinstance(e, (TrainingFinished, TrainingFailed))), None)
+    state = run_state(run, events)
+    end = state.ended
     if isinstance(end, TrainingFinished):
-        state = "stopped early" if end.stopped else "finished"
         accuracy = f" · test accuracy {end.metrics.accuracy:.1%}" if end.metrics else ""
-        lines.append(f"{state} after {end.step} steps ({end.elapsed_s:.0f} s){accuracy}")
+        lines.append(f"{state.summary} after {end.step} steps ({end.elapsed_s:.0f} s){accuracy}")
     elif isinstance(end, TrainingFailed):
         lines.append(f"failed: {end.message}")
     else:
-        lines.append("did not finish (no end recorded)")
+        lines.append("did not finish (no end recorded: the window was closed or the program stopped)")
+    if state.can_resume:
+        lines.append("It can be resumed from its last checkpoint.")
+    elif state.reason and state.summary != "finished":
+        lines.append(state.reason)
     lines.append(f"adapter: {'yes' if run.adapter_path.exists() else 'none'}")
     return "<br>".join(lines)
+
+
+def validation_curve(events: list, key: str) -> tuple[list[float], list[float]]:
+    """(examples seen, value) of a run's validation ``key`` ("val_loss" or "val_accuracy"): the
+    quick evaluations when it made any, else the full ones at each epoch's end."""
+    quick = [e for e in events if isinstance(e, Evaluated) and not e.full]
+    points = quick or [e for e in events if isinstance(e, Evaluated) and e.full]
+    xs, ys = [], []
+    for event in points:
+        value = getattr(event, key)
+        if math.isfinite(value):
+            xs.append(float(event.examples_seen))
+            ys.append(float(value))
+    return xs, ys
+
+
+def short_run_names(names: list[str]) -> list[str]:
+    """Legend-sized names: a run folder is "2026-11-28_14-38-31_gpt2_sms-spam"; in a legend the
+    date is noise when every run shares it ("14:38:31 gpt2_sms-spam"), else it is kept short."""
+    parts = [name.split("_", 2) for name in names]
+    if not all(len(p) == 3 and len(p[0]) == 10 and len(p[1]) == 8 for p in parts):
+        return list(names)
+    same_day = len({p[0] for p in parts}) == 1
+    return [
+        f"{p[1].replace('-', ':')} {p[2]}" if same_day else f"{p[0][5:]} {p[1].replace('-', ':')[:5]} {p[2]}"
+        for p in parts
+    ]
+
+
+class RunComparisonWidget(QWidget):
+    """Validation loss and accuracy of several runs on one pair of plots, a colour per run."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        # Loss falls and accuracy rises: their empty corners are top right and bottom right.
+        self.loss_plot = self._plot("Validation loss", "cross-entropy", legend_offset=(-10, 10))
+        self.accuracy_plot = self._plot("Validation accuracy", "accuracy", legend_offset=(-10, -10))
+        self.accuracy_plot.getPlotItem().setYRange(0, 1, padding=0.02)
+        self.caption = QLabel("Select two or more runs (Ctrl- or Shift-click) and press Compare.")
+        self.caption.setWordWrap(True)
+        plots = QHBoxLayout()
+        plots.addWidget(self.loss_plot, 1)
+        plots.addWidget(self.accuracy_plot, 1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.caption)
+        layout.addLayout(plots, 1)
+
+    def _plot(self, title: str, y_label: str, legend_offset: tuple[int, int]) -> pg.PlotWidget:
+        plot = pg.PlotWidget()
+        plot.setBackground(None)
+        item = plot.getPlotItem()
+        item.setTitle(title)
+        item.setLabel("bottom", "examples seen")
+        item.setLabel("left", y_label)
+        item.showGrid(x=True, y=True, alpha=0.2)
+        for name in ("left", "bottom"):
+            item.getAxis(name).enableAutoSIPrefix(False)
+        backdrop = self.palette().base().color()
+        backdrop.setAlpha(210)  # readable over the curves, in light and dark themes
+        legend = item.addLegend(offset=legend_offset, brush=pg.mkBrush(backdrop))
+        legend.setVisible(False)  # an empty legend would be a blank box; shown with the first curve
+        return plot
+
+    def show_runs(self, runs: list[tuple[str, list]]) -> None:
+        """``runs``: (name for the legend, recorded events) for each run, in colour order."""
+        empty = []
+        labels = short_run_names([name for name, _events in runs])
+        for plot, key in ((self.loss_plot, "val_loss"), (self.accuracy_plot, "val_accuracy")):
+            plot.getPlotItem().clear()
+            for i, ((name, events), label) in enumerate(zip(runs, labels)):
+                xs, ys = validation_curve(events, key)
+                if not xs:
+                    if key == "val_loss":
+                        empty.append(name)
+                    continue
+                color = RUN_COLORS[i % len(RUN_COLORS)]
+                plot.plot(xs, ys, name=label, pen=pg.mkPen(color, width=2), symbol="o", symbolSize=5,
+                          symbolBrush=color, symbolPen=None)
+            plot.getPlotItem().legend.setVisible(bool(plot.getPlotItem().listDataItems()))
+        shown = len(runs) - len(empty)
+        note = f" · no validation points yet: {', '.join(empty)}" if empty else ""
+        self.caption.setText(f"Validation curves of {shown} runs{note}")
+        self.caption.setToolTip("\n".join(f"{label}: {name}" for (name, _events), label in zip(runs, labels)))
+
+    def curves(self, which: str = "loss") -> dict[str, tuple[str, int]]:
+        """Legend name → (colour, points) of each curve shown (what a test can check)."""
+        plot = self.loss_plot if which == "loss" else self.accuracy_plot
+        out = {}
+        for item in plot.getPlotItem().listDataItems():
+            x, _y = item.getData()
+            out[item.name()] = (item.opts["pen"].color().name(), 0 if x is None else len(x))
+        return out
 
 
 class RunsTab(QWidget):
     show_requested = Signal(object, object)  # RunFolder, its events: show curves and metrics
     rerun_requested = Signal(object)  # TrainConfig
     adapter_requested = Signal(str)  # path of the run's adapter
+    resume_requested = Signal(object, object, int)  # RunFolder, its events, extra epochs (0: resume)
 
     def __init__(self, pool: JobPool, parent: QWidget | None = None):
         super().__init__(parent)
         self._pool = pool
         self._events: dict[str, list] = {}
+        self._training = False
         self.list = QListWidget()
+        self.list.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.details = QLabel("Select a run to see what it did.")
         self.details.setWordWrap(True)
         self.details.setAlignment(Qt.AlignmentFlag.AlignTop)
@@ -57,14 +212,32 @@ class RunsTab(QWidget):
         self.show_button = QPushButton("Show curves and results")
         self.rerun_button = QPushButton("Re-run with these settings")
         self.adapter_button = QPushButton("Use its adapter")
+        self.resume_button = QPushButton("Resume")
+        self.resume_button.setToolTip("Continue a stopped or interrupted run from its last checkpoint, in its own folder")
+        self.extend_button = QPushButton("Train more epochs:")
+        self.more_epochs = QSpinBox()
+        self.more_epochs.setRange(1, 1000)
+        self.more_epochs.setValue(1)
+        self.more_epochs.setSuffix(" more")
+        self.compare_button = QPushButton("Compare selected")
+        self.compare_button.setToolTip("Overlay the validation curves of the selected runs (Ctrl- or Shift-click to select several)")
+        self.comparison = RunComparisonWidget()
 
         right = QWidget()
         right_layout = QVBoxLayout(right)
-        right_layout.addWidget(self.details, 1)
-        buttons = QHBoxLayout()
+        right_layout.addWidget(self.details)
+        row1 = QHBoxLayout()
         for button in (self.show_button, self.rerun_button, self.adapter_button):
-            buttons.addWidget(button)
-        right_layout.addLayout(buttons)
+            row1.addWidget(button)
+        row2 = QHBoxLayout()
+        row2.addWidget(self.resume_button)
+        row2.addWidget(self.extend_button)
+        row2.addWidget(self.more_epochs)
+        row2.addStretch(1)
+        row2.addWidget(self.compare_button)
+        right_layout.addLayout(row1)
+        right_layout.addLayout(row2)
+        right_layout.addWidget(self.comparison, 1)
         left = QWidget()
         left_layout = QVBoxLayout(left)
         left_layout.setContentsMargins(0, 0, 0, 0)
@@ -73,20 +246,26 @@ class RunsTab(QWidget):
         splitter = QSplitter()
         splitter.addWidget(left)
         splitter.addWidget(right)
-        splitter.setSizes([350, 500])
+        splitter.setSizes([330, 600])
         layout = QVBoxLayout(self)
         layout.addWidget(splitter)
 
         self.list.currentItemChanged.connect(self._selected)
+        self.list.itemSelectionChanged.connect(self._selection_changed)
         self.refresh_button.clicked.connect(self.refresh)
         self.show_button.clicked.connect(self._show)
         self.rerun_button.clicked.connect(self._rerun)
         self.adapter_button.clicked.connect(self._adapter)
+        self.resume_button.clicked.connect(self._resume)
+        self.extend_button.clicked.connect(self._extend)
+        self.compare_button.clicked.connect(self.compare)
         self._set_buttons(None)
 
     def refresh(self) -> None:
         """List the run folders (a directory listing; the metrics are read on selection, off-thread)."""
         current = self.selected_run()
+        self._events.clear()  # a run may have grown since (resumed, extended)
+        self.list.blockSignals(True)
         self.list.clear()
         try:
             runs = list_runs()
@@ -97,19 +276,64 @@ class RunsTab(QWidget):
             item.setData(Qt.ItemDataRole.UserRole, run)
             item.setToolTip(str(run.path))
             self.list.addItem(item)
-            if current is not None and run.path == current.path:
-                self.list.setCurrentItem(item)
+        self.list.blockSignals(False)
         if not runs:
             self.details.setText("No runs yet. Each training run is kept here with its settings, curves and adapter.")
+        for row in range(self.list.count()):
+            if current is not None and self.list.item(row).data(Qt.ItemDataRole.UserRole).path == current.path:
+                self.list.setCurrentRow(row)  # reads its history again
+                break
+        else:
+            self._set_buttons(None)
+        self._selection_changed()
+
+    def set_training(self, training: bool) -> None:
+        """While a run trains, nothing here may start another one (or touch its settings)."""
+        self._training = training
+        self._set_buttons(self.selected_run())
 
     def selected_run(self) -> RunFolder | None:
         item = self.list.currentItem()
         return item.data(Qt.ItemDataRole.UserRole) if item else None
 
+    def selected_runs(self) -> list[RunFolder]:
+        """Every selected run, in list order (newest first)."""
+        rows = sorted(self.list.row(item) for item in self.list.selectedItems())
+        return [self.list.item(row).data(Qt.ItemDataRole.UserRole) for row in rows]
+
+    def state(self, run: RunFolder) -> RunState | None:
+        """The run's state, once its history has been read (None before)."""
+        events = self._events.get(str(run.path))
+        return None if events is None else run_state(run, events)
+
     def _set_buttons(self, run: RunFolder | None) -> None:
+        idle = not self._training
         self.show_button.setEnabled(run is not None)
-        self.rerun_button.setEnabled(run is not None)
+        self.rerun_button.setEnabled(run is not None and idle)
         self.adapter_button.setEnabled(run is not None and run.adapter_path.exists())
+        state = self.state(run) if run is not None else None
+        self.resume_button.setEnabled(idle and state is not None and state.can_resume)
+        self.extend_button.setEnabled(idle and state is not None and state.can_extend)
+        self.more_epochs.setEnabled(self.extend_button.isEnabled())
+        if self._training:
+            tip = "A run is training; wait for it to end."
+        elif state is None:
+            tip = "Select a run."
+        elif state.reason:
+            tip = state.reason
+        else:
+            tip = ""
+        self.resume_button.setToolTip(
+            tip or ("Continue this run from its last checkpoint, in its own folder" if state and state.can_resume
+                    else "Only a stopped or interrupted run can be resumed; use Train more epochs for a finished one"))
+        self.extend_button.setToolTip(
+            tip or ("Continue this finished run for more epochs, from its final checkpoint" if state and state.can_extend
+                    else "Only a finished run can be extended; Resume a stopped one"))
+
+    def _selection_changed(self) -> None:
+        n = len(self.list.selectedItems())
+        self.compare_button.setEnabled(n >= 2)
+        self.compare_button.setText(f"Compare selected ({n})" if n >= 2 else "Compare selected")
 
     def _selected(self, item: QListWidgetItem | None, _previous=None) -> None:
         run = item.data(Qt.ItemDataRole.UserRole) if item else None
@@ -129,13 +353,18 @@ class RunsTab(QWidget):
             return
         run, events, text = item.value
         self._events[str(run.path)] = events
-        if self.selected_run() is not None and self.selected_run().path == run.path:
+        current = self.selected_run()
+        if current is not None and current.path == run.path:
             self.details.setText(text)
+            self._set_buttons(run)
+
+    def _events_of(self, run: RunFolder) -> list:
+        return self._events.get(str(run.path)) or run.events()
 
     def _show(self) -> None:
         run = self.selected_run()
         if run is not None:
-            self.show_requested.emit(run, self._events.get(str(run.path)) or run.events())
+            self.show_requested.emit(run, self._events_of(run))
 
     def _rerun(self) -> None:
         run = self.selected_run()
@@ -144,6 +373,7 @@ class RunsTab(QWidget):
         try:
             cfg: TrainConfig = run.config()
         except (OSError, ValueError, KeyError, TypeError):
+            self.details.setText(f"<b>{run.path.name}</b><br>Its config.json cannot be read, so it cannot be repeated.")
             return
         self.rerun_requested.emit(cfg)
 
@@ -151,3 +381,33 @@ class RunsTab(QWidget):
         run = self.selected_run()
         if run is not None and run.adapter_path.exists():
             self.adapter_requested.emit(str(run.adapter_path))
+
+    def _resume(self) -> None:
+        run = self.selected_run()
+        if run is not None and self.resume_button.isEnabled():
+            self.resume_requested.emit(run, self._events_of(run), 0)
+
+    def _extend(self) -> None:
+        run = self.selected_run()
+        if run is not None and self.extend_button.isEnabled():
+            self.resume_requested.emit(run, self._events_of(run), self.more_epochs.value())
+
+    def compare(self) -> None:
+        """Overlay the selected runs' validation curves (their histories are read on a worker)."""
+        runs = self.selected_runs()
+        if len(runs) < 2:
+            return
+        self.comparison.caption.setText(f"Reading {len(runs)} runs…")
+        known = dict(self._events)
+
+        def read(_progress, _stop):
+            return [(run, known.get(str(run.path)) or run.events()) for run in runs]
+
+        self._pool.start(Worker.from_call(read, name="read runs"), on_event=self._compare_loaded)
+
+    def _compare_loaded(self, item) -> None:
+        if not isinstance(item, Returned):
+            return
+        for run, events in item.value:
+            self._events[str(run.path)] = events
+        self.comparison.show_runs([(run.path.name, events) for run, events in item.value])

@@ -4,7 +4,14 @@ Training can report hundreds of steps a second; redrawing a plot per step would 
 thread. So events only append to numpy buffers and set a dirty flag, and a 10 Hz timer calls
 ``setData`` on curves that were created once (as in pyqtgraph's scrollingPlots example). Lines are
 one pixel wide and not antialiased: Qt's raster engine draws wide antialiased paths many times
-slower, and that cost is paid on the GUI thread.
+slower, and that cost is paid on the GUI thread. Log lines are collected the same way and
+appended in one go per tick: each ``appendPlainText`` re-lays out the document.
+
+Profiling a run showed the axes, not the curves, to be the expensive part of a repaint: every
+change of the visible range makes pyqtgraph regenerate the tick layout and grid of an axis in
+Python. So neither axis follows the data point by point: x is fixed to the whole run, and the
+loss's y range only grows (by a margin) when a value falls outside it, which happens a few times
+per run instead of ten times a second.
 """
 
 from __future__ import annotations
@@ -14,10 +21,10 @@ import math
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QTimer, Slot
-from PySide6.QtGui import QFont
+from PySide6.QtGui import QFont, QTextCursor
 from PySide6.QtWidgets import QGraphicsItem, QHBoxLayout, QLabel, QPlainTextEdit, QProgressBar, QVBoxLayout, QWidget
 
-from ..core.events import Evaluated, RunStarted, StepDone
+from ..core.events import Evaluated, RunStarted, StepDone, TrainingFailed, TrainingFinished
 
 # At most 10 redraws a second. A pyqtgraph repaint runs Python on the GUI thread while holding
 # the GIL, which also slows the training thread, so fewer redraws mean faster training too.
@@ -56,7 +63,9 @@ class GrowingBuffer:
 class CurvePlotWidget(QWidget):
     """One pyqtgraph plot with named series, a legend, a crosshair and a hover read-out."""
 
-    def __init__(self, title: str, y_label: str, parent: QWidget | None = None):
+    def __init__(self, title: str, y_label: str, parent: QWidget | None = None, y_range: tuple[float, float] | None = None):
+        """``y_range``: a fixed y range (accuracy: 0..1); None grows the range with the data,
+        from 0, with headroom (see the module docstring)."""
         super().__init__(parent)
         self.plot = pg.PlotWidget()
         self.plot.setBackground(None)  # follow the light or dark system palette
@@ -73,6 +82,11 @@ class CurvePlotWidget(QWidget):
             item.getAxis(name).enableAutoSIPrefix(False)  # "loss 0.6", not "600 (x0.001)"
             item.getAxis(name).setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
         self.legend = item.addLegend(offset=(-10, 10))
+        self._fixed_y = y_range
+        self._y_top = 0.0  # the grown range's top (0: no data yet)
+        self._y_max = -math.inf  # the largest value appended since the last clear
+        if y_range is not None:
+            item.setYRange(*y_range, padding=0.02)
         self.readout = QLabel(" ")
         self.readout.setStyleSheet("color: palette(mid);")
         self.crosshair = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen((128, 128, 128, 120)))
@@ -98,6 +112,8 @@ class CurvePlotWidget(QWidget):
             return
         self._series[key][1].append(x, y)
         self._dirty.add(key)
+        if y > self._y_max:
+            self._y_max = y
 
     def set_x_extent(self, examples: int) -> None:
         """Fix the x axis to the whole run, so the axis is not re-laid out with every new point."""
@@ -107,6 +123,7 @@ class CurvePlotWidget(QWidget):
 
     def clear(self) -> None:
         self.plot.getPlotItem().enableAutoRange(x=True)
+        self._y_top, self._y_max = 0.0, -math.inf
         for _name, buffer, curve in self._series.values():
             buffer.clear()
             curve.setData([], [])
@@ -117,10 +134,24 @@ class CurvePlotWidget(QWidget):
         """Push new points to the curves; called by the window's throttle timer."""
         if not self.isVisible():
             return  # a hidden tab keeps its points dirty and catches up when shown
+        if not self._dirty:
+            return
         for key in self._dirty:
             _name, buffer, curve = self._series[key]
             curve.setData(buffer.x, buffer.y)
         self._dirty.clear()
+        self._grow_y_range()
+
+    def _grow_y_range(self) -> None:
+        """Loss is ≥ 0: show 0 .. a little above the largest value, changed only when exceeded."""
+        if self._fixed_y is not None or self._y_max <= self._y_top:
+            return
+        self._y_top = self._y_max * 1.15 if self._y_max > 0 else 1.0
+        self.plot.getPlotItem().setYRange(min(0.0, self._y_min()), self._y_top, padding=0.02)
+
+    def _y_min(self) -> float:
+        lows = [float(buffer.y.min()) for _name, buffer, _curve in self._series.values() if buffer.n]
+        return min(lows, default=0.0)
 
     def points(self, key: str) -> int:
         """Points the curve currently draws (what a test can check)."""
@@ -165,11 +196,10 @@ class TrainingTab(QWidget):
         self.loss_plot.add_series("train", "train", TRAIN_COLOR)
         self.loss_plot.add_series("val", "validation", VAL_COLOR)
         self.loss_plot.add_series("val_epoch", "validation (full, epoch end)", VAL_COLOR, symbol="o")
-        self.accuracy_plot = CurvePlotWidget("Accuracy", "accuracy")
+        self.accuracy_plot = CurvePlotWidget("Accuracy", "accuracy", y_range=(0.0, 1.0))
         self.accuracy_plot.add_series("train", "train", TRAIN_COLOR)
         self.accuracy_plot.add_series("val", "validation", VAL_COLOR)
         self.accuracy_plot.add_series("val_epoch", "validation (full, epoch end)", VAL_COLOR, symbol="o")
-        self.accuracy_plot.plot.getPlotItem().setYRange(0, 1, padding=0.02)
 
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
@@ -195,6 +225,7 @@ class TrainingTab(QWidget):
 
         self._last_step: StepDone | None = None
         self._epochs = 0
+        self._log_lines: list[str] = []
         self._timer = QTimer(self)
         self._timer.setInterval(REDRAW_MS)
         self._timer.timeout.connect(self._redraw)
@@ -256,11 +287,44 @@ class TrainingTab(QWidget):
         self.progress.setValue(1)
         self.progress.setFormat(text)
 
+    def replay(self, events: list) -> TrainingFinished | TrainingFailed | None:
+        """Put a run's recorded curves back (a reopened run, or one about to be resumed) and
+        return how its latest attempt ended (None: it did not, it was interrupted)."""
+        ended = None
+        for event in events:
+            if isinstance(event, RunStarted):
+                self.run_started(event)
+                ended = None
+            elif isinstance(event, Evaluated):
+                self.evaluated(event)
+            elif isinstance(event, (TrainingFinished, TrainingFailed)):
+                ended = event
+        self._redraw()
+        return ended
+
     def add_log(self, line: str) -> None:
-        self.log.appendPlainText(line)
+        """Queue a line for the log; lines are appended together on the next redraw tick."""
+        self._log_lines.append(line)
+
+    def set_log(self, text: str) -> None:
+        self._log_lines.clear()
+        self.log.setPlainText(text)
+        self.log.moveCursor(QTextCursor.MoveOperation.End)
+
+    def log_text(self) -> str:
+        """The log as it will read once queued lines are shown (for tests and for copying)."""
+        self._flush_log()
+        return self.log.toPlainText()
+
+    def _flush_log(self) -> None:
+        if self._log_lines:
+            text = "\n".join(self._log_lines)
+            self._log_lines.clear()
+            self.log.appendPlainText(text)
 
     @Slot()
     def _redraw(self) -> None:
+        self._flush_log()
         self.loss_plot.redraw()
         self.accuracy_plot.redraw()
         event = self._last_step
