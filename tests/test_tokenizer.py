@@ -2,7 +2,6 @@
 
 import shutil
 
-import pytest
 
 from conftest import TOKENIZER_DIR, require_shared
 from workbench.core.tokenizer import EOT_ID, TIKTOKEN_FILE_ENV, load_tokenizer

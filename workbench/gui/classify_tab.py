@@ -7,7 +7,6 @@ waits, and only the latest text is classified next (typing fast never queues a b
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 from PySide6.QtCore import QTimer, Slot
@@ -16,31 +15,12 @@ from PySide6.QtWidgets import (
     QPushButton, QVBoxLayout, QWidget,
 )
 
-from ..core import data as datamod
-from ..core.classify import Classifier, Prediction
+from ..core.classify import Classifier, Prediction, classify_file
 from ..core.errors import Cancelled, WorkbenchError
 from ..core.events import Status
-from ..worker import Job, JobPool, Progress, Returned, Worker
+from ..worker import Job, JobPool, Returned, Worker
 
 DEBOUNCE_MS = 250
-
-
-def classify_csv(classifier: Classifier, source: str, target: str, progress: Progress | None = None,
-                 stop: threading.Event | None = None) -> int:
-    """Read a CSV/TSV of messages, write it back with ``predicted`` and one probability column per
-    class added. Returns the number of rows. (Plain Python: runs on a worker thread.)"""
-    table = datamod.read_table(source, progress=progress, stop=stop)
-    column = table.text_column or table.frame.columns[0]
-    texts = table.frame[column].astype(str).tolist()
-    predictions = classifier.predict(texts, stop=stop, progress=progress)
-    out = table.frame.copy()
-    out["predicted"] = [p.label for p in predictions]
-    out["probability"] = [round(p.probability, 6) for p in predictions]
-    for name in classifier.info.label_names:
-        out[f"p_{name}"] = [round(p.probabilities[name], 6) for p in predictions]
-    sep = "\t" if Path(target).suffix.lower() in (".tsv", ".tab") else ","
-    out.to_csv(target, index=False, sep=sep)
-    return len(out)
 
 
 class ProbabilityBars(QWidget):
@@ -169,7 +149,8 @@ class ClassifyTab(QWidget):
             self._pending = True  # classify the newest text when this one is done
             return
         classifier = self.classifier
-        worker = Worker.from_call(lambda _progress, _stop: classifier.predict([text])[0], name="classify text")
+        # predict_typing reuses the keys/values of the text typed so far: a keystroke costs a token.
+        worker = Worker.from_call(lambda _progress, _stop: classifier.predict_typing(text), name="classify text")
         self._predict_job = self._pool.start(
             worker, on_event=self._prediction, on_failed=self._prediction_failed, on_finished=self._prediction_done
         )
@@ -205,7 +186,9 @@ class ClassifyTab(QWidget):
         if self.classifier is None or self._file_job is not None:
             return
         classifier = self.classifier
-        worker = Worker.from_call(lambda progress, stop: classify_csv(classifier, source, target, progress, stop), name="classify file")
+        worker = Worker.from_call(
+            lambda progress, stop: classify_file(classifier, source, target, progress=progress, stop=stop),
+            name="classify file")
         self._target = target
         self.file_progress.setRange(0, 0)
         self.file_progress.setFormat("reading…")
