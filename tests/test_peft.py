@@ -14,7 +14,8 @@ from workbench.core.adapters import (
 from workbench.core.config import LoRAConfig, ModelConfig
 from workbench.core.errors import AdapterError
 from workbench.core.lora import build_lora_model, lora_layers
-from workbench.core.peft_io import export_peft, expected_shapes, hf_module_names, import_peft, peft_targets
+from workbench.core.lora import adapter_shapes as expected_shapes
+from workbench.core.peft_io import export_peft, hf_module_names, import_peft, peft_targets
 
 LABELS = ("neg", "neu", "pos")
 PAD = 50256

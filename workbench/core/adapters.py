@@ -20,7 +20,7 @@ import torch
 
 from .config import LoRAConfig, ModelConfig
 from .errors import AdapterError
-from .lora import trainable_state_dict
+from .lora import adapter_shapes, trainable_state_dict
 from .model import GPT2Classifier
 
 FORMAT_VERSION = 1
@@ -187,20 +187,24 @@ def _metadata_problems(info: AdapterInfo) -> list[str]:
 
 def _check_tensors(tensors: dict[str, torch.Tensor], info: AdapterInfo, path: Path) -> None:
     """Every tensor the settings call for, with its shape, and nothing else; finite values."""
-    from .peft_io import expected_shapes  # peft_io imports this module, so import on use
+    expected = adapter_shapes(info.model_config, info.lora, len(info.label_names))
+    check_adapter_tensors(tensors, expected, f"{path.name} is damaged")
 
-    expected = expected_shapes(info.model_config, info.lora, len(info.label_names))
+
+def check_adapter_tensors(tensors: dict[str, torch.Tensor], expected: dict[str, tuple[int, ...]], context: str) -> None:
+    """The one check of adapter tensors against their settings (files, PEFT folders, models):
+    the same names, the same shapes, finite float values; ``context`` starts the message."""
     missing = sorted(set(expected) - set(tensors))
     extra = sorted(set(tensors) - set(expected))
     if missing or extra:
         detail = f"missing {', '.join(missing[:3])}" if missing else f"unexpected {', '.join(extra[:3])}"
-        raise AdapterError(f"{path.name} is damaged: its tensors do not match its own LoRA settings ({detail})")
+        raise AdapterError(f"{context}: its tensors do not match its LoRA settings ({detail})")
     for name, shape in expected.items():
         tensor = tensors[name]
-        if tuple(tensor.shape) != shape:
-            raise AdapterError(f"{path.name} is damaged: {name} has shape {tuple(tensor.shape)}, expected {shape}")
+        if tuple(tensor.shape) != tuple(shape):
+            raise AdapterError(f"{context}: {name} has shape {tuple(tensor.shape)}, expected {tuple(shape)}")
         if not tensor.is_floating_point() or not torch.isfinite(tensor).all():
-            raise AdapterError(f"{path.name} is damaged: {name} holds NaN, infinite or non-float values")
+            raise AdapterError(f"{context}: {name} holds NaN, infinite or non-float values")
 
 
 def label_mapping(info: AdapterInfo, dataset_labels: Sequence[str], dataset: str = "the dataset") -> list[int]:
@@ -260,20 +264,11 @@ def check_compatible(info: AdapterInfo, model_config: ModelConfig, base_model: s
 def load_adapter_weights(model: GPT2Classifier, tensors: dict[str, torch.Tensor], info: AdapterInfo) -> None:
     """Copy adapter tensors into a model already wrapped with ``info.lora``; every name and shape
     must match exactly (a file edited by hand or cut short fails here, not at predict time)."""
-    expected = trainable_state_dict(model)
-    missing = sorted(set(expected) - set(tensors))
-    extra = sorted(set(tensors) - set(expected))
-    if missing or extra:
-        detail = f"missing {missing[:3]}" if missing else f"unexpected {extra[:3]}"
-        raise AdapterError(f"Adapter tensors do not match its own LoRA settings ({detail})")
+    params = trainable_state_dict(model)
+    check_adapter_tensors(tensors, {k: tuple(p.shape) for k, p in params.items()}, "The adapter")
     with torch.no_grad():
-        for name, target in expected.items():
-            source = tensors[name]
-            if source.shape != target.shape:
-                raise AdapterError(f"Adapter tensor {name} has shape {tuple(source.shape)}, expected {tuple(target.shape)}")
-            if not torch.isfinite(source).all():
-                raise AdapterError(f"Adapter tensor {name} holds NaN or infinite values")
-            target.copy_(source)
+        for name, target in params.items():
+            target.copy_(tensors[name])
 
 
 def adapter_size_bytes(model: GPT2Classifier) -> int:

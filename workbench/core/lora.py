@@ -128,12 +128,25 @@ def trainable_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     }
 
 
+def adapter_shapes(config: ModelConfig, lora: LoRAConfig, num_classes: int) -> dict[str, tuple[int, int]]:
+    """Name -> shape of every tensor an adapter holds for these settings (A: (r, in), B: (out, r),
+    head: (classes, width)), without building a model."""
+    d, r = config.n_embd, lora.rank
+    in_out = {"qkv": (d, 3 * d), "attn_out": (d, d), "mlp_up": (d, 4 * d), "mlp_down": (4 * d, d)}
+    shapes = {}
+    for block in lora.blocks(config.n_layer):
+        for target in lora.targets:
+            fan_in, fan_out = in_out[target]
+            module = f"transformer.h.{block}.{LORA_TARGETS[target]}"
+            shapes[f"{module}.lora_A"] = (r, fan_in)
+            shapes[f"{module}.lora_B"] = (fan_out, r)
+    shapes["score.weight"] = (num_classes, d)
+    return shapes
+
+
 def count_trainable(config: ModelConfig, lora: LoRAConfig, num_classes: int) -> int:
     """Trainable parameters (LoRA + head) for these settings, without building a model."""
-    d = config.n_embd
-    in_out = {"qkv": (d, 3 * d), "attn_out": (d, d), "mlp_up": (d, 4 * d), "mlp_down": (4 * d, d)}
-    per_block = sum(lora.rank * sum(in_out[t]) for t in lora.targets)
-    return per_block * len(lora.blocks(config.n_layer)) + d * num_classes
+    return sum(a * b for a, b in adapter_shapes(config, lora, num_classes).values())
 
 
 def build_lora_model(checkpoint: Path, lora: LoRAConfig, num_classes: int, seed: int) -> GPT2Classifier:

@@ -27,9 +27,10 @@ from typing import Any, Sequence
 
 import torch
 
-from .adapters import AdapterInfo, read_adapter, save_adapter_tensors, write_atomically
+from .adapters import AdapterInfo, check_adapter_tensors, read_adapter, save_adapter_tensors, write_atomically
 from .config import LORA_TARGETS, MODEL_REPOS, LoRAConfig, ModelConfig
 from .errors import AdapterError, CheckpointError, ConfigError
+from .lora import adapter_shapes
 from .model import load_model_config
 
 CONFIG_FILE = "adapter_config.json"
@@ -58,7 +59,7 @@ def export_peft(adapter_path: str | Path, out_dir: str | Path) -> Path:
     from safetensors.torch import save
 
     tensors, info = read_adapter(adapter_path)
-    _check_shapes(tensors, expected_shapes(info.model_config, info.lora, len(info.label_names)),
+    _check_shapes(tensors, adapter_shapes(info.model_config, info.lora, len(info.label_names)),
                   f"{Path(adapter_path).name} does not match its own metadata")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -144,7 +145,7 @@ def import_peft(
     lora = _lora_config(cfg, model_config, folder)
     tensors = _to_workbench_tensors(raw, folder)
     num_classes = tensors[f"{HEAD}.weight"].shape[0]
-    _check_shapes(tensors, expected_shapes(model_config, lora, num_classes),
+    _check_shapes(tensors, adapter_shapes(model_config, lora, num_classes),
                   f"The PEFT adapter in {folder} does not fit {base_model} "
                   f"({model_config.n_layer} layers, width {model_config.n_embd})")
 
@@ -381,30 +382,8 @@ def _to_workbench_tensors(raw: dict[str, torch.Tensor], folder: Path) -> dict[st
     return tensors
 
 
-def expected_shapes(config: ModelConfig, lora: LoRAConfig, num_classes: int) -> dict[str, tuple[int, int]]:
-    """Name -> shape of every tensor in an adapter for these settings (A: (r, in), B: (out, r))."""
-    d, r = config.n_embd, lora.rank
-    in_out = {"qkv": (d, 3 * d), "attn_out": (d, d), "mlp_up": (d, 4 * d), "mlp_down": (4 * d, d)}
-    shapes = {}
-    for block in lora.blocks(config.n_layer):
-        for target in lora.targets:
-            fan_in, fan_out = in_out[target]
-            module = f"transformer.h.{block}.{LORA_TARGETS[target]}"
-            shapes[f"{module}.lora_A"] = (r, fan_in)
-            shapes[f"{module}.lora_B"] = (fan_out, r)
-    shapes[f"{HEAD}.weight"] = (num_classes, d)
-    return shapes
-
-
 def _check_shapes(tensors: dict[str, torch.Tensor], expected: dict[str, tuple[int, int]], context: str) -> None:
-    missing = sorted(set(expected) - set(tensors))
-    extra = sorted(set(tensors) - set(expected))
-    if missing or extra:
-        detail = f"missing {', '.join(missing[:3])}" if missing else f"unexpected {', '.join(extra[:3])}"
-        raise AdapterError(f"{context}: its tensors do not match its LoRA settings ({detail})")
-    for name, shape in expected.items():
-        if tuple(tensors[name].shape) != shape:
-            raise AdapterError(f"{context}: {name} has shape {tuple(tensors[name].shape)}, expected {shape}")
+    check_adapter_tensors(tensors, expected, context)
     if expected[f"{HEAD}.weight"][0] < 2:
         raise AdapterError(f"{context}: the '{HEAD}' head has fewer than 2 classes")
 
