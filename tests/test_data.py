@@ -479,3 +479,15 @@ def test_real_sms_file_read_as_a_plain_tsv_loses_no_line(sms_file):
     table = read_table(sms_file)
     assert rows(table) == rows(data.read_sms_spam(sms_file))
     assert (table.text_column, table.label_column) == ("column 2", "column 1")
+
+
+def test_load_table_reads_only_a_sample_when_asked(tmp_path):
+    from workbench.core.config import DataConfig
+    from workbench.core.data import load_table
+
+    path = tmp_path / "big.csv"
+    path.write_text("text,label\n" + "".join(f"message {i},{'ab'[i % 2]}\n" for i in range(500)), encoding="utf-8")
+    table = load_table(DataConfig(source=str(path), max_rows=120))
+    assert len(table.frame) == 120 and table.truncated_rows
+    assert len(load_table(DataConfig(source=str(path))).frame) == 500
+    assert DataConfig(source=str(path), max_rows=0).validate()

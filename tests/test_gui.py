@@ -509,3 +509,15 @@ def test_memory_estimate_is_shown_against_the_device(window, monkeypatch):
     before = window.memory_estimate.activations
     window.training_panel.batch_size.setValue(32)
     assert window.memory_estimate.activations == 2 * before
+
+
+def test_a_very_large_file_offers_a_sample_that_training_uses(window, qtbot, dataset, dialogs, monkeypatch):
+    import workbench.gui.main_window as main_window
+
+    monkeypatch.setattr(main_window, "LARGE_FILE_BYTES", 100)  # the 60-row test file counts as large
+    monkeypatch.setattr(main_window, "SAMPLE_ROWS", 40)
+    window.open_dataset(str(dataset))
+    assert any(kind == "question" and "first 40 rows" in text for kind, text in dialogs)
+    qtbot.waitUntil(lambda: window._table is not None and len(window._table.frame) == 40, timeout=10_000)
+    cfg, _ = window.build_config()
+    assert cfg.data.max_rows == 40

@@ -160,6 +160,7 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--balance", action=argparse.BooleanOptionalAction, default=True,
                    help="undersample to the smallest class (default on, the book's recipe)")
     p.add_argument("--max-length", type=int, default=None, help="tokens per text (default: the model's context)")
+    p.add_argument("--max-rows", type=int, default=None, help="read only the first N rows of a large file")
 
 
 def add_device_args(p: argparse.ArgumentParser) -> None:
@@ -170,7 +171,8 @@ def add_device_args(p: argparse.ArgumentParser) -> None:
 
 def data_config(args) -> DataConfig:
     return DataConfig(source=args.data, text_column=args.text_column, label_column=args.label_column,
-                      balance=args.balance, max_length=args.max_length, seed=getattr(args, "seed", 123))
+                      balance=args.balance, max_length=args.max_length, max_rows=args.max_rows,
+                      seed=getattr(args, "seed", 123))
 
 
 # --- train ---------------------------------------------------------------------------------

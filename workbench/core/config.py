@@ -171,6 +171,7 @@ class DataConfig:
     train_fraction: float = 0.7
     val_fraction: float = 0.1  # the test set gets what is left
     max_length: int | None = None  # tokens per text; None: the model's context length
+    max_rows: int | None = None  # read only a file's first N rows (a sample of a very large file)
     seed: int = 123  # shuffling, balancing and splitting
 
     def validate(self) -> list[str]:
@@ -185,6 +186,8 @@ class DataConfig:
             problems.append("validation fraction must be between 0 and 1")
         if self.train_fraction + self.val_fraction >= 1:
             problems.append("train + validation fractions must leave room for a test set")
+        if self.max_rows is not None and self.max_rows < 1:
+            problems.append("sample rows must be ≥ 1 (or empty for the whole file)")
         if self.max_length is not None and self.max_length < 2:
             problems.append("max length must be at least 2 tokens")
         return problems

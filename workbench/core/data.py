@@ -560,7 +560,7 @@ def load_table(
     """The configured dataset: the SMS collection (downloaded once) or the user's file."""
     if cfg.source == SMS_SPAM:
         return read_sms_spam(download_sms_spam(progress=progress, stop=stop))
-    return read_table(cfg.source, progress=progress, stop=stop)
+    return read_table(cfg.source, max_rows=cfg.max_rows, progress=progress, stop=stop)
 
 
 def save_table(frame: pd.DataFrame, path: str | Path) -> Path:

@@ -72,6 +72,10 @@ def describe_adapter(path: str, info: AdapterInfo) -> str:
     )
 
 
+LARGE_FILE_BYTES = 200 * 2**20  # above this, opening a dataset offers a sample first
+SAMPLE_ROWS = 100_000
+
+
 class MainWindow(QMainWindow):
     def __init__(self, settings: QSettings | None = None, parent: QWidget | None = None):
         super().__init__(parent)
@@ -394,9 +398,27 @@ class MainWindow(QMainWindow):
             self.open_dataset(path)
 
     def open_dataset(self, path: str) -> None:
-        """Use a CSV/TSV file as the dataset and read it (on a worker) for the preview and counts."""
-        self.data_panel.set_file(str(path))
+        """Use a CSV/TSV file as the dataset and read it (on a worker) for the preview and counts.
+
+        A very large file gets an offer first: its first SAMPLE_ROWS rows, read in a moment, or
+        all of it (about 20 s a gigabyte, with progress, and training on it takes far longer).
+        """
+        self.data_panel.set_file(str(path), max_rows=self._ask_for_sample(Path(path)))
         self._load_current_source()
+
+    def _ask_for_sample(self, path: Path) -> int | None:
+        try:
+            size = path.stat().st_size
+        except OSError:
+            return None  # reading it reports the problem
+        if size < LARGE_FILE_BYTES:
+            return None
+        answer = QMessageBox.question(
+            self, "Large dataset",
+            f"{path.name} is {human_bytes(size)}. Use a sample of its first {SAMPLE_ROWS:,} rows? "
+            "(No reads the whole file, with progress; it can be stopped.)",
+        )
+        return SAMPLE_ROWS if answer == QMessageBox.StandardButton.Yes else None
 
     def use_sms_spam(self) -> None:
         self.data_panel.sms_radio.setChecked(True)
@@ -426,7 +448,9 @@ class MainWindow(QMainWindow):
             else:
                 self.data_tab.set_caption("The SMS Spam Collection is not downloaded yet: press Download (or Start, which fetches it).")
         elif source:
-            self._read(lambda progress, stop: datamod.read_table(source, progress=progress, stop=stop), f"Reading {Path(source).name}…")
+            rows = self.data_panel.max_rows
+            self._read(lambda progress, stop: datamod.read_table(source, max_rows=rows, progress=progress, stop=stop),
+                       f"Reading {Path(source).name}" + (f" (first {rows:,} rows)…" if rows else "…"))
         self._refresh()
 
     def download_sms(self) -> None:

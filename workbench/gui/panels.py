@@ -103,6 +103,7 @@ class DataPanel(QGroupBox):
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         form.setContentsMargins(8, 6, 8, 6)
         self._path: str = ""
+        self.max_rows: int | None = None  # a sample of a very large file; None: all of it
 
         self.sms_radio = QRadioButton("SMS Spam Collection (built in)")
         self.sms_radio.setToolTip("5,574 text messages labelled ham/spam (UCI); downloaded once, about 200 KB")
@@ -191,6 +192,7 @@ class DataPanel(QGroupBox):
             train_fraction=self.train_pct.value() / 100,
             val_fraction=self.val_pct.value() / 100,
             max_length=self.max_length.value() or None,
+            max_rows=self.max_rows,
             seed=seed,
         )
 
@@ -203,12 +205,15 @@ class DataPanel(QGroupBox):
         self.train_pct.setValue(round(cfg.train_fraction * 100))
         self.val_pct.setValue(round(cfg.val_fraction * 100))
         self.max_length.setValue(cfg.max_length or 0)
+        self.max_rows = cfg.max_rows
         self._wanted_columns = (cfg.text_column, cfg.label_column)
         self._select(self.text_column, cfg.text_column)
         self._select(self.label_column, cfg.label_column)
 
-    def set_file(self, path: str) -> None:
+    def set_file(self, path: str, max_rows: int | None = None) -> None:
+        """Use ``path``; ``max_rows`` reads only its first rows (a sample of a very large file)."""
         self._path = path
+        self.max_rows = max_rows
         self.file_label.setText(Path(path).name if path else "no file chosen")
         self.file_label.setToolTip(path)
         self.file_radio.setChecked(True)
