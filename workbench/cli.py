@@ -327,10 +327,11 @@ def classify_file(classifier, args) -> int:
 def cmd_eval(args) -> int:
     from .core.classify import Classifier
     from .core.data import load_table, make_splits
-    from .core.training import classification_metrics
+    from .core.training import metrics_from_probabilities
 
     classifier = Classifier.from_adapter(args.adapter, model=args.model, device=args.device, precision=args.precision)
-    splits = make_splits(load_table(data_config(args)), data_config(args))
+    data = data_config(args)
+    splits = make_splits(load_table(data), data)
     names = tuple(classifier.info.label_names)
     if tuple(splits.label_names) != names:
         raise WorkbenchError(f"the dataset's labels {list(splits.label_names)} differ from the adapter's {list(names)}")
@@ -338,10 +339,7 @@ def cmd_eval(args) -> int:
     texts = [t for part in parts for t in part.texts]
     labels = [y for part in parts for y in part.labels]
     probs = classifier.probabilities(texts, batch_size=args.batch_size)
-    import torch
-
-    loss = torch.nn.functional.nll_loss(torch.log(probs.clamp_min(1e-12)), torch.tensor(labels)).item()
-    metrics = classification_metrics(labels, probs.argmax(-1).tolist(), names, loss)
+    metrics = metrics_from_probabilities(probs, labels, names)
     if args.json:
         from dataclasses import asdict
 

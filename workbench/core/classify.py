@@ -90,17 +90,15 @@ class Classifier:
         with torch.inference_mode(), autocast(self.device, self.precision):
             logits, cache = self.model.forward_cached(new, cache)
         self._typed = (ids, cache)
-        row = torch.softmax(logits.float()[0], dim=-1).cpu().tolist()
-        names = self.info.label_names
-        return Prediction(names[max(range(len(row)), key=row.__getitem__)], dict(zip(names, row)))
+        return self._prediction(torch.softmax(logits.float()[0], dim=-1).cpu())
 
     def predict(self, texts: list[str], batch_size: int = 32, stop=None, progress=None) -> list[Prediction]:
-        names = self.info.label_names
         probs = self.probabilities(texts, batch_size, stop=stop, progress=progress)
-        return [
-            Prediction(names[int(row.argmax())], {n: float(p) for n, p in zip(names, row.tolist())})
-            for row in probs
-        ]
+        return [self._prediction(row) for row in probs]
+
+    def _prediction(self, row: torch.Tensor) -> Prediction:
+        names = self.info.label_names
+        return Prediction(names[int(row.argmax())], {n: float(p) for n, p in zip(names, row.tolist())})
 
 
 @torch.inference_mode()

@@ -299,7 +299,3 @@ def export_hf_state_dict(model: GPT2Classifier) -> dict[str, torch.Tensor]:
 def param_count(module: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
-
-def estimate_flops_per_token(config: ModelConfig) -> float:
-    """Matmul FLOPs of one forward token through the blocks (2 per multiply-add)."""
-    return 2 * 12 * config.n_layer * config.n_embd**2

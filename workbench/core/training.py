@@ -313,9 +313,12 @@ def evaluate(model, split: EncodedSplit, prepared: Prepared, batch_size: int, li
     if not len(ids):
         return math.nan, math.nan
     probs = predict_probabilities(model, ids, batch_size, prepared.device, prepared.precision)
-    loss = F.nll_loss(torch.log(probs.clamp_min(1e-12)), labels).item()
-    accuracy = (probs.argmax(-1) == labels).float().mean().item()
-    return loss, accuracy
+    return mean_loss(probs, labels), (probs.argmax(-1) == labels).float().mean().item()
+
+
+def mean_loss(probs: torch.Tensor, labels: torch.Tensor) -> float:
+    """Cross-entropy from probabilities (N, C) already computed for the predictions."""
+    return F.nll_loss(torch.log(probs.clamp_min(1e-12)), labels).item()
 
 
 def quick_evaluation(model, prepared: Prepared, cfg: TrainConfig, step: int, epoch: int, seen: int) -> Evaluated:
@@ -332,15 +335,20 @@ def quick_evaluation(model, prepared: Prepared, cfg: TrainConfig, step: int, epo
 def test_metrics(model, prepared: Prepared, batch_size: int) -> TestMetrics:
     split = prepared.test
     probs = predict_probabilities(model, split.token_ids, batch_size, prepared.device, prepared.precision)
-    labels = torch.tensor(split.labels)
-    loss = F.nll_loss(torch.log(probs.clamp_min(1e-12)), labels).item()
+    return metrics_from_probabilities(probs, split.labels, prepared.label_names, split.texts)
+
+
+def metrics_from_probabilities(
+    probs: torch.Tensor, labels: list[int], names: tuple[str, ...], texts: list[str] | None = None
+) -> TestMetrics:
+    """Test metrics from predicted probabilities (N, C); with ``texts``, the misclassified ones too."""
     predicted = probs.argmax(-1).tolist()
-    names = prepared.label_names
     wrong = [
-        Misclassified(split.texts[i], names[t], names[p], round(float(probs[i, p]), 4))
-        for i, (t, p) in enumerate(zip(split.labels, predicted)) if t != p
-    ]
-    return classification_metrics(split.labels, predicted, names, loss, tuple(wrong[:MAX_MISCLASSIFIED]))
+        Misclassified(texts[i], names[t], names[p], round(float(probs[i, p]), 4))
+        for i, (t, p) in enumerate(zip(labels, predicted)) if t != p
+    ] if texts else []
+    loss = mean_loss(probs, torch.tensor(labels))
+    return classification_metrics(labels, predicted, names, loss, tuple(wrong[:MAX_MISCLASSIFIED]))
 
 
 def classification_metrics(
