@@ -23,6 +23,7 @@ mkdir -p "$SMS_DIR" && cp "$DATA/SMSSpamCollection" "$SMS_DIR/"
 
 step() {  # step NAME SECONDS COMMAND...: run with a limit, keep its output
     local name=$1 limit=$2; shift 2
+    if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then return; fi  # ONLY="a b": just those
     echo "=== $name (limit ${limit}s) $(date +%T)"
     local start=$SECONDS
     timeout "$limit" "$@" > "$OUT/$name.txt" 2>&1
@@ -44,11 +45,12 @@ write_tiny_checkpoint(Path(sys.argv[1]), n_positions=1024, **size)
 EOF
 cp "$DATA/encoder.json" "$CKPT/vocab.json" && cp "$DATA/vocab.bpe" "$CKPT/merges.txt"
 
-step pytest_cuda 120 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py
+# -c /dev/null: pyproject.toml names pytest-qt options, and the GPU image has no pytest-qt.
+step pytest_cuda 120 python3 -m pytest -c /dev/null --rootdir . -q -p no:cacheprovider tests/test_cuda.py
 step bench_bf16 75 python3 -m workbench bench --model "$CKPT" --device $DEV --precision bf16 --steps ${STEPS:-60} --json
 step bench_fp32 75 python3 -m workbench bench --model "$CKPT" --device $DEV --precision fp32 --steps ${STEPS:-60} --json
-step compare 130 python3 benchmarks/compare_hf_peft.py --model "$CKPT" --data "$SMS_DIR/SMSSpamCollection" \
-    --device $DEV --steps ${STEPS:-40} --bf16-steps ${STEPS:-40} --repeats 1 --classify-runs 20 --json "$OUT/compare.json"
+step compare 110 python3 benchmarks/compare_hf_peft.py --model "$CKPT" --data "$SMS_DIR/SMSSpamCollection" \
+    --device $DEV --steps ${STEPS:-20} --bf16-steps ${STEPS:-20} --repeats 1 --classify-runs 20 --json "$OUT/compare.json"
 step train_5_epochs 100 python3 -m workbench train --model "$CKPT" --data sms-spam --epochs ${EPOCHS:-5} --device $DEV \
     --out /tmp/gpu-adapter.safetensors
 XL=gpt2-xl; [ -n "$TINY" ] && XL=$CKPT
