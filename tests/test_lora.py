@@ -99,3 +99,59 @@ def test_seed_makes_lora_init_reproducible(tiny_checkpoint):
     a = trainable_state_dict(wrapped(tiny_checkpoint, rank=4))
     b = trainable_state_dict(wrapped(tiny_checkpoint, rank=4))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def gradients(model):
+    model.zero_grad(set_to_none=True)
+    torch.nn.functional.cross_entropy(model(IDS, LENGTHS), torch.tensor([0, 1, 0])).backward()
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def with_busy_adapters(checkpoint, **lora):
+    model = wrapped(checkpoint, rank=4, alpha=8, **lora)
+    with torch.no_grad():
+        for layer in lora_layers(model):
+            layer.lora_B.normal_(0, 0.1)  # fresh B is zero, which would leave A's gradient zero
+    return model
+
+
+def counting_recompute(monkeypatch, enabled=True):
+    """Replace model.recompute_when_saved: count the rebuilds, or (disabled) keep everything."""
+    import contextlib
+
+    import workbench.core.model as model_module
+
+    real = model_module.recompute_when_saved
+    rebuilt = []
+
+    def counted(tensor, make):
+        if not enabled:
+            return contextlib.nullcontext()
+        return real(tensor, lambda: rebuilt.append(1) or make())
+
+    monkeypatch.setattr(model_module, "recompute_when_saved", counted)
+    return rebuilt
+
+
+def test_recomputed_activations_give_bit_identical_gradients(tiny_checkpoint, monkeypatch):
+    model = with_busy_adapters(tiny_checkpoint)
+    rebuilt = counting_recompute(monkeypatch)
+    recomputed = gradients(model)
+    assert len(rebuilt) == 3 * model.config.n_layer  # GELU output and both layer-norm outputs, each block
+    counting_recompute(monkeypatch, enabled=False)
+    kept = gradients(model)
+    assert recomputed.keys() == kept.keys()
+    assert all(torch.equal(recomputed[n], kept[n]) for n in kept)
+
+
+def test_only_what_a_lora_layer_would_keep_is_recomputed(tiny_checkpoint, monkeypatch):
+    """With LoRA on qkv alone, only ln_1's output is kept for an A gradient; the frozen MLP keeps
+    neither its input nor the GELU output, so nothing there is rebuilt."""
+    model = with_busy_adapters(tiny_checkpoint, targets=("qkv",))
+    rebuilt = counting_recompute(monkeypatch)
+    gradients(model)
+    assert len(rebuilt) == model.config.n_layer
+    rebuilt.clear()
+    with torch.no_grad():
+        model(IDS, LENGTHS)
+    assert rebuilt == []

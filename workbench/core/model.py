@@ -15,6 +15,7 @@ import contextlib
 import json
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -102,7 +103,12 @@ class MLP(nn.Module):
         self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.c_proj(F.gelu(self.c_fc(x), approximate="tanh"))  # GPT-2's "gelu_new"
+        u = self.c_fc(x)
+        g = F.gelu(u, approximate="tanh")  # GPT-2's "gelu_new"
+        # A LoRA c_proj keeps its input for its A gradient: 4 floats per token and width, the
+        # largest thing a block keeps. GELU is cheap to redo from u, which its own backward keeps.
+        with recompute_when_saved(g, lambda: F.gelu(u, approximate="tanh")):
+            return self.c_proj(g)
 
 
 class Block(nn.Module):
@@ -116,17 +122,68 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor, last: torch.Tensor | None = None) -> torch.Tensor:
         """(B, T, C) -> (B, T, C), or (B, C) for only the positions in ``last`` (see attention)."""
         if last is None:
-            x = x + self.attn(self.ln_1(x))
-            return x + self.mlp(self.ln_2(x))
+            x = x + normed_into(self.ln_1, x, self.attn)
+            return x + normed_into(self.ln_2, x, self.mlp)
         rows = torch.arange(x.shape[0], device=x.device)
-        x = x[rows, last] + self.attn(self.ln_1(x), last)  # (B, C)
-        return x + self.mlp(self.ln_2(x))
+        x = x[rows, last] + normed_into(self.ln_1, x, self.attn, last)  # (B, C)
+        return x + normed_into(self.ln_2, x, self.mlp)
 
 
     def forward_cached(self, x: torch.Tensor, past):
         a, kv = self.attn.forward_cached(self.ln_1(x), past)
         x = x + a
         return x + self.mlp(self.ln_2(x)), kv
+
+
+def normed_into(norm: nn.LayerNorm, x: torch.Tensor, layer: nn.Module, *args) -> torch.Tensor:
+    """``layer(norm(x), *args)``, the normalised input redone in backward rather than kept (LoRA
+    layers keep their input; ``norm``'s own backward keeps ``x`` anyway)."""
+    h = norm(x)
+    with recompute_when_saved(h, lambda: norm(x)):
+        return layer(h, *args)
+
+
+class _Recompute:
+    """What autograd keeps instead of a tensor: how to make it again, and the shape it was saved in."""
+
+    def __init__(self, make: Callable[[], torch.Tensor], shape: torch.Size):
+        self.make, self.shape = make, shape
+
+
+@contextlib.contextmanager
+def recompute_when_saved(tensor: torch.Tensor, make: Callable[[], torch.Tensor]):
+    """Inside, autograd keeps no copy of ``tensor`` for backward: it calls ``make()`` to rebuild
+    it when backward needs it. ``make`` must give the same values and may only hold tensors that
+    autograd keeps anyway, or nothing is saved. Other saved tensors pass through untouched.
+
+    Saves ~35% of a LoRA step's activation memory (the GELU output and both layer-norm
+    outputs, 6 of ~17 floats per token and width in each block) for ~2% more time on a CPU.
+    """
+    if not torch.is_grad_enabled() or not tensor.is_contiguous():
+        yield
+        return
+    target = [tensor]  # dropped on exit: the hooks outlive this call inside the graph
+
+    def pack(saved: torch.Tensor):
+        # Linear layers save a flattened (tokens, width) view of a (B, T, width) input: the same
+        # memory, so the same tensor for this purpose.
+        if target and _same_memory(saved, target[0]):
+            return _Recompute(make, saved.shape)
+        return saved
+
+    def unpack(packed):
+        return packed.make().view(packed.shape) if isinstance(packed, _Recompute) else packed
+
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
+            yield
+    finally:
+        target.clear()
+
+
+def _same_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return (a.data_ptr() == b.data_ptr() and a.numel() == b.numel() and a.dtype == b.dtype
+            and a.is_contiguous() and a.device == b.device)
 
 
 class Transformer(nn.Module):
