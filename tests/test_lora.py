@@ -1,5 +1,7 @@
 """LoRA: identity at init, only adapters and head learn, merge equals unmerged."""
 
+import platform
+
 import pytest
 import torch
 
@@ -155,3 +157,39 @@ def test_only_what_a_lora_layer_would_keep_is_recomputed(tiny_checkpoint, monkey
     with torch.no_grad():
         model(IDS, LENGTHS)
     assert rebuilt == []
+
+
+PACKING = torch.backends.mkldnn.is_available() and platform.machine().lower() in ("x86_64", "amd64")
+packing_available = pytest.mark.skipif(not PACKING, reason="weights are packed only on x86 CPUs with oneDNN")
+
+
+@packing_available
+def test_packed_weights_classify_like_the_dense_ones(tiny_checkpoint):
+    from workbench.core.classify import PackedLinear, pack_weights_for_cpu
+
+    model = with_busy_adapters(tiny_checkpoint).eval()
+    merge_lora(model)
+    with torch.inference_mode():
+        dense = model(IDS, LENGTHS)
+        _, cache = model.forward_cached(IDS[:1, :6], None)
+        dense_step, _ = model.forward_cached(IDS[:1, 6:7], cache)
+    pack_weights_for_cpu(model, torch.device("cpu"), "fp32")
+    assert all(isinstance(layer.base, PackedLinear) for layer in lora_layers(model))
+    with torch.inference_mode():
+        packed = model(IDS, LENGTHS)
+        _, cache = model.forward_cached(IDS[:1, :6], None)
+        packed_step, _ = model.forward_cached(IDS[:1, 6:7], cache)
+    assert torch.allclose(packed, dense, atol=1e-5)
+    assert torch.allclose(packed_step, dense_step, atol=1e-5)
+
+
+def test_packing_needs_merged_adapters_and_skips_bf16_and_gpus(tiny_checkpoint):
+    from workbench.core.classify import PackedLinear, pack_weights_for_cpu
+
+    model = with_busy_adapters(tiny_checkpoint)
+    for device, precision in ((torch.device("cpu"), "bf16"), (torch.device("meta"), "fp32")):
+        pack_weights_for_cpu(model, device, precision)
+        assert not any(isinstance(m, PackedLinear) for m in model.modules())
+    if PACKING:
+        with pytest.raises(ValueError, match="merge"):
+            pack_weights_for_cpu(model, torch.device("cpu"), "fp32")

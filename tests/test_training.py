@@ -182,6 +182,23 @@ def test_typing_reuses_prefix_and_matches_full_prediction(tiny_checkpoint, separ
             assert typed.probabilities[name] == pytest.approx(whole.probabilities[name], abs=1e-5)
 
 
+def test_classifier_on_a_cpu_packs_weights_and_matches_the_training_model(tiny_checkpoint, separable_csv):
+    from test_lora import PACKING
+
+    from workbench.core.adapters import load_adapter_weights, read_adapter
+    from workbench.core.classify import PackedLinear, predict_probabilities
+    from workbench.core.lora import build_lora_model
+
+    adapter = list(train(tiny_config(tiny_checkpoint, separable_csv, max_steps=3)))[-1].adapter_path
+    classifier = Classifier.from_adapter(adapter, device="cpu", precision="fp32")
+    assert any(isinstance(m, PackedLinear) for m in classifier.model.modules()) == PACKING
+    texts = ["win cash now", "see you at lunch", "ok"]
+    unpacked = build_lora_model(tiny_checkpoint, classifier.info.lora, 2, seed=0)
+    load_adapter_weights(unpacked, *read_adapter(adapter))  # not merged, not packed
+    expected = predict_probabilities(unpacked, [classifier.encode(t) for t in texts], 8, torch.device("cpu"), "fp32")
+    assert torch.allclose(classifier.probabilities(texts), expected, atol=1e-5)
+
+
 @pytest.mark.parametrize("lever", [{"precision": "bf16"}, {"length_grouping": 0}])
 def test_speed_levers_keep_accuracy(tiny_checkpoint, separable_csv, lever):
     """bf16 autocast and length grouping change the arithmetic, not what the model learns."""

@@ -33,7 +33,7 @@ import torch
 from . import data as datamod
 from . import hub
 from .adapters import AdapterInfo
-from .classify import Classifier, predict_probabilities
+from .classify import Classifier, pack_weights_for_cpu, predict_probabilities
 from .config import MODEL_REPOS, PRECISIONS, DataConfig, LoRAConfig, ModelConfig, TrainConfig
 from .device import autocast, cpu_has_fast_bf16, describe, pick_device, pick_precision
 from .errors import ConfigError, WorkbenchError
@@ -547,12 +547,14 @@ def keystroke_latencies(model: GPT2Classifier, ids: list[int], runs: int, device
 def single_message_classifier(
     model: GPT2Classifier, bench_data: BenchData, cfg: BenchConfig, device: torch.device, precision: str
 ) -> Callable[[], object]:
-    """Merge the adapter and return a call that classifies the ~25-token message once.
+    """Merge the adapter (and pack the weights, on a CPU) and return a call that classifies the
+    ~25-token message once; after this the model only classifies.
 
     With a tokenizer the message goes through ``Classifier.predict`` (tokenizing included);
     synthetic data has only ids, which go straight to ``predict_probabilities``.
     """
     merge_lora(model)
+    pack_weights_for_cpu(model, device, precision)  # as Classifier.from_adapter does
     if bench_data.tokenizer is not None and bench_data.message is not None:
         info = AdapterInfo(base_model=cfg.model, model_config=model.config, lora=cfg.lora,
                            label_names=LABEL_NAMES, max_length=model.config.n_positions)
