@@ -6,21 +6,21 @@ max length that fit, instead of learning it from an out-of-memory error. It coun
 - **weights**: every parameter at 4 bytes (the model is kept in fp32; bf16 runs use autocast);
 - **bf16 weight copies**: under bf16 autocast each matmul casts its fp32 weight to bf16, and the
   blocks that need backward keep those copies alive until backward has used them (2 bytes each);
-- **activations**: Korthikanti et al. 2022, "Reducing Activation Recomputation in Large
-  Transformer Models", §4.1: a transformer layer stores ``s·b·h·(34 + 5·a·s/h)`` bytes of
-  activations with 16-bit values, i.e. per block ``B·T·(34·C + 5·nh·T)`` bytes. Values here are
-  fp32 unless bf16 autocast is on, so the count is doubled for fp32. Only the blocks that need
-  backward store activations (those from the lowest LoRA block up: the model runs the frozen
-  blocks below it without autograd). The ``5·nh·T`` term is the attention matrix, which fused
-  attention kernels never store; keeping it errs on the safe side for long texts;
+- **activations**: what autograd keeps per block for backward, plus backward's working set,
+  measured at about 17 values per token per unit of width (B·T·17·C per block; 4 bytes each in
+  fp32, 2 under bf16 autocast). For comparison, Korthikanti et al. 2022 ("Reducing Activation
+  Recomputation in Large Transformer Models", §4.1) count 34·C bytes at 16 bits, i.e. 17·C values,
+  plus an attention matrix that fused attention kernels (used here) never store. The model
+  rebuilds the layer-norm and GELU outputs in backward rather than keeping them (see
+  ``model.recompute_when_saved``). Only the blocks that need backward store activations (those
+  from the lowest LoRA block up: the frozen blocks below run without autograd);
 - **gradients** (4 bytes) and **AdamW's two moments** (8 bytes) for the trainable parameters.
 
-Checked against the peak RSS of one training step on the CPU (GPT-2 small, r=16 on every layer;
-peak minus the loaded model, against the estimate less the weights): B=8 T=256 fp32 measured
-2.27 GB vs 2.07 GB estimated; B=4 T=512 fp32 2.27 GB vs 2.82 GB (no stored attention matrix);
-B=8 T=256 bf16 1.38 GB vs 1.22 GB; the top 4 blocks only, B=8 T=256 fp32, 0.66 GB vs 0.69 GB.
-Without the fp32 doubling it would be 2× low. Within ~20%: enough to tell "fits" from "will not
-fit", which is its job.
+Checked against the peak RSS of two training steps on the CPU (GPT-2 small, r=16 on every layer,
+fp32; peak minus the loaded model, against the estimate less the weights; two runs each):
+B=8 T=256 measured 1.32–1.33 GB vs 1.31 GB estimated; B=4 T=512 1.29–1.33 vs 1.31; B=8 T=64
+0.37–0.38 vs 0.35; the top 4 blocks only, B=8 T=256, 0.50–0.55 vs 0.44. Within ~20%: enough to
+tell "fits" from "will not fit", which is its job.
 Not counted: the CUDA context (a few hundred MB outside PyTorch's allocator) and the allocator's
 caching slack.
 """
@@ -35,6 +35,7 @@ from ..core.config import LoRAConfig, ModelConfig
 from ..core.lora import count_trainable
 
 WARN_FRACTION = 0.8  # above this share of the device's memory the estimate is shown as a warning
+ACTIVATION_VALUES_PER_WIDTH = 17  # per token and block, measured (see the module docstring)
 CHARS_PER_TOKEN = 3  # GPT-2 BPE averages ~3.6 characters per English token; 3 errs on the long side
 
 
@@ -71,12 +72,11 @@ def estimate_training_memory(
 ) -> MemoryEstimate:
     """Peak bytes for training ``model`` with ``lora`` at this batch and length; ``precision`` is
     "fp32" or "bf16" (what the run will actually use, after "auto" is resolved)."""
-    C, nh, L = model.n_embd, model.n_head, model.n_layer
+    C, L = model.n_embd, model.n_layer
     trainable = count_trainable(model, lora, num_classes)
     blocks = len(lora.blocks(L))
     bytes_per_value = 2 if precision == "bf16" else 4
-    per_block_16bit = batch_size * seq_len * (34 * C + 5 * nh * seq_len)  # Korthikanti et al. §4.1
-    activations = blocks * per_block_16bit * bytes_per_value // 2
+    activations = blocks * batch_size * seq_len * ACTIVATION_VALUES_PER_WIDTH * C * bytes_per_value
     block_params = 12 * C * C + 13 * C  # as ModelConfig.n_params counts a block
     return MemoryEstimate(
         weights=(model.n_params + trainable) * 4,
