@@ -84,6 +84,56 @@ def test_checkpoint_errors_are_clear(tmp_path, tiny_checkpoint):
         GPT2Classifier.from_checkpoint(tmp_path, 2)
 
 
+def test_checkpoint_reader_refuses_broken_files_and_skips_foreign_buffers(tmp_path, tiny_checkpoint):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "ckpt"
+    shutil.copytree(tiny_checkpoint, folder)
+    weights = folder / "model.safetensors"
+    good = weights.read_bytes()
+    expected = GPT2Classifier.from_checkpoint(folder, 2).transformer.state_dict()
+
+    weights.write_bytes(good[: len(good) - 1000])  # cut inside the last tensor
+    with pytest.raises(CheckpointError, match="truncated"):
+        GPT2Classifier.from_checkpoint(folder, 2)
+    weights.write_bytes((10**9).to_bytes(8, "little") + good[8:])  # header longer than the file
+    with pytest.raises(CheckpointError, match="header length"):
+        GPT2Classifier.from_checkpoint(folder, 2)
+    weights.write_bytes(len(b"[1, 2]").to_bytes(8, "little") + b"[1, 2]")
+    with pytest.raises(CheckpointError, match="not a JSON object"):
+        GPT2Classifier.from_checkpoint(folder, 2)
+
+    tensors = load_file(str(tiny_checkpoint / "model.safetensors"))
+    tensors["h.0.attn.bias"] = torch.ones(1, 1, 4, 4, dtype=torch.bool)  # a causal-mask buffer
+    tensors["h.1.attn.masked_bias"] = torch.tensor(-1e4).to(torch.int64)
+    save_file(tensors, str(weights))
+    loaded = GPT2Classifier.from_checkpoint(folder, 2).transformer.state_dict()
+    assert all(torch.equal(loaded[name], expected[name]) for name in expected)
+
+    tensors["h.0.mlp.c_fc.weight"] = tensors["h.0.mlp.c_fc.weight"].to(torch.int32)
+    save_file(tensors, str(weights))
+    with pytest.raises(CheckpointError, match="stored as I32"):
+        GPT2Classifier.from_checkpoint(folder, 2)
+
+
+def test_half_precision_checkpoints_load_as_fp32(tmp_path, tiny_checkpoint):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "ckpt"
+    shutil.copytree(tiny_checkpoint, folder)
+    tensors = load_file(str(tiny_checkpoint / "model.safetensors"))
+    save_file({k: v.to(torch.bfloat16) for k, v in tensors.items()}, str(folder / "model.safetensors"))
+    model = GPT2Classifier.from_checkpoint(folder, 2)
+    exported = export_hf_state_dict(model)
+    for name, tensor in tensors.items():
+        assert exported[name].dtype == torch.float32
+        assert torch.equal(exported[name], tensor.to(torch.bfloat16).float()), name
+
+
 def test_sizes_have_published_shapes():
     assert ModelConfig.for_size("gpt2").n_params == pytest.approx(124.4e6, rel=0.01)
     assert ModelConfig.for_size("gpt2-medium").n_params == pytest.approx(354.8e6, rel=0.01)

@@ -336,8 +336,12 @@ def read_checkpoint_weights(folder: Path, config: ModelConfig) -> dict[str, torc
     return state
 
 
-# safetensors dtype codes this loader accepts; everything becomes fp32 once read.
+# safetensors dtype codes this loader reads; weights become fp32 once read.
 SAFETENSORS_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64}
+# Bytes per element of every code the format defines, to check entries this loader skips
+# (an integer causal-mask buffer, say) without refusing the file for them.
+SAFETENSORS_ITEMSIZE = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2, "F16": 2,
+                        "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
 MAX_HEADER_BYTES = 100 * 2**20  # the format's own limit
 
 
@@ -366,16 +370,16 @@ def read_safetensors_index(f) -> tuple[dict[str, dict], int]:
 
 
 def _check_entry(name: str, entry: object, data_bytes: int) -> None:
-    if not isinstance(entry, dict) or entry.get("dtype") not in SAFETENSORS_DTYPES:
+    if not isinstance(entry, dict) or entry.get("dtype") not in SAFETENSORS_ITEMSIZE:
         dtype = entry.get("dtype") if isinstance(entry, dict) else None
-        raise ValueError(f"{name}: unsupported or missing dtype {dtype!r}")
+        raise ValueError(f"{name}: unknown or missing dtype {dtype!r}")
     shape, offsets = entry.get("shape"), entry.get("data_offsets")
     if not (isinstance(shape, list) and all(isinstance(n, int) and n >= 0 for n in shape)):
         raise ValueError(f"{name}: malformed shape {shape!r}")
     if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(n, int) for n in offsets)):
         raise ValueError(f"{name}: malformed data offsets {offsets!r}")
     begin, end = offsets
-    itemsize = SAFETENSORS_DTYPES[entry["dtype"]].itemsize
+    itemsize = SAFETENSORS_ITEMSIZE[entry["dtype"]]
     if not 0 <= begin <= end <= data_bytes or end - begin != math.prod(shape) * itemsize:
         raise ValueError(f"{name}: data offsets {offsets} do not fit its shape or the file (truncated?)")
 
@@ -393,6 +397,8 @@ class _TensorReader:
         self.scratch = torch.empty(0, dtype=torch.uint8)
 
     def read(self, entry: dict, transpose: bool) -> torch.Tensor:
+        if entry["dtype"] not in SAFETENSORS_DTYPES:
+            raise ValueError(f"weights stored as {entry['dtype']}; expected floating point (F32, F16, BF16)")
         dtype, shape = SAFETENSORS_DTYPES[entry["dtype"]], entry["shape"]
         if dtype == torch.float32 and not transpose:
             out = torch.empty(shape)
