@@ -199,3 +199,21 @@ def test_packing_needs_merged_adapters_and_skips_bf16_and_gpus(tiny_checkpoint):
     if PACKING:
         with pytest.raises(ValueError, match="merge"):
             pack_weights_for_cpu(model, torch.device("cpu"), "fp32")
+
+
+@packing_available
+def test_packing_that_fails_leaves_a_working_model(tiny_checkpoint, monkeypatch):
+    from workbench.core import classify
+
+    model = with_busy_adapters(tiny_checkpoint).eval()
+    merge_lora(model)
+    with torch.inference_mode():
+        expected = model(IDS, LENGTHS)
+
+    def refuse(*args):
+        raise RuntimeError("oneDNN cannot reorder this weight")
+
+    monkeypatch.setattr(classify.PackedLinear, "__init__", refuse)
+    classify.pack_weights_for_cpu(model, torch.device("cpu"), "fp32")
+    with torch.inference_mode():
+        assert torch.equal(model(IDS, LENGTHS), expected)

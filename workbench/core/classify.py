@@ -123,7 +123,11 @@ def pack_weights_for_cpu(model: GPT2Classifier, device: torch.device, precision:
                 raise ValueError("merge the LoRA adapters before packing the weights")
             owner, name, linear = linear, "base", linear.base
         if isinstance(linear, torch.nn.Linear):
-            setattr(owner, name, PackedLinear(linear))
+            try:
+                packed = PackedLinear(linear)
+            except RuntimeError:  # an oneDNN build that cannot: the plain layers work as they are
+                return
+            setattr(owner, name, packed)
 
 
 class PackedLinear(torch.nn.Module):
