@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
-import os
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -25,6 +22,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .config import ModelConfig
 from .errors import CheckpointError
+from .recompute import recompute_when_saved
+from .safetensors_reader import TensorReader, read_safetensors_index
 
 # Hugging Face Conv1D layers: their weights are stored (in, out) and must be transposed.
 CONV1D_SUFFIXES = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
@@ -141,49 +140,6 @@ def normed_into(norm: nn.LayerNorm, x: torch.Tensor, layer: nn.Module, *args) ->
     h = norm(x)
     with recompute_when_saved(h, lambda: norm(x)):
         return layer(h, *args)
-
-
-class _Recompute:
-    """What autograd keeps instead of a tensor: how to make it again, and the shape it was saved in."""
-
-    def __init__(self, make: Callable[[], torch.Tensor], shape: torch.Size):
-        self.make, self.shape = make, shape
-
-
-@contextlib.contextmanager
-def recompute_when_saved(tensor: torch.Tensor, make: Callable[[], torch.Tensor]):
-    """Inside, autograd keeps no copy of ``tensor`` for backward: it calls ``make()`` to rebuild
-    it when backward needs it. ``make`` must give the same values and may only hold tensors that
-    autograd keeps anyway, or nothing is saved. Other saved tensors pass through untouched.
-
-    Saves ~35% of a LoRA step's activation memory (the GELU output and both layer-norm
-    outputs, 6 of ~17 floats per token and width in each block) for ~2% more time on a CPU.
-    """
-    if not torch.is_grad_enabled() or not tensor.is_contiguous():
-        yield
-        return
-    target = [tensor]  # dropped on exit: the hooks outlive this call inside the graph
-
-    def pack(saved: torch.Tensor):
-        # Linear layers save a flattened (tokens, width) view of a (B, T, width) input: the same
-        # memory, so the same tensor for this purpose.
-        if target and _same_memory(saved, target[0]):
-            return _Recompute(make, saved.shape)
-        return saved
-
-    def unpack(packed):
-        return packed.make().view(packed.shape) if isinstance(packed, _Recompute) else packed
-
-    try:
-        with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
-            yield
-    finally:
-        target.clear()
-
-
-def _same_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return (a.data_ptr() == b.data_ptr() and a.numel() == b.numel() and a.dtype == b.dtype
-            and a.is_contiguous() and a.device == b.device)
 
 
 class Transformer(nn.Module):
@@ -311,10 +267,10 @@ def load_model_config(folder: Path) -> ModelConfig:
 def read_checkpoint_weights(folder: Path, config: ModelConfig) -> dict[str, torch.Tensor]:
     """The trunk's weights from ``model.safetensors``, renamed and transposed to this layout.
 
-    Each tensor is read with plain file reads into its own buffer, one at a time. Not
-    through a memory map: mapped file pages stay counted in the process's memory for as long as
-    any tensor points into the mapping, which held GPT-2 small at 0.95 GB resident after loading
-    instead of 0.6 GB. Only safetensors are read: a pickled ``.bin`` can run code when loaded.
+    Each tensor is read with plain file reads into its own buffer, one at a time, not through a
+    memory map whose pages stay counted as the process's while any tensor points into it (GPT-2
+    small: 945 MB resident after loading that way, 769 MB this way). Only safetensors are read:
+    a pickled ``.bin`` can run code when loaded.
     """
     path = folder / "model.safetensors"
     if not path.is_file():
@@ -324,7 +280,7 @@ def read_checkpoint_weights(folder: Path, config: ModelConfig) -> dict[str, torc
     try:
         with open(path, "rb") as f:
             entries, data_start = read_safetensors_index(f)
-            reader = _TensorReader(f, data_start)
+            reader = TensorReader(f, data_start)
             for key, entry in entries.items():
                 name = key.removeprefix("transformer.")
                 if name.endswith(IGNORED_SUFFIXES) or name not in expected:
@@ -334,92 +290,6 @@ def read_checkpoint_weights(folder: Path, config: ModelConfig) -> dict[str, torc
         raise CheckpointError(f"{path} is not a readable safetensors file ({exc})") from exc
     _check_complete(state, expected, path)
     return state
-
-
-# safetensors dtype codes this loader reads; weights become fp32 once read.
-SAFETENSORS_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64}
-# Bytes per element of every code the format defines, to check entries this loader skips
-# (an integer causal-mask buffer, say) without refusing the file for them.
-SAFETENSORS_ITEMSIZE = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2, "F16": 2,
-                        "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
-MAX_HEADER_BYTES = 100 * 2**20  # the format's own limit
-
-
-def read_safetensors_index(f) -> tuple[dict[str, dict], int]:
-    """The header of an open safetensors file: name -> {dtype, shape, data_offsets}, and the byte
-    where the data starts. The layout is 8 bytes of little-endian header length, a JSON header,
-    then the raw tensors; every entry is checked to lie inside the file with the size it claims."""
-    size = os.fstat(f.fileno()).st_size
-    prefix = f.read(8)
-    if len(prefix) < 8:
-        raise ValueError("file too short for a safetensors header")
-    header_len = int.from_bytes(prefix, "little")
-    if header_len > min(MAX_HEADER_BYTES, size - 8):
-        raise ValueError("header length runs past the end of the file")
-    try:
-        header = json.loads(f.read(header_len))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"header is not JSON: {exc}") from exc
-    if not isinstance(header, dict):
-        raise ValueError("header is not a JSON object")
-    header.pop("__metadata__", None)
-    data_start = 8 + header_len
-    for name, entry in header.items():
-        _check_entry(name, entry, size - data_start)
-    return header, data_start
-
-
-def _check_entry(name: str, entry: object, data_bytes: int) -> None:
-    if not isinstance(entry, dict) or entry.get("dtype") not in SAFETENSORS_ITEMSIZE:
-        dtype = entry.get("dtype") if isinstance(entry, dict) else None
-        raise ValueError(f"{name}: unknown or missing dtype {dtype!r}")
-    shape, offsets = entry.get("shape"), entry.get("data_offsets")
-    if not (isinstance(shape, list) and all(isinstance(n, int) and n >= 0 for n in shape)):
-        raise ValueError(f"{name}: malformed shape {shape!r}")
-    if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(n, int) for n in offsets)):
-        raise ValueError(f"{name}: malformed data offsets {offsets!r}")
-    begin, end = offsets
-    itemsize = SAFETENSORS_ITEMSIZE[entry["dtype"]]
-    if not 0 <= begin <= end <= data_bytes or end - begin != math.prod(shape) * itemsize:
-        raise ValueError(f"{name}: data offsets {offsets} do not fit its shape or the file (truncated?)")
-
-
-class _TensorReader:
-    """Reads tensors of one open safetensors file into fresh fp32 buffers.
-
-    Tensors that need a transpose or a dtype change pass through one reused scratch buffer, so
-    loading allocates exactly the model's weights: a temporary per tensor would leave the freed
-    holes in the C heap, resident (about 0.2 GB for GPT-2 small).
-    """
-
-    def __init__(self, f, data_start: int):
-        self.f, self.data_start = f, data_start
-        self.scratch = torch.empty(0, dtype=torch.uint8)
-
-    def read(self, entry: dict, transpose: bool) -> torch.Tensor:
-        if entry["dtype"] not in SAFETENSORS_DTYPES:
-            raise ValueError(f"weights stored as {entry['dtype']}; expected floating point (F32, F16, BF16)")
-        dtype, shape = SAFETENSORS_DTYPES[entry["dtype"]], entry["shape"]
-        if dtype == torch.float32 and not transpose:
-            out = torch.empty(shape)
-            self._read_into(out, entry)
-            return out
-        nbytes = math.prod(shape) * dtype.itemsize
-        if self.scratch.numel() < nbytes:
-            self.scratch = torch.empty(nbytes, dtype=torch.uint8)
-        raw = self.scratch[:nbytes].view(dtype).view(shape)
-        self._read_into(raw, entry)
-        if transpose:
-            raw = raw.t()
-        out = torch.empty(raw.shape)
-        out.copy_(raw)
-        return out
-
-    def _read_into(self, tensor: torch.Tensor, entry: dict) -> None:
-        self.f.seek(self.data_start + entry["data_offsets"][0])
-        view = memoryview(tensor.view(-1).view(torch.uint8).numpy())
-        if self.f.readinto(view) != len(view):
-            raise ValueError("file ends inside a tensor (truncated?)")
 
 
 def _check_complete(state: dict[str, torch.Tensor], expected: dict[str, tuple[int, ...]], path: Path) -> None:
