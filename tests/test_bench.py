@@ -14,6 +14,7 @@ from conftest import SMS_FILE, TOKENIZER_DIR, require_shared
 from workbench.cli import main
 from workbench.core import bench
 from workbench.core.bench import BenchConfig, run_bench
+from workbench.core.classify import can_pack_weights
 from workbench.core.config import LoRAConfig, ModelConfig, TrainConfig
 from workbench.core.errors import ConfigError
 
@@ -48,6 +49,7 @@ def test_run_bench_reports_every_figure(tiny_checkpoint):
     assert d["classify_ms_p95"] >= d["classify_ms_median"]
     assert d["precision"] == "fp32"  # auto on a CPU without AVX512-BF16 / in CI
     assert d["classify_tokens"] == 25 and d["steps"] == 2 and d["n_train"] == 1045
+    assert d["classify_packed"] == can_pack_weights()  # measured the way the classify box runs
     assert d["data_source"].startswith("synthetic")
     assert 0 < d["ceiling_fraction"] < 10 and d["matmul_gflops_fp32"] > 0
     assert d["train_tokens_per_s"] > d["train_examples_per_s"]

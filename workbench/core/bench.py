@@ -33,7 +33,7 @@ import torch
 from . import data as datamod
 from . import hub
 from .adapters import AdapterInfo
-from .classify import Classifier, pack_weights_for_cpu, predict_probabilities
+from .classify import Classifier, PackedLinear, pack_weights_for_cpu, predict_probabilities
 from .config import MODEL_REPOS, PRECISIONS, DataConfig, LoRAConfig, ModelConfig, TrainConfig
 from .device import autocast, cpu_has_fast_bf16, describe, pick_device, pick_precision
 from .errors import ConfigError, WorkbenchError
@@ -126,6 +126,7 @@ class BenchResult:
     classify_ms_median: float
     classify_ms_p95: float
     classify_tokens: int
+    classify_packed: bool  # weights reordered for oneDNN, as the classify box does on x86 CPUs
     # classify-as-you-type: one more token after the message, its earlier keys/values reused
     keystroke_ms_median: float
     # memory
@@ -479,6 +480,7 @@ def run_bench(
         classify_ms_median=statistics.median(latencies),
         classify_ms_p95=percentile(latencies, 95),
         classify_tokens=len(bench_data.message_ids),
+        classify_packed=any(isinstance(m, PackedLinear) for m in model.modules()),
         keystroke_ms_median=statistics.median(keystrokes),
         peak_rss_mb=peak_rss_mb(),
         load_peak_rss_mb=load_peak,
@@ -612,7 +614,7 @@ def format_result(r: BenchResult) -> str:
                     f"-> {r.ceiling_tokens_per_s:.0f} tokens/s; training reaches {r.ceiling_fraction:.0%}"),
         ("evaluation", f"{r.eval_examples_per_s:8.2f} examples/s (inference mode)"),
         ("classify", f"{r.classify_ms_median:8.1f} ms median, {r.classify_ms_p95:.1f} ms p95 "
-                     f"({r.classify_tokens} tokens, LoRA merged)"),
+                     f"({r.classify_tokens} tokens, LoRA merged" + (", weights packed)" if r.classify_packed else ")")),
         ("classify, typing", f"{r.keystroke_ms_median:8.1f} ms median per added token (earlier keys/values reused)"),
         ("memory", f"{r.peak_rss_mb:8.0f} MB peak RSS ({r.peak_rss_scope}); {r.load_peak_rss_mb:.0f} MB while loading"
                    + (f"; CUDA max allocated {r.cuda_max_allocated_mb:.0f} MB" if r.cuda_max_allocated_mb is not None else "")),
