@@ -15,6 +15,7 @@ import torch
 
 from . import hub
 from .adapters import AdapterInfo, check_compatible, load_adapter_weights, read_adapter
+from .config import LORA_TARGETS
 from .device import autocast, describe, pick_device, pick_precision
 from .data import pad_batch
 from .errors import Cancelled
@@ -159,8 +160,11 @@ def can_pack_weights() -> bool:
 
 
 def _block_linears(model: GPT2Classifier):
-    for block in model.transformer.h:
-        yield from ((block.attn, "c_attn"), (block.attn, "c_proj"), (block.mlp, "c_fc"), (block.mlp, "c_proj"))
+    """(parent module, attribute) of each block's four linear layers, the ones LoRA can adapt."""
+    for i in range(model.config.n_layer):
+        for path in LORA_TARGETS.values():
+            parent, _, name = f"transformer.h.{i}.{path}".rpartition(".")
+            yield model.get_submodule(parent), name
 
 
 @torch.inference_mode()

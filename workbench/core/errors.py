@@ -6,6 +6,11 @@ escapes is a bug.
 """
 
 
+def shorten(names: list[str], limit: int) -> str:
+    """The first ``limit`` names, comma-separated, with "…" when there are more: for messages."""
+    return ", ".join(names[:limit]) + (" …" if len(names) > limit else "")
+
+
 class WorkbenchError(Exception):
     """A problem the user can fix; ``str(error)`` is the whole message."""
 

@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .config import ModelConfig
-from .errors import CheckpointError
+from .errors import CheckpointError, shorten
 from .recompute import recompute_when_saved
 from .safetensors_reader import TensorReader, read_safetensors_index
 
@@ -295,8 +295,7 @@ def read_checkpoint_weights(folder: Path, config: ModelConfig) -> dict[str, torc
 def _check_complete(state: dict[str, torch.Tensor], expected: dict[str, tuple[int, ...]], path: Path) -> None:
     missing = sorted(set(expected) - set(state))
     if missing:
-        shown = ", ".join(missing[:5]) + (" …" if len(missing) > 5 else "")
-        raise CheckpointError(f"{path} lacks {len(missing)} GPT-2 weights ({shown})")
+        raise CheckpointError(f"{path} lacks {len(missing)} GPT-2 weights ({shorten(missing, 5)})")
     for name, tensor in state.items():
         if tuple(tensor.shape) != expected[name]:
             raise CheckpointError(

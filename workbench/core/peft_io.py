@@ -29,7 +29,7 @@ import torch
 
 from .adapters import AdapterInfo, check_adapter_tensors, read_adapter, save_adapter_tensors, write_atomically
 from .config import LORA_TARGETS, MODEL_REPOS, LoRAConfig, ModelConfig
-from .errors import AdapterError, CheckpointError, ConfigError
+from .errors import AdapterError, CheckpointError, ConfigError, shorten
 from .lora import adapter_shapes
 from .model import load_model_config
 
@@ -267,7 +267,7 @@ def _lora_config(cfg: dict[str, Any], model_config: ModelConfig, folder: Path) -
         else:
             outside.append(name)
     if outside:
-        shown = ", ".join(outside[:4]) + (" …" if len(outside) > 4 else "")
+        shown = shorten(outside, 4)
         raise AdapterError(
             f"{where} adapts {shown}; only the target modules c_attn, c_proj and c_fc inside the blocks "
             "can carry LoRA here"
@@ -369,7 +369,7 @@ def _to_workbench_tensors(raw: dict[str, torch.Tensor], folder: Path) -> dict[st
         else:
             unknown.append(key)
     if unknown:
-        shown = ", ".join(unknown[:3]) + (" …" if len(unknown) > 3 else "")
+        shown = shorten(unknown, 3)
         raise AdapterError(
             f"{folder / WEIGHTS_FILE} holds tensors LoRA Workbench cannot use ({shown}); only lora_A/lora_B "
             f"of c_attn, c_proj, c_fc and the '{HEAD}' head are supported"
