@@ -92,8 +92,10 @@ def missing_reference() -> str | None:
 
     absent = [name for name in ("transformers", "peft") if importlib.util.find_spec(name) is None]
     if absent:
-        return (f"the comparison needs {' and '.join(absent)} (pip install -e '.[test]'); "
-                "without them only this engine is measured")
+        return (
+            f"the comparison needs {' and '.join(absent)} (pip install -e '.[test]'); "
+            "without them only this engine is measured"
+        )
     return None
 
 
@@ -118,12 +120,21 @@ class OursWorker:
             train_cfg = replace(train_cfg, length_grouping=0)
         self.batches = bench.training_batches(self.data.train, train_cfg)
         self.prepared = Prepared(
-            checkpoint=checkpoint or Path(cfg.model), label_names=bench.LABEL_NAMES, train=self.data.train,
-            val=self.data.eval, test=self.data.eval, truncated=0, max_length=self.model.config.n_positions,
-            model=self.model, device=self.device, precision=self.precision,
+            checkpoint=checkpoint or Path(cfg.model),
+            label_names=bench.LABEL_NAMES,
+            train=self.data.train,
+            val=self.data.eval,
+            test=self.data.eval,
+            truncated=0,
+            max_length=self.model.config.n_positions,
+            model=self.model,
+            device=self.device,
+            precision=self.precision,
         )
         self.optimizer = torch.optim.AdamW(
-            [p for p in self.model.parameters() if p.requires_grad], lr=train_cfg.lr, weight_decay=train_cfg.weight_decay
+            [p for p in self.model.parameters() if p.requires_grad],
+            lr=train_cfg.lr,
+            weight_decay=train_cfg.weight_decay,
         )
         self.classify_once = None
 
@@ -139,7 +150,9 @@ class OursWorker:
 
     def prepare_classify(self) -> None:
         self.optimizer = None
-        self.classify_once = bench.single_message_classifier(self.model, self.data, self.cfg, self.device, self.precision)
+        self.classify_once = bench.single_message_classifier(
+            self.model, self.data, self.cfg, self.device, self.precision
+        )
 
     def classify(self) -> None:
         self.classify_once()
@@ -161,7 +174,9 @@ class HFWorker:
         self.batches = bench.training_batches(self.data.train, train_cfg)
         self.pad_to = pad_to if variant.padding == "fixed" else 0
         self.optimizer = torch.optim.AdamW(
-            [p for p in self.model.parameters() if p.requires_grad], lr=train_cfg.lr, weight_decay=train_cfg.weight_decay
+            [p for p in self.model.parameters() if p.requires_grad],
+            lr=train_cfg.lr,
+            weight_decay=train_cfg.weight_decay,
         )
 
     def train(self, same_batch: bool = False) -> dict:
@@ -210,14 +225,26 @@ def build_hf_peft_model(lora: LoRAConfig, config: ModelConfig, checkpoint: Path 
             str(checkpoint), num_labels=2, pad_token_id=EOT_ID, **no_dropout
         )
     else:
-        model = GPT2ForSequenceClassification(GPT2Config(
-            vocab_size=config.vocab_size, n_positions=config.n_positions, n_embd=config.n_embd,
-            n_layer=config.n_layer, n_head=config.n_head, layer_norm_epsilon=config.layer_norm_epsilon,
-            num_labels=2, pad_token_id=EOT_ID, **no_dropout,
-        ))
+        model = GPT2ForSequenceClassification(
+            GPT2Config(
+                vocab_size=config.vocab_size,
+                n_positions=config.n_positions,
+                n_embd=config.n_embd,
+                n_layer=config.n_layer,
+                n_head=config.n_head,
+                layer_norm_epsilon=config.layer_norm_epsilon,
+                num_labels=2,
+                pad_token_id=EOT_ID,
+                **no_dropout,
+            )
+        )
     peft_config = LoraConfig(
-        task_type="SEQ_CLS", r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-        target_modules=[LORA_TARGETS[t] for t in lora.targets], fan_in_fan_out=True,
+        task_type="SEQ_CLS",
+        r=lora.rank,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=[LORA_TARGETS[t] for t in lora.targets],
+        fan_in_fan_out=True,
         modules_to_save=["score"],
         layers_to_transform=lora.blocks(config.n_layer) if lora.top_blocks else None,
     )
@@ -255,8 +282,15 @@ def worker_main(name: str, config_json: str, pad_to: int, threads: int | None) -
     except Exception:
         send({"error": traceback.format_exc()})
         return 1
-    send({"ready": True, "load_peak_rss_mb": bench.peak_rss_mb(), "data_source": worker.data.source,
-          "attn_implementation": getattr(worker, "attn_implementation", "sdpa"), "threads": torch.get_num_threads()})
+    send(
+        {
+            "ready": True,
+            "load_peak_rss_mb": bench.peak_rss_mb(),
+            "data_source": worker.data.source,
+            "attn_implementation": getattr(worker, "attn_implementation", "sdpa"),
+            "threads": torch.get_num_threads(),
+        }
+    )
     bench.reset_peak_rss()  # from here on the peak is training's (and classification's)
     for line in sys.stdin:
         message = json.loads(line)
@@ -305,12 +339,21 @@ class WorkerProcess:
         self.log = tempfile.TemporaryFile(mode="w+")
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-        command = [sys.executable, str(Path(__file__).resolve()), "--worker", name,
-                   "--config-json", json.dumps(config_to_dict(cfg)), "--pad-to", str(pad_to)]
+        command = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--worker",
+            name,
+            "--config-json",
+            json.dumps(config_to_dict(cfg)),
+            "--pad-to",
+            str(pad_to),
+        ]
         if threads:
             command += ["--threads", str(threads)]
-        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
-                                        text=True, bufsize=1, env=env)
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True, bufsize=1, env=env
+        )
         self.info = self._receive()
 
     def ask(self, command: str, **options) -> dict:
@@ -346,8 +389,17 @@ class WorkerProcess:
             stream.close()
 
 
-def run_group(names: list[str], cfg: BenchConfig, steps: int, warmup: int, repeats: int, classify_runs: int,
-              pad_to: int, threads: int | None, say) -> dict[str, dict]:
+def run_group(
+    names: list[str],
+    cfg: BenchConfig,
+    steps: int,
+    warmup: int,
+    repeats: int,
+    classify_runs: int,
+    pad_to: int,
+    threads: int | None,
+    say,
+) -> dict[str, dict]:
     """Start the group's workers, interleave their steps and classifications, and summarise.
 
     Each timed batch runs ``repeats`` times, in separate round-robin passes, and its best time
@@ -377,8 +429,10 @@ def run_group(names: list[str], cfg: BenchConfig, steps: int, warmup: int, repea
                     else:
                         records[w.name][-1]["seconds"] = min(records[w.name][-1]["seconds"], record["seconds"])
                 turn += 1
-            say(f"step {i + 1}/{steps}: " + ", ".join(
-                f"{w.name} {records[w.name][-1]['seconds']:.2f}s" for w in workers))
+            say(
+                f"step {i + 1}/{steps}: "
+                + ", ".join(f"{w.name} {records[w.name][-1]['seconds']:.2f}s" for w in workers)
+            )
         memory = {w.name: w.ask("memory")["peak_rss_mb"] for w in workers}
         latencies: dict[str, list[float]] = {w.name: [] for w in workers}
         for w in workers:
@@ -389,8 +443,9 @@ def run_group(names: list[str], cfg: BenchConfig, steps: int, warmup: int, repea
         for i in range(classify_runs):
             for w in _rotated(workers, i):
                 latencies[w.name].append(w.ask("classify")["ms"])
-        return {w.name: summarise(w, records[w.name], passes[w.name], memory[w.name], latencies[w.name])
-                for w in workers}
+        return {
+            w.name: summarise(w, records[w.name], passes[w.name], memory[w.name], latencies[w.name]) for w in workers
+        }
     finally:
         for w in workers:
             w.close()
@@ -401,8 +456,9 @@ def _rotated(items: list, i: int) -> list:
     return items[k:] + items[:k]
 
 
-def summarise(w: WorkerProcess, records: list[dict], passes: list[float], peak_rss: float,
-              latencies: list[float]) -> dict:
+def summarise(
+    w: WorkerProcess, records: list[dict], passes: list[float], peak_rss: float, latencies: list[float]
+) -> dict:
     seconds = sum(r["seconds"] for r in records)
     half = len(records) // 2
     variant = VARIANTS[w.name]
@@ -411,26 +467,45 @@ def summarise(w: WorkerProcess, records: list[dict], passes: list[float], peak_r
         return sum(r["examples"] for r in part) / sum(r["seconds"] for r in part) if part else float("nan")
 
     return {
-        "engine": variant.engine, "precision": variant.precision, "padding": variant.padding, "what": variant.what,
-        "steps": len(records), "repeats": len(passes) // max(1, len(records)),
+        "engine": variant.engine,
+        "precision": variant.precision,
+        "padding": variant.padding,
+        "what": variant.what,
+        "steps": len(records),
+        "repeats": len(passes) // max(1, len(records)),
         "train_examples_per_s": rate(records),  # each batch's best time over its repeats
         # every pass counted, disturbances included: what a user would have waited
-        "train_examples_per_s_all_passes": sum(r["examples"] for r in records) * len(passes) / len(records) / sum(passes),
+        "train_examples_per_s_all_passes": sum(r["examples"] for r in records)
+        * len(passes)
+        / len(records)
+        / sum(passes),
         "train_examples_per_s_halves": [rate(records[:half]), rate(records[half:])],
         "train_tokens_per_s": sum(r["tokens"] for r in records) / seconds,
         "train_ms_per_step": 1000 * seconds / len(records),
         "padding_fraction": 1 - sum(r["tokens"] for r in records) / sum(r["padded_tokens"] for r in records),
         "mean_batch_length": sum(r["padded_tokens"] for r in records) / sum(r["examples"] for r in records),
-        "peak_rss_mb": peak_rss, "load_peak_rss_mb": w.info["load_peak_rss_mb"],
-        "classify_ms_median": statistics.median(latencies), "classify_ms_p95": bench.percentile(latencies, 95),
-        "classify_runs": len(latencies), "attn_implementation": w.info["attn_implementation"],
-        "data_source": w.info["data_source"], "threads": w.info["threads"],
+        "peak_rss_mb": peak_rss,
+        "load_peak_rss_mb": w.info["load_peak_rss_mb"],
+        "classify_ms_median": statistics.median(latencies),
+        "classify_ms_p95": bench.percentile(latencies, 95),
+        "classify_runs": len(latencies),
+        "attn_implementation": w.info["attn_implementation"],
+        "data_source": w.info["data_source"],
+        "threads": w.info["threads"],
     }
 
 
-def compare(cfg: BenchConfig, *, variants: list[str] | None = None, bf16_steps: int = 2, repeats: int = 2,
-            classify_runs: int | None = None, pad_to: int = BOOK_PAD_LENGTH, threads: int | None = None,
-            say=None) -> dict:
+def compare(
+    cfg: BenchConfig,
+    *,
+    variants: list[str] | None = None,
+    bf16_steps: int = 2,
+    repeats: int = 2,
+    classify_runs: int | None = None,
+    pad_to: int = BOOK_PAD_LENGTH,
+    threads: int | None = None,
+    say=None,
+) -> dict:
     """Run the variants (fp32 group, then bf16 group when bf16_steps > 0) and return the figures."""
     say = say or (lambda message: print(message, file=sys.stderr, flush=True))
     cfg.check()
@@ -456,11 +531,26 @@ def compare(cfg: BenchConfig, *, variants: list[str] | None = None, bf16_steps: 
         # bf16 on a CPU without AVX512-BF16/AMX is emulated, 10-50x slower than fp32: a step takes
         # up to minutes, so no warm-up (kernel set-up is milliseconds of it), one pass, 5 messages.
         slow = device.type == "cpu" and not cpu_has_fast_bf16()
-        groups["bf16"] = {"steps": bf16_steps, "warmup": 0 if slow else cfg.warmup, "repeats": 1 if slow else repeats,
-                          "classify_runs": min(runs, 5) if slow else runs}
+        groups["bf16"] = {
+            "steps": bf16_steps,
+            "warmup": 0 if slow else cfg.warmup,
+            "repeats": 1 if slow else repeats,
+            "classify_runs": min(runs, 5) if slow else runs,
+        }
     for precision, group in groups.items():
-        results.update(run_group(fp32 if precision == "fp32" else bf16, cfg, group["steps"], group["warmup"],
-                                 group["repeats"], group["classify_runs"], pad_to, threads, say))
+        results.update(
+            run_group(
+                fp32 if precision == "fp32" else bf16,
+                cfg,
+                group["steps"],
+                group["warmup"],
+                group["repeats"],
+                group["classify_runs"],
+                pad_to,
+                threads,
+                say,
+            )
+        )
     gflops.append(bench.matmul_gflops(device, n=cfg.matmul_size))
 
     any_worker = next(iter(results.values()))
@@ -474,20 +564,34 @@ def compare(cfg: BenchConfig, *, variants: list[str] | None = None, bf16_steps: 
         if a in results and b in results:
             ratios[label] = results[a]["train_examples_per_s"] / results[b]["train_examples_per_s"]
             if results[a]["steps"] >= 4 and results[b]["steps"] >= 4:  # a half of 1 step says nothing
-                ratios[label + " [halves]"] = [x / y for x, y in zip(results[a]["train_examples_per_s_halves"],
-                                                                     results[b]["train_examples_per_s_halves"])]
+                ratios[label + " [halves]"] = [
+                    x / y
+                    for x, y in zip(
+                        results[a]["train_examples_per_s_halves"], results[b]["train_examples_per_s_halves"]
+                    )
+                ]
     for ours, ref in (("ours", "hf-dynamic"), ("ours-bf16", "hf-dynamic-bf16")):
         if ours in results and ref in results:
-            ratios[f"classify ms {ours} / {ref}"] = results[ours]["classify_ms_median"] / results[ref]["classify_ms_median"]
+            ratios[f"classify ms {ours} / {ref}"] = (
+                results[ours]["classify_ms_median"] / results[ref]["classify_ms_median"]
+            )
     return {
         "machine": machine_description(device),
-        "model": cfg.model, "weights": "random init" if bench.bench_checkpoint(cfg) is None else "checkpoint",
-        "data_source": any_worker["data_source"], "batch_size": cfg.batch_size,
-        "groups": groups, "pad_to": pad_to,
-        "lora": asdict(cfg.lora), "matmul_gflops_fp32": max(gflops), "matmul_gflops_fp32_each": gflops,
-        "flops_per_token": per_token, "ceiling_tokens_per_s": ceiling,
-        "load_average_end": bench.load_average(), "wall_s": time.perf_counter() - started,
-        "variants": results, "ratios": ratios,
+        "model": cfg.model,
+        "weights": "random init" if bench.bench_checkpoint(cfg) is None else "checkpoint",
+        "data_source": any_worker["data_source"],
+        "batch_size": cfg.batch_size,
+        "groups": groups,
+        "pad_to": pad_to,
+        "lora": asdict(cfg.lora),
+        "matmul_gflops_fp32": max(gflops),
+        "matmul_gflops_fp32_each": gflops,
+        "flops_per_token": per_token,
+        "ceiling_tokens_per_s": ceiling,
+        "load_average_end": bench.load_average(),
+        "wall_s": time.perf_counter() - started,
+        "variants": results,
+        "ratios": ratios,
         "versions": _versions(),
     }
 
@@ -526,9 +630,12 @@ def format_comparison(result: dict) -> str:
     lines = [
         f"machine: {result['machine']}",
         f"model {result['model']} ({result['weights']}), data: {result['data_source']}, batch {result['batch_size']}",
-        "per variant, interleaved: " + "; ".join(
+        "per variant, interleaved: "
+        + "; ".join(
             f"{name} {g['warmup']} warm-up + {g['steps']} timed steps (best of {g['repeats']} passes), "
-            f"{g['classify_runs']} classifications" for name, g in result["groups"].items())
+            f"{g['classify_runs']} classifications"
+            for name, g in result["groups"].items()
+        )
         + f"; load average at the end {result['load_average_end'][0]:.1f}",
         f"fp32 matmul ceiling {result['matmul_gflops_fp32']:.0f} GFLOP/s -> {result['ceiling_tokens_per_s']:.0f} "
         f"real tokens/s at {result['flops_per_token'] / 1e6:.3g} MFLOP/token (4 x matmul params)",
@@ -543,8 +650,10 @@ def format_comparison(result: dict) -> str:
             f"{r['padding_fraction']:5.0%} {r['mean_batch_length']:7.1f} {r['ceiling_fraction']:6.0%} "
             f"{r['peak_rss_mb']:7.0f} {r['classify_ms_median']:7.1f} {r['classify_ms_p95']:7.1f}  {r['what']}"
         )
-    lines.append("ex/s: each batch's best pass; (all): every pass, disturbances included; tok/s, ms/step and "
-                 "%ceil from the best passes")
+    lines.append(
+        "ex/s: each batch's best pass; (all): every pass, disturbances included; tok/s, ms/step and "
+        "%ceil from the best passes"
+    )
     lines.append("")
     for label, value in result["ratios"].items():
         if label.endswith("[halves]"):
@@ -578,11 +687,25 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.worker:
         return worker_main(args.worker, args.config_json, args.pad_to, args.threads)
-    cfg = BenchConfig(model=args.model, random_init=args.random_init, data=args.data, tokenizer=args.tokenizer,
-                      batch_size=args.batch_size, steps=args.steps, warmup=args.warmup,
-                      classify_runs=args.classify_runs, device=args.device)
-    result = compare(cfg, variants=args.variants, bf16_steps=args.bf16_steps, repeats=args.repeats, pad_to=args.pad_to,
-                     threads=args.threads)
+    cfg = BenchConfig(
+        model=args.model,
+        random_init=args.random_init,
+        data=args.data,
+        tokenizer=args.tokenizer,
+        batch_size=args.batch_size,
+        steps=args.steps,
+        warmup=args.warmup,
+        classify_runs=args.classify_runs,
+        device=args.device,
+    )
+    result = compare(
+        cfg,
+        variants=args.variants,
+        bf16_steps=args.bf16_steps,
+        repeats=args.repeats,
+        pad_to=args.pad_to,
+        threads=args.threads,
+    )
     print(format_comparison(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))

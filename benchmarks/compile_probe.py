@@ -19,9 +19,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from workbench.core import bench  # noqa: E402
-from workbench.core.device import pick_device, pick_precision  # noqa: E402
-from workbench.core.training import Prepared, train_step  # noqa: E402
+from workbench.core import bench
+from workbench.core.device import pick_device, pick_precision
+from workbench.core.training import Prepared, train_step
 
 
 def step_times(model, batches, prepared, steps: int) -> tuple[float, list[float]]:
@@ -51,15 +51,28 @@ def main() -> int:
     model, checkpoint = bench.build_bench_model(cfg, 2)
     model.to(device)
     data = bench.load_bench_data(cfg, checkpoint, model.config.n_positions)
-    prepared = Prepared(checkpoint=checkpoint, label_names=("ham", "spam"), train=data.train, val=data.eval,
-                        test=data.eval, truncated=0, max_length=model.config.n_positions, model=model,
-                        device=device, precision=precision)
+    prepared = Prepared(
+        checkpoint=checkpoint,
+        label_names=("ham", "spam"),
+        train=data.train,
+        val=data.eval,
+        test=data.eval,
+        truncated=0,
+        max_length=model.config.n_positions,
+        model=model,
+        device=device,
+        precision=precision,
+    )
     print(f"{device} {precision}, {data.source}")
     for name, candidate in (("eager", model), ("compiled", torch.compile(model, dynamic=True))):
-        first, rest = step_times(candidate, bench.training_batches(data.train, cfg.train_config()), prepared, args.steps)
-        later = rest[len(rest) // 2:]  # after any recompilations for new shapes
-        print(f"{name:<9} first step {first:7.2f} s; median step {1000 * statistics.median(rest):7.2f} ms, "
-              f"second half {1000 * statistics.median(later):7.2f} ms")
+        first, rest = step_times(
+            candidate, bench.training_batches(data.train, cfg.train_config()), prepared, args.steps
+        )
+        later = rest[len(rest) // 2 :]  # after any recompilations for new shapes
+        print(
+            f"{name:<9} first step {first:7.2f} s; median step {1000 * statistics.median(rest):7.2f} ms, "
+            f"second half {1000 * statistics.median(later):7.2f} ms"
+        )
     return 0
 
 

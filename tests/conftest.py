@@ -43,9 +43,17 @@ def write_tiny_checkpoint(
 
     folder.mkdir(parents=True, exist_ok=True)
     config = {
-        "model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "vocab_size": 50257,
-        "n_positions": n_positions, "n_ctx": n_positions, "n_embd": n_embd, "n_layer": n_layer,
-        "n_head": n_head, "layer_norm_epsilon": 1e-5, "bos_token_id": 50256, "eos_token_id": 50256,
+        "model_type": "gpt2",
+        "architectures": ["GPT2LMHeadModel"],
+        "vocab_size": 50257,
+        "n_positions": n_positions,
+        "n_ctx": n_positions,
+        "n_embd": n_embd,
+        "n_layer": n_layer,
+        "n_head": n_head,
+        "layer_norm_epsilon": 1e-5,
+        "bos_token_id": 50256,
+        "eos_token_id": 50256,
     }
     (folder / "config.json").write_text(json.dumps(config))
     g = torch.Generator().manual_seed(seed)
@@ -54,18 +62,33 @@ def write_tiny_checkpoint(
         return torch.randn(*shape, generator=g) * std
 
     d = n_embd
-    tensors = {"wte.weight": rand(50257, d), "wpe.weight": rand(n_positions, d), "ln_f.weight": 1 + rand(d, std=0.1), "ln_f.bias": rand(d)}
+    tensors = {
+        "wte.weight": rand(50257, d),
+        "wpe.weight": rand(n_positions, d),
+        "ln_f.weight": 1 + rand(d, std=0.1),
+        "ln_f.bias": rand(d),
+    }
     for i in range(n_layer):
         p = f"h.{i}."
-        tensors.update({
-            p + "ln_1.weight": 1 + rand(d, std=0.1), p + "ln_1.bias": rand(d),
-            p + "attn.c_attn.weight": rand(d, 3 * d, std=0.1), p + "attn.c_attn.bias": rand(3 * d),
-            p + "attn.c_proj.weight": rand(d, d), p + "attn.c_proj.bias": rand(d),
-            p + "ln_2.weight": 1 + rand(d, std=0.1), p + "ln_2.bias": rand(d),
-            p + "mlp.c_fc.weight": rand(d, 4 * d, std=0.1), p + "mlp.c_fc.bias": rand(4 * d),
-            p + "mlp.c_proj.weight": rand(4 * d, d), p + "mlp.c_proj.bias": rand(d),
-        })
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(folder / "model.safetensors"), metadata={"format": "pt"})
+        tensors.update(
+            {
+                p + "ln_1.weight": 1 + rand(d, std=0.1),
+                p + "ln_1.bias": rand(d),
+                p + "attn.c_attn.weight": rand(d, 3 * d, std=0.1),
+                p + "attn.c_attn.bias": rand(3 * d),
+                p + "attn.c_proj.weight": rand(d, d),
+                p + "attn.c_proj.bias": rand(d),
+                p + "ln_2.weight": 1 + rand(d, std=0.1),
+                p + "ln_2.bias": rand(d),
+                p + "mlp.c_fc.weight": rand(d, 4 * d, std=0.1),
+                p + "mlp.c_fc.bias": rand(4 * d),
+                p + "mlp.c_proj.weight": rand(4 * d, d),
+                p + "mlp.c_proj.bias": rand(d),
+            }
+        )
+    save_file(
+        {k: v.contiguous() for k, v in tensors.items()}, str(folder / "model.safetensors"), metadata={"format": "pt"}
+    )
     vocab = {ch: i for i, ch in enumerate(gpt2_byte_alphabet())}
     vocab["<|endoftext|>"] = 50256
     (folder / "vocab.json").write_text(json.dumps(vocab))

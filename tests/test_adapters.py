@@ -7,12 +7,17 @@ import random
 
 import pytest
 import torch
+from conftest import write_tiny_checkpoint
 from safetensors.torch import save_file
 
-from conftest import write_tiny_checkpoint
 from workbench.core import adapters
 from workbench.core.adapters import (
-    AdapterInfo, adapter_size_bytes, check_compatible, load_adapter_weights, read_adapter, save_adapter,
+    AdapterInfo,
+    adapter_size_bytes,
+    check_compatible,
+    load_adapter_weights,
+    read_adapter,
+    save_adapter,
 )
 from workbench.core.config import LoRAConfig
 from workbench.core.errors import AdapterError
@@ -36,8 +41,13 @@ def trained_model(checkpoint, lora=LORA, num_classes=3, seed=0):
 
 
 def make_info(model, checkpoint, **changes):
-    values = dict(base_model=str(checkpoint), model_config=model.config, lora=LORA,
-                  label_names=("ham", "spam", "eggs"), max_length=64)
+    values = dict(
+        base_model=str(checkpoint),
+        model_config=model.config,
+        lora=LORA,
+        label_names=("ham", "spam", "eggs"),
+        max_length=64,
+    )
     return AdapterInfo(**{**values, **changes})
 
 
@@ -64,9 +74,15 @@ def test_round_trip_gives_bit_identical_predictions(tiny_checkpoint, saved):
 
 def test_metadata_round_trips(tiny_checkpoint, tmp_path):
     model = trained_model(tiny_checkpoint)
-    info = make_info(model, tiny_checkpoint, max_length=17, pad_token_id=7,
-                     metrics={"test_accuracy": 0.875, "f1": {"ham": 0.9, "spam": 0.1 + 0.2}},
-                     created="2024-05-01T12:00:00+00:00", package_version="9.9.9")
+    info = make_info(
+        model,
+        tiny_checkpoint,
+        max_length=17,
+        pad_token_id=7,
+        metrics={"test_accuracy": 0.875, "f1": {"ham": 0.9, "spam": 0.1 + 0.2}},
+        created="2024-05-01T12:00:00+00:00",
+        package_version="9.9.9",
+    )
     _, back = read_adapter(save_adapter(tmp_path / "a.safetensors", model, info))
     assert back == info
     assert isinstance(back.lora.targets, tuple) and isinstance(back.label_names, tuple)
@@ -88,10 +104,13 @@ def test_size_on_disk_is_the_parameters_plus_a_small_header(tiny_checkpoint, sav
 # --- refusals -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("shape", "expected"), [
-    (dict(n_layer=3), "3 layers, width 64"),
-    (dict(n_embd=96), "2 layers, width 96"),
-])
+@pytest.mark.parametrize(
+    ("shape", "expected"),
+    [
+        (dict(n_layer=3), "3 layers, width 64"),
+        (dict(n_embd=96), "2 layers, width 96"),
+    ],
+)
 def test_adapter_for_another_base_is_refused_naming_both(tmp_path, saved, shape, expected):
     other = write_tiny_checkpoint(tmp_path / "other", **shape)
     _, info = read_adapter(saved[2])

@@ -7,9 +7,9 @@ import subprocess
 import sys
 
 import pytest
+from test_training import write_separable_csv
 
 from workbench.cli import main
-from test_training import write_separable_csv
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +26,26 @@ def trained(tiny_checkpoint, tmp_path_factory):
 def train_once(tiny_checkpoint, folder):
     data = write_separable_csv(folder / "data.csv", n=80)
     adapter = folder / "adapter.safetensors"
-    code = main(["train", "--model", str(tiny_checkpoint), "--data", str(data), "--rank", "4", "--epochs", "2",
-                 "--lr", "3e-3", "--eval-every", "4", "--quiet", "--out", str(adapter)])
+    code = main(
+        [
+            "train",
+            "--model",
+            str(tiny_checkpoint),
+            "--data",
+            str(data),
+            "--rank",
+            "4",
+            "--epochs",
+            "2",
+            "--lr",
+            "3e-3",
+            "--eval-every",
+            "4",
+            "--quiet",
+            "--out",
+            str(adapter),
+        ]
+    )
     assert code == 0
     return adapter, data
 
@@ -82,12 +100,15 @@ def test_runs_lists_the_run(trained, capsys, monkeypatch):
     json.loads(capsys.readouterr().out)  # valid JSON even when this test's data dir has no runs
 
 
-@pytest.mark.parametrize("argv, fragment", [
-    (["classify", "--adapter", "missing.safetensors", "hi"], "does not exist"),
-    (["info", "missing.safetensors"], "does not exist"),
-    (["train", "--model", "gpt2", "--data", "missing.csv", "--out", "a.safetensors"], "missing.csv"),
-    (["train", "--model", "nowhere/", "--out", "a.safetensors", "--rank", "0"], "rank"),
-])
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["classify", "--adapter", "missing.safetensors", "hi"], "does not exist"),
+        (["info", "missing.safetensors"], "does not exist"),
+        (["train", "--model", "gpt2", "--data", "missing.csv", "--out", "a.safetensors"], "missing.csv"),
+        (["train", "--model", "nowhere/", "--out", "a.safetensors", "--rank", "0"], "rank"),
+    ],
+)
 def test_user_mistakes_give_one_line_and_exit_2(argv, fragment, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
@@ -95,7 +116,8 @@ def test_user_mistakes_give_one_line_and_exit_2(argv, fragment, capsys):
 
 
 def test_python_dash_m_runs_without_traceback(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "workbench", "info", str(tmp_path / "x.safetensors")],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "workbench", "info", str(tmp_path / "x.safetensors")], capture_output=True, text=True
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert subprocess.run([sys.executable, "-m", "workbench", "--help"], capture_output=True).returncode == 0

@@ -6,8 +6,8 @@ Skipped where PyTorch sees no NVIDIA GPU (CI has none); run on a GPU machine wit
 
 import pytest
 import torch
-
 from test_training import separable_csv, tiny_config  # noqa: F401 (fixture)
+
 from workbench.core import events as ev
 from workbench.core.bench import BenchConfig, run_bench
 from workbench.core.classify import Classifier
@@ -98,8 +98,18 @@ def test_a_real_cuda_out_of_memory_becomes_a_retry_offer(tiny_checkpoint, separa
 
 
 def test_bench_on_cuda_reports_allocated_memory(tiny_checkpoint):
-    result = run_bench(BenchConfig(model=str(tiny_checkpoint), data="synthetic", steps=2, warmup=1,
-                                   eval_examples=16, classify_runs=3, device="cuda", matmul_size=256))
+    result = run_bench(
+        BenchConfig(
+            model=str(tiny_checkpoint),
+            data="synthetic",
+            steps=2,
+            warmup=1,
+            eval_examples=16,
+            classify_runs=3,
+            device="cuda",
+            matmul_size=256,
+        )
+    )
     assert result.cuda_max_allocated_mb is not None and result.cuda_max_allocated_mb > 0
     assert result.precision == "bf16" and "CUDA" in result.device
     assert result.train_examples_per_s > 0

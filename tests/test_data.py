@@ -50,7 +50,9 @@ def test_csv_with_header_detects_text_and_label(tmp_path):
 
 
 def test_headerless_tsv_gets_numbered_columns_and_detection_by_content(tmp_path):
-    path = write(tmp_path, "d.txt", "ham\tGo until jurong point, crazy\nspam\tFree entry in 2 a wkly comp\nham\tOk lar\n")
+    path = write(
+        tmp_path, "d.txt", "ham\tGo until jurong point, crazy\nspam\tFree entry in 2 a wkly comp\nham\tOk lar\n"
+    )
     table = read_table(path)
     assert list(table.frame.columns) == ["column 1", "column 2"]
     assert rows(table)[0] == ["ham", "Go until jurong point, crazy"]
@@ -142,7 +144,11 @@ def test_stray_quotes_in_a_tsv_are_kept_as_text(tmp_path):
 @pytest.mark.parametrize("sep", [";", "|", "\t"])
 def test_other_delimiters_are_sniffed(tmp_path, sep):
     text = f"label{sep}text\nham{sep}hello, you\nspam{sep}buy, now\nham{sep}ok\n"
-    assert rows(read_table(write(tmp_path, "d.csv", text))) == [["ham", "hello, you"], ["spam", "buy, now"], ["ham", "ok"]]
+    assert rows(read_table(write(tmp_path, "d.csv", text))) == [
+        ["ham", "hello, you"],
+        ["spam", "buy, now"],
+        ["ham", "ok"],
+    ]
 
 
 def test_tsv_extension_means_tab(tmp_path):
@@ -302,7 +308,9 @@ def test_split_sizes_follow_the_book_and_are_stratified():
     sizes = [len(s.texts) for s in (splits.train, splits.val, splits.test)]
     assert sizes == [70, 10, 20]
     assert [collections.Counter(s.labels) for s in (splits.train, splits.val, splits.test)] == [
-        {0: 42, 1: 28}, {0: 6, 1: 4}, {0: 12, 1: 8}
+        {0: 42, 1: 28},
+        {0: 6, 1: 4},
+        {0: 12, 1: 8},
     ]
     texts = splits.train.texts + splits.val.texts + splits.test.texts
     assert sorted(texts) == sorted(f"t{i}" for i in range(100))
@@ -371,7 +379,8 @@ def test_encode_texts_with_gpt2_treats_special_text_as_plain():
     from tiktoken_ext.openai_public import r50k_pat_str
 
     enc = tiktoken.Encoding(
-        name="gpt2", pat_str=r50k_pat_str,
+        name="gpt2",
+        pat_str=r50k_pat_str,
         mergeable_ranks=tiktoken.load.load_tiktoken_bpe(str(TIKTOKEN_FILE)),
         special_tokens={"<|endoftext|>": 50256},
     )
@@ -414,8 +423,15 @@ def test_every_example_appears_once_per_epoch(lengths, batch_size, sort_chunk, s
     token_ids = [[i] * n for i, n in enumerate(lengths)]  # each row's tokens name the row
     generator = torch.Generator().manual_seed(seed)
     batches = list(
-        iterate_batches(token_ids, list(range(len(lengths))), batch_size, pad_id=-1,
-                        shuffle=True, generator=generator, sort_chunk=sort_chunk)
+        iterate_batches(
+            token_ids,
+            list(range(len(lengths))),
+            batch_size,
+            pad_id=-1,
+            shuffle=True,
+            generator=generator,
+            sort_chunk=sort_chunk,
+        )
     )
     seen = [label for b in batches for label in b.labels.tolist()]
     assert sorted(seen) == list(range(len(lengths)))
@@ -431,8 +447,11 @@ def test_sort_chunk_cuts_padding_and_keeps_a_seeded_random_order():
 
     def padding(sort_chunk: int, seed: int = 0) -> tuple[int, list[int]]:
         generator = torch.Generator().manual_seed(seed)
-        batches = list(iterate_batches(token_ids, list(range(512)), 8, pad_id=0, shuffle=True,
-                                       generator=generator, sort_chunk=sort_chunk))
+        batches = list(
+            iterate_batches(
+                token_ids, list(range(512)), 8, pad_id=0, shuffle=True, generator=generator, sort_chunk=sort_chunk
+            )
+        )
         pads = sum(b.input_ids.numel() - int(b.lengths.sum()) for b in batches)
         return pads, [label for b in batches for label in b.labels.tolist()]
 

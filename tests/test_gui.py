@@ -43,6 +43,7 @@ def dialogs(monkeypatch):
         def show(_parent, title, text, *args, **kwargs):
             calls.append((kind, f"{title}: {text}"))
             return answer
+
         return staticmethod(show)
 
     monkeypatch.setattr(QMessageBox, "warning", recorder("warning"))
@@ -118,7 +119,9 @@ def test_start_plots_points_and_stop_ends_quickly(qtbot, window):
     window.start_button.click()
     assert window.is_training() and not window.start_button.isEnabled()
     plots = window.training_tab
-    qtbot.waitUntil(lambda: plots.loss_plot.points("step") > 0 and plots.accuracy_plot.points("val") > 0, timeout=30_000)
+    qtbot.waitUntil(
+        lambda: plots.loss_plot.points("step") > 0 and plots.accuracy_plot.points("val") > 0, timeout=30_000
+    )
     started = time.perf_counter()
     window.stop_button.click()
     qtbot.waitUntil(lambda: not window.is_training(), timeout=10_000)
@@ -231,8 +234,10 @@ def test_gui_stays_responsive_while_training(qtbot, window):
     window.stop_training()
     qtbot.waitUntil(lambda: not window.is_training(), timeout=10_000)
     worst = max(gaps) * 1000
-    print(f"\nmax event-loop gap during training: {worst:.1f} ms over {len(gaps)} ticks "
-          f"(median {sorted(gaps)[len(gaps) // 2] * 1000:.1f} ms)")
+    print(
+        f"\nmax event-loop gap during training: {worst:.1f} ms over {len(gaps)} ticks "
+        f"(median {sorted(gaps)[len(gaps) // 2] * 1000:.1f} ms)"
+    )
     assert worst < 500  # the target is < 100 ms; the bound is loose because CI machines are noisy
 
 
@@ -254,7 +259,9 @@ def test_settings_are_remembered(qtbot, tmp_path, tiny_checkpoint, dataset, dial
 
 def test_dropping_files_routes_by_type(qtbot, window, dataset, tmp_path):
     other = tmp_path / "other.tsv"
-    other.write_text("text\tlabel\n" + "".join(f"hello {i}\t{'a' if i % 2 else 'b'}\n" for i in range(10)), encoding="utf-8")
+    other.write_text(
+        "text\tlabel\n" + "".join(f"hello {i}\t{'a' if i % 2 else 'b'}\n" for i in range(10)), encoding="utf-8"
+    )
     window.open_path(str(other))
     qtbot.waitUntil(lambda: window._table is not None and window._table.source == str(other), timeout=10_000)
     assert window._counts == {"a": 5, "b": 5}
@@ -263,7 +270,7 @@ def test_dropping_files_routes_by_type(qtbot, window, dataset, tmp_path):
 def test_worker_and_core_layers_import_no_widgets():
     import sys
 
-    import workbench.worker  # noqa: F401
+    import workbench.worker
 
     assert "PySide6.QtWidgets" not in {name for name in sys.modules if name.startswith("workbench.core")}
     assert not hasattr(workbench.worker, "QApplication")
@@ -330,8 +337,24 @@ def fake_run(cfg, points: list[tuple[int, float, float]], finished: bool = True)
     from workbench.core.runs import RunFolder
 
     run = RunFolder.create(cfg)
-    run.record(RunStarted(str(run.path), "CPU", "fp32", ("ham", "spam"), 40, 6, 12, 0, 64, cfg.epochs, 5,
-                          5 * cfg.epochs, 1000, 100_000))
+    run.record(
+        RunStarted(
+            str(run.path),
+            "CPU",
+            "fp32",
+            ("ham", "spam"),
+            40,
+            6,
+            12,
+            0,
+            64,
+            cfg.epochs,
+            5,
+            5 * cfg.epochs,
+            1000,
+            100_000,
+        )
+    )
     for i, (seen, loss, acc) in enumerate(points, start=1):
         run.record(Evaluated(i, 1, seen, loss, loss, acc, acc))
     if finished:

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import write_tiny_checkpoint
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 from PySide6.QtWidgets import QMessageBox
-
-from conftest import write_tiny_checkpoint
 from test_gui import SPAM, dataset, dialogs, make_window, window, workbench_threads  # noqa: F401 (fixtures)
+
 from workbench.core.adapters import AdapterInfo, save_adapter
 from workbench.core.config import LoRAConfig
 from workbench.core.lora import build_lora_model
@@ -36,8 +36,13 @@ def shown(dialogs, kind: str | None = None) -> list[str]:
 def make_adapter(path: Path, checkpoint: Path, labels=("ham", "spam"), base: str | None = None) -> Path:
     """A real adapter file for ``checkpoint`` (random LoRA and head: no training needed)."""
     model = build_lora_model(checkpoint, LORA, len(labels), seed=0)
-    info = AdapterInfo(base_model=base or str(checkpoint), model_config=load_model_config(checkpoint),
-                       lora=LORA, label_names=tuple(labels), max_length=64)
+    info = AdapterInfo(
+        base_model=base or str(checkpoint),
+        model_config=load_model_config(checkpoint),
+        lora=LORA,
+        label_names=tuple(labels),
+        max_length=64,
+    )
     return save_adapter(path, model, info)
 
 
@@ -58,7 +63,8 @@ def test_empty_file(qtbot, window, dialogs, dataset, tmp_path):
     window.open_dataset(str(empty))
     qtbot.waitUntil(lambda: bool(shown(dialogs, "warning")), timeout=10_000)
     assert shown(dialogs) == [
-        "Could not read the dataset: empty.csv is empty. Choose a CSV or TSV file with a text column and a label column."
+        "Could not read the dataset: empty.csv is empty. "
+        "Choose a CSV or TSV file with a text column and a label column."
     ]
     assert not window.start_button.isEnabled()
     assert "dataset could not be read: empty.csv is empty" in window.start_button.toolTip()
@@ -99,7 +105,9 @@ def drop(window, path: Path) -> None:
     """What a drag from the file manager delivers to the window."""
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(path))])
-    event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    event = QDropEvent(
+        QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+    )
     window.dropEvent(event)
 
 
@@ -186,9 +194,15 @@ def test_adapter_for_another_base_offers_to_switch(qtbot, window, dialogs, tiny_
     assert window.model_panel.model() == str(tiny_checkpoint)  # answered Yes: switched, then loaded
 
 
-def test_adapter_for_another_base_declined_is_refused(qtbot, window, dialogs, tiny_checkpoint, other_checkpoint, tmp_path, monkeypatch):
+def test_adapter_for_another_base_declined_is_refused(
+    qtbot, window, dialogs, tiny_checkpoint, other_checkpoint, tmp_path, monkeypatch
+):
     adapter = make_adapter(tmp_path / "made-for-tiny.safetensors", tiny_checkpoint)
-    monkeypatch.setattr(QMessageBox, "question", staticmethod(lambda *a, **k: (dialogs.append(("question", a[2])), QMessageBox.StandardButton.No)[1]))
+    monkeypatch.setattr(
+        QMessageBox,
+        "question",
+        staticmethod(lambda *a, **k: (dialogs.append(("question", a[2])), QMessageBox.StandardButton.No)[1]),
+    )
     window.set_model_folder(str(other_checkpoint))
     window.open_adapter(str(adapter))
     qtbot.waitUntil(lambda: bool(shown(dialogs, "critical")), timeout=30_000)
@@ -199,7 +213,9 @@ def test_adapter_for_another_base_declined_is_refused(qtbot, window, dialogs, ti
     assert window.model_panel.model() == str(other_checkpoint) and window.adapter_path is None
 
 
-def test_adapter_whose_base_is_gone_is_refused_on_the_wrong_model(qtbot, window, dialogs, tiny_checkpoint, other_checkpoint, tmp_path):
+def test_adapter_whose_base_is_gone_is_refused_on_the_wrong_model(
+    qtbot, window, dialogs, tiny_checkpoint, other_checkpoint, tmp_path
+):
     adapter = make_adapter(tmp_path / "orphan.safetensors", tiny_checkpoint, base=str(tmp_path / "deleted-model"))
     window.set_model_folder(str(other_checkpoint))
     window.open_adapter(str(adapter))
@@ -226,7 +242,9 @@ def test_adapter_with_another_label_set_says_so(qtbot, window, dialogs, tiny_che
 
 
 @pytest.mark.parametrize("fault", ["read-only folder", "disk full"])
-def test_saving_the_adapter_where_it_cannot_be_written(qtbot, window, dialogs, tiny_checkpoint, tmp_path, monkeypatch, fault):
+def test_saving_the_adapter_where_it_cannot_be_written(
+    qtbot, window, dialogs, tiny_checkpoint, tmp_path, monkeypatch, fault
+):
     from workbench.core import adapters
 
     (tmp_path / "run").mkdir()
@@ -239,13 +257,17 @@ def test_saving_the_adapter_where_it_cannot_be_written(qtbot, window, dialogs, t
     target.write_bytes(b"the user's earlier adapter")
 
     if fault == "read-only folder":
+
         def refuse(*args, **kwargs):
             raise PermissionError(errno.EACCES, "Permission denied")
+
         monkeypatch.setattr(adapters.tempfile, "mkstemp", refuse)
         reason = "Permission denied"
     else:
+
         def disk_full(fd):
             raise OSError(errno.ENOSPC, "No space left on device")
+
         monkeypatch.setattr(adapters.os, "fsync", disk_full)
         reason = "No space left on device"
 

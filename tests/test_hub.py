@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from _http_server import LocalServer, Route
 from safetensors.torch import save_file
 
-from _http_server import LocalServer, Route
 from workbench.core import hub
 from workbench.core.errors import Cancelled, CheckpointError, DownloadError
 
@@ -215,7 +215,11 @@ def serve_repo(server: LocalServer, files: dict[str, bytes], repo: str = REPO) -
     for name, body in files.items():
         server.routes[f"/{repo}/resolve/main/{name}"] = Route(
             body,
-            headers={"ETag": f'"{hashlib.sha256(body).hexdigest()}"', "X-Repo-Commit": COMMIT, "Accept-Ranges": "bytes"},
+            headers={
+                "ETag": f'"{hashlib.sha256(body).hexdigest()}"',
+                "X-Repo-Commit": COMMIT,
+                "Accept-Ranges": "bytes",
+            },
         )
 
 

@@ -8,7 +8,13 @@ import torch
 from workbench.core.config import LoRAConfig
 from workbench.core.errors import ConfigError
 from workbench.core.lora import (
-    LoRALinear, apply_lora, count_trainable, lora_layers, merge_lora, trainable_state_dict, unmerge_lora,
+    LoRALinear,
+    apply_lora,
+    count_trainable,
+    lora_layers,
+    merge_lora,
+    trainable_state_dict,
+    unmerge_lora,
 )
 from workbench.core.model import GPT2Classifier, param_count
 
@@ -84,6 +90,7 @@ def test_trainable_count_matches_the_model_and_the_book(tiny_checkpoint):
     assert param_count(model, trainable_only=True) == count_trainable(model.config, lora, 2)
     # GPT-2 small, r=16 on qkv/out/up/down in 12 blocks: 2,359,296 LoRA + 1,536 head weights
     from workbench.core.config import ModelConfig
+
     assert count_trainable(ModelConfig.for_size("gpt2"), LoRAConfig(), 2) == 2_360_832
 
 

@@ -9,12 +9,16 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from workbench.core.adapters import (
-    AdapterInfo, load_adapter_weights, read_adapter, save_adapter, save_adapter_tensors,
+    AdapterInfo,
+    load_adapter_weights,
+    read_adapter,
+    save_adapter,
+    save_adapter_tensors,
 )
 from workbench.core.config import LoRAConfig, ModelConfig
 from workbench.core.errors import AdapterError
-from workbench.core.lora import build_lora_model, lora_layers
 from workbench.core.lora import adapter_shapes as expected_shapes
+from workbench.core.lora import build_lora_model, lora_layers
 from workbench.core.peft_io import export_peft, hf_module_names, import_peft, peft_targets
 
 LABELS = ("neg", "neu", "pos")
@@ -37,8 +41,14 @@ def our_adapter(checkpoint, folder, lora, seed=0):
         for layer in lora_layers(model):
             layer.lora_B.copy_(torch.randn(layer.lora_B.shape, generator=g) * 0.2)
         model.score.weight.copy_(torch.randn(model.score.weight.shape, generator=g) * 0.15)
-    info = AdapterInfo(base_model=str(checkpoint), model_config=model.config, lora=lora,
-                       label_names=LABELS, max_length=48, metrics={"test_accuracy": 0.5})
+    info = AdapterInfo(
+        base_model=str(checkpoint),
+        model_config=model.config,
+        lora=lora,
+        label_names=LABELS,
+        max_length=48,
+        metrics={"test_accuracy": 0.5},
+    )
     return model.eval(), save_adapter(folder / "ours.safetensors", model, info)
 
 
@@ -70,8 +80,9 @@ def hf_probs(model):
 def lora_modules(peft_model):
     """Module names (as in the transformers model) that PEFT put LoRA on."""
     prefix = "base_model.model."
-    return {n.removeprefix(prefix).removesuffix(".lora_A") for n, _ in peft_model.named_modules()
-            if n.endswith(".lora_A")}
+    return {
+        n.removeprefix(prefix).removesuffix(".lora_A") for n, _ in peft_model.named_modules() if n.endswith(".lora_A")
+    }
 
 
 CASES = {
@@ -89,7 +100,8 @@ def test_exported_adapter_gives_our_probabilities_in_peft(peft, tiny_checkpoint,
 
     peft_model = peft.PeftModel.from_pretrained(hf_model(tiny_checkpoint), folder)
     assert lora_modules(peft_model) == {
-        name.removesuffix(".lora_A") for name, _ in model.named_parameters() if name.endswith(".lora_A")}
+        name.removesuffix(".lora_A") for name, _ in model.named_parameters() if name.endswith(".lora_A")
+    }
     expected = our_probs(model)
     assert (expected.max(dim=-1).values < 0.99).all()  # not saturated, so a difference would show
     torch.testing.assert_close(hf_probs(peft_model), expected, atol=1e-5, rtol=0)
@@ -111,12 +123,18 @@ def test_export_then_import_restores_the_adapter_exactly(tiny_checkpoint, tmp_pa
 
 
 def test_peft_trained_adapter_gives_peft_probabilities_here(peft, tiny_checkpoint, tmp_path):
-    config = peft.LoraConfig(r=4, lora_alpha=12, target_modules=r".*\.h\.1\.(attn\.c_attn|mlp\.c_proj)",
-                             modules_to_save=["score"], task_type="SEQ_CLS", fan_in_fan_out=True)
+    config = peft.LoraConfig(
+        r=4,
+        lora_alpha=12,
+        target_modules=r".*\.h\.1\.(attn\.c_attn|mlp\.c_proj)",
+        modules_to_save=["score"],
+        task_type="SEQ_CLS",
+        fan_in_fan_out=True,
+    )
     peft_model = peft.get_peft_model(hf_model(tiny_checkpoint), config)
     g = torch.Generator().manual_seed(7)
     with torch.no_grad():
-        for name, p in peft_model.named_parameters():
+        for _name, p in peft_model.named_parameters():
             if p.requires_grad:  # lora_A, lora_B and the saved copy of the head
                 p.copy_(torch.randn(p.shape, generator=g) * 0.3)
     peft_model.save_pretrained(tmp_path / "peft")
@@ -166,24 +184,27 @@ def edit_config(folder, **changes):
     path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
 
 
-@pytest.mark.parametrize(("changes", "message"), [
-    (dict(use_dora=True), "DoRA"),
-    (dict(use_rslora=True), "use_rslora"),
-    (dict(rank_pattern={"c_attn": 8}), "rank_pattern"),
-    (dict(alpha_pattern={"c_attn": 8}), "alpha_pattern"),
-    (dict(bias="lora_only"), "bias"),
-    (dict(peft_type="IA3"), "IA3 adapter, not LoRA"),
-    (dict(modules_to_save=["score", "ln_f"]), "ln_f"),
-    (dict(target_modules=["wte", "c_attn"]), "transformer.wte"),
-    (dict(target_modules=["q_proj", "v_proj"]), "matches no layer"),
-    (dict(target_modules="[unclosed"), "not a valid pattern"),
-    (dict(layers_to_transform=[0], layers_pattern="h"), "blocks 0"),
-    (dict(target_modules=r"transformer\.h\.0\.attn\.c_attn|transformer\.h\.1\.attn\.c_proj"), "different layers"),
-    (dict(target_modules=["c_attn"]), "tensors do not match its LoRA settings"),
-    (dict(r=3), "shape"),
-    (dict(base_model_name_or_path="EleutherAI/gpt-neo-125m"), "neither a GPT-2 size"),
-    (dict(base_model_name_or_path="gpt2"), "does not fit gpt2 \\(12 layers, width 768\\)"),
-])
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        (dict(use_dora=True), "DoRA"),
+        (dict(use_rslora=True), "use_rslora"),
+        (dict(rank_pattern={"c_attn": 8}), "rank_pattern"),
+        (dict(alpha_pattern={"c_attn": 8}), "alpha_pattern"),
+        (dict(bias="lora_only"), "bias"),
+        (dict(peft_type="IA3"), "IA3 adapter, not LoRA"),
+        (dict(modules_to_save=["score", "ln_f"]), "ln_f"),
+        (dict(target_modules=["wte", "c_attn"]), "transformer.wte"),
+        (dict(target_modules=["q_proj", "v_proj"]), "matches no layer"),
+        (dict(target_modules="[unclosed"), "not a valid pattern"),
+        (dict(layers_to_transform=[0], layers_pattern="h"), "blocks 0"),
+        (dict(target_modules=r"transformer\.h\.0\.attn\.c_attn|transformer\.h\.1\.attn\.c_proj"), "different layers"),
+        (dict(target_modules=["c_attn"]), "tensors do not match its LoRA settings"),
+        (dict(r=3), "shape"),
+        (dict(base_model_name_or_path="EleutherAI/gpt-neo-125m"), "neither a GPT-2 size"),
+        (dict(base_model_name_or_path="gpt2"), "does not fit gpt2 \\(12 layers, width 768\\)"),
+    ],
+)
 def test_unsupported_peft_adapters_are_refused(exported, tmp_path, changes, message):
     edit_config(exported, **changes)
     with pytest.raises(AdapterError, match=message):
@@ -265,7 +286,11 @@ def test_gpt2_sizes_travel_as_hub_repo_ids(tmp_path):
 
     saved = json.loads((folder / "adapter_config.json").read_text())
     assert saved["base_model_name_or_path"] == "openai-community/gpt2-medium"
-    assert (saved["target_modules"], saved["layers_to_transform"], saved["layers_pattern"]) == (["attn.c_attn"], [23], "h")
+    assert (saved["target_modules"], saved["layers_to_transform"], saved["layers_pattern"]) == (
+        ["attn.c_attn"],
+        [23],
+        "h",
+    )
     assert (saved["fan_in_fan_out"], saved["modules_to_save"], saved["task_type"]) == (True, ["score"], "SEQ_CLS")
     assert sorted(load_file(folder / "adapter_model.safetensors")) == [
         "base_model.model.score.weight",

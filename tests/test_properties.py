@@ -17,7 +17,12 @@ from hypothesis import strategies as st
 from safetensors.torch import save
 
 from workbench.core.adapters import (
-    METADATA_KEY, AdapterInfo, check_compatible, load_adapter_weights, read_adapter, save_adapter,
+    METADATA_KEY,
+    AdapterInfo,
+    check_compatible,
+    load_adapter_weights,
+    read_adapter,
+    save_adapter,
 )
 from workbench.core.config import DataConfig, LoRAConfig, ModelConfig
 from workbench.core.data import make_splits, read_table
@@ -31,7 +36,7 @@ EXAMPLES = 150  # per property; the whole file runs in well under 30 s
 
 # Characters that steer the reader into its corners: every delimiter, quotes, line endings,
 # non-ASCII letters, digits (numeric labels and columns); free text also gets control codes.
-_CSV_CHARS = list('ab xy01.-,;\t|"\'\n\ré€日')
+_CSV_CHARS = list("ab xy01.-,;\t|\"'\n\ré€日")
 _CONTROL_CHARS = list("\x00\x01\x0b\x1a\x85")
 _ENCODINGS = ["utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "cp1252", "latin-1"]
 
@@ -44,8 +49,9 @@ def _table_text(draw) -> str:
     """Rows of cells joined by one delimiter: often a real table, sometimes nearly one."""
     delimiter = draw(st.sampled_from([",", "\t", ";", "|"]))
     width = draw(st.integers(1, 4))
-    rows = draw(st.lists(st.lists(st.one_of(_cell, _quoted_cell), min_size=max(1, width - 1), max_size=width + 1),
-                         max_size=40))
+    rows = draw(
+        st.lists(st.lists(st.one_of(_cell, _quoted_cell), min_size=max(1, width - 1), max_size=width + 1), max_size=40)
+    )
     newline = draw(st.sampled_from(["\n", "\r\n", "\r"]))
     return newline.join(delimiter.join(row) for row in rows) + draw(st.sampled_from(["", newline]))
 
@@ -67,12 +73,11 @@ def _labelled_table_text(draw) -> str:
 
 _file_bytes = st.one_of(
     st.binary(max_size=3000),
-    st.tuples(st.text(alphabet=st.sampled_from(_CSV_CHARS + _CONTROL_CHARS), max_size=600),
-              st.sampled_from(_ENCODINGS)).map(
-        lambda t: t[0].encode(t[1], errors="replace")),
+    st.tuples(
+        st.text(alphabet=st.sampled_from(_CSV_CHARS + _CONTROL_CHARS), max_size=600), st.sampled_from(_ENCODINGS)
+    ).map(lambda t: t[0].encode(t[1], errors="replace")),
     st.tuples(_table_text(), st.sampled_from(_ENCODINGS)).map(lambda t: t[0].encode(t[1], errors="replace")),
-    st.tuples(_labelled_table_text(), st.sampled_from(_ENCODINGS)).map(
-        lambda t: t[0].encode(t[1], errors="replace")),
+    st.tuples(_labelled_table_text(), st.sampled_from(_ENCODINGS)).map(lambda t: t[0].encode(t[1], errors="replace")),
 )
 
 
@@ -89,7 +94,9 @@ def test_any_file_reads_as_a_table_or_a_data_error(scratch, content, suffix, max
     try:
         table = read_table(path, max_rows=max_rows)
     except DataError as error:
-        assert str(error) and "\n" not in str(error)  # one line for the CLI, one dialog for the window
+        message = str(error)
+        assert message
+        assert "\n" not in message  # one line for the CLI, one dialog for the window
         return
     assert len(table.frame) >= 1
     assert all(isinstance(c, str) for c in table.frame.columns)
@@ -111,8 +118,14 @@ LABELS = ("ham", "spam")
 def adapter_bytes(tmp_path_factory) -> bytes:
     torch.manual_seed(0)
     model = apply_lora(GPT2Classifier(BASE, len(LABELS)), LORA)
-    info = AdapterInfo(base_model="tiny", model_config=BASE, lora=LORA, label_names=LABELS, max_length=16,
-                      pad_token_id=BASE.vocab_size - 1)
+    info = AdapterInfo(
+        base_model="tiny",
+        model_config=BASE,
+        lora=LORA,
+        label_names=LABELS,
+        max_length=16,
+        pad_token_id=BASE.vocab_size - 1,
+    )
     path = save_adapter(tmp_path_factory.mktemp("adapter") / "a.safetensors", model, info)
     return path.read_bytes()
 
@@ -122,8 +135,12 @@ def _header_end(data: bytes) -> int:
 
 
 _json_value = st.one_of(
-    st.none(), st.booleans(), st.integers(-3, 10**7), st.floats(allow_nan=True, allow_infinity=True),
-    st.text(max_size=6), st.lists(st.one_of(st.integers(-2, 100), st.text(max_size=4)), max_size=4),
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 10**7),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=6),
+    st.lists(st.one_of(st.integers(-2, 100), st.text(max_size=4)), max_size=4),
     st.dictionaries(st.text(max_size=4), st.integers(), max_size=2),
 )
 
@@ -141,12 +158,30 @@ def _mangling(draw, size: int, header_end: int):
         return kind, (draw(where), draw(st.binary(min_size=1, max_size=24)))
     if kind == "overwrite":
         return kind, (draw(where), draw(st.binary(min_size=1, max_size=24)))
-    path = draw(st.sampled_from([
-        ("base_model",), ("model_config", "n_layer"), ("model_config", "n_embd"), ("model_config", "n_head"),
-        ("model_config", "vocab_size"), ("model_config", "n_positions"), ("lora", "rank"), ("lora", "alpha"),
-        ("lora", "dropout"), ("lora", "targets"), ("lora", "top_blocks"), ("label_names",), ("max_length",),
-        ("pad_token_id",), ("metrics",), ("format_version",), ("lora",), ("model_config",),
-    ]))
+    path = draw(
+        st.sampled_from(
+            [
+                ("base_model",),
+                ("model_config", "n_layer"),
+                ("model_config", "n_embd"),
+                ("model_config", "n_head"),
+                ("model_config", "vocab_size"),
+                ("model_config", "n_positions"),
+                ("lora", "rank"),
+                ("lora", "alpha"),
+                ("lora", "dropout"),
+                ("lora", "targets"),
+                ("lora", "top_blocks"),
+                ("label_names",),
+                ("max_length",),
+                ("pad_token_id",),
+                ("metrics",),
+                ("format_version",),
+                ("lora",),
+                ("model_config",),
+            ]
+        )
+    )
     return kind, (path, draw(_json_value))
 
 
@@ -164,12 +199,12 @@ def _apply(data: bytes, mangling) -> bytes:
         return data[:position] + extra + data[position:]
     if kind == "overwrite":
         position, extra = how
-        return data[:position] + extra + data[position + len(extra):]
+        return data[:position] + extra + data[position + len(extra) :]
     (*parents, key), value = how  # edit one metadata field, keeping the file well-formed
     from safetensors.torch import load
 
     tensors = load(data)
-    header = json.loads(data[8:_header_end(data)])
+    header = json.loads(data[8 : _header_end(data)])
     meta = json.loads(header["__metadata__"][METADATA_KEY])
     node = meta
     for parent in parents:
@@ -195,7 +230,8 @@ def test_damaged_adapter_loads_or_gives_an_adapter_error(adapter_bytes, scratch,
     try:
         _load(path)
     except AdapterError as error:
-        assert str(error)
+        message = str(error)
+        assert message
 
 
 def test_the_undamaged_adapter_loads(adapter_bytes, scratch):

@@ -19,13 +19,17 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import write_tiny_checkpoint
+
 from workbench.cli import main
 from workbench.core import events as ev
 from workbench.core import training
 from workbench.core.adapters import (
-    AdapterInfo, copy_adapter, label_mapping, read_adapter, save_adapter,
+    AdapterInfo,
+    copy_adapter,
+    label_mapping,
+    read_adapter,
+    save_adapter,
 )
 from workbench.core.classify import Classifier
 from workbench.core.config import DataConfig, LoRAConfig, TrainConfig
@@ -60,13 +64,37 @@ def assert_one_line_error(code: int, err: str, *fragments: str) -> str:
 
 def train_argv(checkpoint: Path, data: Path, out: Path, *extra: str) -> list[str]:
     """A CLI training run of a couple of steps on the tiny model."""
-    return ["train", "--model", str(checkpoint), "--data", str(data), "--rank", "2", "--epochs", "1",
-            "--max-steps", "2", "--eval-every", "100", "--quiet", "--out", str(out), *extra]
+    return [
+        "train",
+        "--model",
+        str(checkpoint),
+        "--data",
+        str(data),
+        "--rank",
+        "2",
+        "--epochs",
+        "1",
+        "--max-steps",
+        "2",
+        "--eval-every",
+        "100",
+        "--quiet",
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 def tiny_train_config(checkpoint: Path, data: Path, **changes) -> TrainConfig:
-    cfg = TrainConfig(model=str(checkpoint), data=DataConfig(source=str(data)), lora=LoRAConfig(rank=2, alpha=4),
-                      epochs=1, batch_size=8, max_steps=2, eval_every=100)
+    cfg = TrainConfig(
+        model=str(checkpoint),
+        data=DataConfig(source=str(data)),
+        lora=LoRAConfig(rank=2, alpha=4),
+        epochs=1,
+        batch_size=8,
+        max_steps=2,
+        eval_every=100,
+    )
     return cfg.with_changes(**changes)
 
 
@@ -82,8 +110,7 @@ def write_csv(path: Path, rows: list[tuple[str, str]], header=("text", "label"))
 
 
 def two_classes(n: int = 40) -> list[tuple[str, str]]:
-    return [(f"message number {i} {'win cash' if i % 2 else 'see you'}", "spam" if i % 2 else "ham")
-            for i in range(n)]
+    return [(f"message number {i} {'win cash' if i % 2 else 'see you'}", "spam" if i % 2 else "ham") for i in range(n)]
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +118,13 @@ def adapter(tiny_checkpoint, tmp_path_factory) -> Path:
     """A ham/spam adapter for the tiny model (untrained: only loading is tested here)."""
     lora = LoRAConfig(rank=2, alpha=4)
     model = build_lora_model(tiny_checkpoint, lora, 2, seed=0)
-    info = AdapterInfo(base_model=str(tiny_checkpoint), model_config=model.config, lora=lora,
-                       label_names=("ham", "spam"), max_length=64)
+    info = AdapterInfo(
+        base_model=str(tiny_checkpoint),
+        model_config=model.config,
+        lora=lora,
+        label_names=("ham", "spam"),
+        max_length=64,
+    )
     return save_adapter(tmp_path_factory.mktemp("adapter") / "adapter.safetensors", model, info)
 
 
@@ -160,8 +192,10 @@ class FaultyDisk:
         if self.patched:
             return
         self.patched = True
-        real = {name: getattr(os, name) for name in
-                ("open", "fdopen", "mkdir", "replace", "rename", "unlink", "write", "fsync", "sendfile")}
+        real = {
+            name: getattr(os, name)
+            for name in ("open", "fdopen", "mkdir", "replace", "rename", "unlink", "write", "fsync", "sendfile")
+        }
         real_open = builtins.open
         copy_file_range = getattr(os, "copy_file_range", None)
         disk = self
@@ -213,6 +247,7 @@ class FaultyDisk:
                 if disk._under(Path(path).parent, disk.denied):
                     disk._fail(errno.EACCES, path)
                 return real[name](path, *args, **kwargs)
+
             return guarded
 
         def moved(name):
@@ -220,6 +255,7 @@ class FaultyDisk:
                 if disk._under(Path(dst).parent, disk.denied) or disk._under(Path(src).parent, disk.denied):
                     disk._fail(errno.EACCES, dst)
                 return real[name](src, dst, *args, **kwargs)
+
             return guarded
 
         def on_full_fd(name, fd_index=0):
@@ -227,6 +263,7 @@ class FaultyDisk:
                 if disk._under(args[fd_index], disk.full):
                     disk._fail(errno.ENOSPC, args[fd_index])
                 return (real.get(name) or copy_file_range)(*args, **kwargs)
+
             return guarded
 
         self.mp.setattr(builtins, "open", open_)
@@ -378,7 +415,7 @@ def test_unclosed_quote_after_the_sample_is_explained(tmp_path):
     rows = "".join(f"message {i},{'ham' if i % 2 else 'spam'}\n" for i in range(30_000))
     path = tmp_path / "stray.csv"
     path.write_text("text,label\n" + rows + '"never closed,ham\nmore,spam\n')
-    with pytest.raises(DataError, match=r'quote \(\"\) that opens a field in row \d+ and is never closed'):
+    with pytest.raises(DataError, match=r"quote \(\"\) that opens a field in row \d+ and is never closed"):
         read_table(path)
 
 
@@ -415,7 +452,9 @@ def test_path_that_does_not_exist(tmp_path, tiny_checkpoint, adapter, capsys):
         ["classify", "--adapter", adapter, "--input", missing],
         ["classify", "--adapter", tmp_path / "nowhere.safetensors", "hello"],
         ["info", tmp_path / "nowhere.safetensors"],
-        train_argv(tiny_checkpoint, write_csv(tmp_path / "ok.csv", two_classes()), tmp_path / "nowhere" / "a.safetensors"),
+        train_argv(
+            tiny_checkpoint, write_csv(tmp_path / "ok.csv", two_classes()), tmp_path / "nowhere" / "a.safetensors"
+        ),
     ):
         code, _, err = run_cli(capsys, *argv)
         assert code == 2
@@ -434,7 +473,7 @@ def large_csv(tmp_path_factory) -> tuple[Path, int]:
     rng = random.Random(0)
     words = "win cash prize free claim now see you at lunch tomorrow ok thanks mum home later love".split()
     block = "".join(
-        f"{'spam' if i % 2 else 'ham'},\"{' '.join(rng.choices(words, k=rng.randint(5, 25)))}, msg {i}\"\n"
+        f'{"spam" if i % 2 else "ham"},"{" ".join(rng.choices(words, k=rng.randint(5, 25)))}, msg {i}"\n'
         for i in range(10_000)
     ).encode()
     repeats = _LARGE_BYTES // len(block)
@@ -532,8 +571,13 @@ def test_adapter_whose_first_byte_looks_like_a_pickle_loads(tiny_checkpoint, tmp
     model = build_lora_model(tiny_checkpoint, lora, 2, seed=0)
     path = tmp_path / "adapter.safetensors"
     for pad in range(256):  # the base model's name is in the header: lengthen it until the byte is 0x80
-        info = AdapterInfo(base_model=str(tiny_checkpoint) + "/" * pad, model_config=model.config, lora=lora,
-                           label_names=("ham", "spam"), max_length=64)
+        info = AdapterInfo(
+            base_model=str(tiny_checkpoint) + "/" * pad,
+            model_config=model.config,
+            lora=lora,
+            label_names=("ham", "spam"),
+            max_length=64,
+        )
         save_adapter(path, model, info)
         if path.read_bytes()[:1] == b"\x80":
             break
@@ -563,7 +607,11 @@ def test_pickled_adapter_is_refused_unopened(tmp_path, capsys, name):
         path.write_bytes(pickle.dumps({"trap": _LeavesMarker(marker)}))
     with pytest.raises(AdapterError, match="pickle"):
         read_adapter(path)
-    for argv in (["info", path], ["classify", "--adapter", path, "hello"], ["export-peft", path, "--out", tmp_path / "p"]):
+    for argv in (
+        ["info", path],
+        ["classify", "--adapter", path, "hello"],
+        ["export-peft", path, "--out", tmp_path / "p"],
+    ):
         code, _, err = run_cli(capsys, *argv)
         assert_one_line_error(code, err, "pickle")
     assert not marker.exists()
@@ -579,7 +627,9 @@ def test_adapter_for_another_base(adapter, tmp_path, capsys):
 
 def test_adapter_for_another_label_set(adapter, tmp_path, capsys):
     _, info = read_adapter(adapter)
-    with pytest.raises(AdapterError, match=r"\(a, b, c\) do not match the adapter's \(ham, spam\).*never learned a, b, c"):
+    with pytest.raises(
+        AdapterError, match=r"\(a, b, c\) do not match the adapter's \(ham, spam\).*never learned a, b, c"
+    ):
         label_mapping(info, ["a", "b", "c"], "three.csv")
     assert label_mapping(info, ["spam"]) == [1]  # a subset is fine: each name keeps the adapter's id
 
@@ -673,8 +723,9 @@ def _fill_disk_when(monkeypatch, disk, folder: Path, event_type: type) -> None:
     monkeypatch.setattr(training, "train", train_then_fill)
 
 
-def test_cli_full_disk_when_saving_keeps_the_existing_adapter(tiny_checkpoint, adapter, disk, tmp_path,
-                                                             monkeypatch, capsys):
+def test_cli_full_disk_when_saving_keeps_the_existing_adapter(
+    tiny_checkpoint, adapter, disk, tmp_path, monkeypatch, capsys
+):
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     out = out_dir / "adapter.safetensors"
@@ -696,8 +747,7 @@ def test_cli_full_disk_during_training(tiny_checkpoint, adapter, disk, tmp_path,
     assert out.read_bytes() == before
 
 
-def test_full_disk_at_a_checkpoint_fails_the_run_cleanly(tiny_checkpoint, adapter, disk, tmp_path, monkeypatch,
-                                                         capsys):
+def test_full_disk_at_a_checkpoint_fails_the_run_cleanly(tiny_checkpoint, adapter, disk, tmp_path, monkeypatch, capsys):
     """Checkpoints are saved atomically, so the save itself fails cleanly; the run must then
     report it without writing more to the same full disk."""
     out = tmp_path / "adapter.safetensors"

@@ -16,7 +16,6 @@ import time
 
 import psutil
 from PySide6.QtCore import QCoreApplication, QEvent, QThread
-
 from test_gui import dataset, dialogs, make_window  # noqa: F401 (fixtures)
 
 CYCLES = 30
@@ -58,7 +57,10 @@ def test_thirty_start_stop_cycles(qtbot, tmp_path, tiny_checkpoint, dataset, dia
         qtbot.waitUntil(lambda: step_points.n > 0, timeout=30_000)  # the first StepDone arrived
         window.stop_training()
         qtbot.waitUntil(lambda: not window.is_training(), timeout=10_000)
-        qtbot.waitUntil(lambda: window.adapter_path is not None and window.runs_tab.list.count() == cycle, timeout=30_000)
+        qtbot.waitUntil(
+            lambda cycle=cycle: window.adapter_path is not None and window.runs_tab.list.count() == cycle,
+            timeout=30_000,
+        )
         settle(qtbot, window)
         if cycle == WARM_UP_CYCLES:
             rss_after_first = process.memory_info().rss
@@ -70,7 +72,8 @@ def test_thirty_start_stop_cycles(qtbot, tmp_path, tiny_checkpoint, dataset, dia
     print(
         f"\nsoak: {CYCLES} start/stop cycles in {elapsed:.1f} s · Python threads before {threads_before}, "
         f"after {threads_after} · QThreads still running {sum(t.isRunning() for t in qthreads)} of {len(qthreads)} · "
-        f"RSS after cycle {WARM_UP_CYCLES} {rss_after_first / 2**20:.1f} MiB, after cycle {CYCLES} {rss_after_last / 2**20:.1f} MiB "
+        f"RSS after cycle {WARM_UP_CYCLES} {rss_after_first / 2**20:.1f} MiB, "
+        f"after cycle {CYCLES} {rss_after_last / 2**20:.1f} MiB "
         f"({growth:+.1%})"
     )
     assert not dialogs, dialogs  # no cycle failed

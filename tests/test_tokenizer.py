@@ -2,8 +2,8 @@
 
 import shutil
 
-
 from conftest import TOKENIZER_DIR, require_shared
+
 from workbench.core.tokenizer import EOT_ID, TIKTOKEN_FILE_ENV, load_tokenizer
 
 

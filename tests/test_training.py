@@ -33,8 +33,16 @@ def write_separable_csv(path, n=200, seed=0):
 
 def tiny_config(checkpoint, csv_path, **changes):
     cfg = TrainConfig(
-        model=str(checkpoint), data=DataConfig(source=str(csv_path)),
-        lora=LoRAConfig(rank=8, alpha=16), epochs=4, batch_size=8, lr=1e-3, eval_every=5, eval_batches=2,
+        model=str(checkpoint),
+        data=DataConfig(source=str(csv_path)),
+        lora=LoRAConfig(rank=8, alpha=16),
+        epochs=4,
+        batch_size=8,
+        lr=1e-3,
+        eval_every=5,
+        eval_batches=2,
+        # Numeric comparisons must not depend on what "auto" picks on this machine's CPU or GPU.
+        precision="fp32",
     )
     return dataclasses.replace(cfg, **changes)
 
@@ -103,11 +111,12 @@ def test_resume_continues_to_the_same_result(tiny_checkpoint, separable_csv):
 
 def test_gradient_accumulation_equals_one_big_batch(tiny_checkpoint, separable_csv):
     big = list(train(tiny_config(tiny_checkpoint, separable_csv, batch_size=8, max_steps=4, length_grouping=0)))[-1]
-    small = list(train(tiny_config(tiny_checkpoint, separable_csv, batch_size=4, grad_accum=2, max_steps=4,
-                                   length_grouping=0)))[-1]
+    small = list(
+        train(tiny_config(tiny_checkpoint, separable_csv, batch_size=4, grad_accum=2, max_steps=4, length_grouping=0))
+    )[-1]
     texts = ["claim your prize", "home later mum"]
-    a = Classifier.from_adapter(big.adapter_path).probabilities(texts)
-    b = Classifier.from_adapter(small.adapter_path).probabilities(texts)
+    a = Classifier.from_adapter(big.adapter_path, precision="fp32").probabilities(texts)
+    b = Classifier.from_adapter(small.adapter_path, precision="fp32").probabilities(texts)
     assert torch.allclose(a, b, atol=1e-4)
 
 
@@ -173,7 +182,7 @@ def test_train_more_epochs_extends_a_finished_run(tiny_checkpoint, separable_csv
 
 def test_typing_reuses_prefix_and_matches_full_prediction(tiny_checkpoint, separable_csv):
     adapter = list(train(tiny_config(tiny_checkpoint, separable_csv, max_steps=3)))[-1].adapter_path
-    classifier = Classifier.from_adapter(adapter)
+    classifier = Classifier.from_adapter(adapter, precision="fp32")
     for text in ["w", "wi", "win", "win c", "win cash", "win ca", "see you", "see you at lunch"]:
         typed = classifier.predict_typing(text)
         (whole,) = classifier.predict([text])

@@ -164,7 +164,9 @@ def test_a_coalesced_event_is_not_held_back_by_a_slow_step(qtbot):
 
     pool = JobPool()
     start = time.monotonic()
-    pool.start(Worker.from_iterator(gen, coalesce=(int,)), on_event=lambda item: arrived.append(time.monotonic() - start))
+    pool.start(
+        Worker.from_iterator(gen, coalesce=(int,)), on_event=lambda item: arrived.append(time.monotonic() - start)
+    )
     qtbot.waitUntil(lambda: len(arrived) == 2, timeout=2000)  # both, while the worker still waits
     release.set()
     assert pool.wait_all(5000)
@@ -179,8 +181,12 @@ def test_coalesced_events_come_before_the_failure(qtbot):
     order = []
     pool = JobPool()
     done = []
-    pool.start(Worker.from_iterator(gen, coalesce=(int,)), on_event=order.append,
-               on_failed=lambda error: order.append(type(error).__name__), on_finished=lambda: done.append(1))
+    pool.start(
+        Worker.from_iterator(gen, coalesce=(int,)),
+        on_event=order.append,
+        on_failed=lambda error: order.append(type(error).__name__),
+        on_finished=lambda: done.append(1),
+    )
     qtbot.waitUntil(lambda: done == [1], timeout=5000)
     assert order == [0, 1, 2, "ValueError"]
     assert pool.wait_all(5000)

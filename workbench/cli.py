@@ -51,8 +51,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rank", type=int, default=16, help="LoRA rank r (default 16)")
     p.add_argument("--alpha", type=float, default=16.0, help="LoRA alpha; update scaled by alpha/r (default 16)")
     p.add_argument("--dropout", type=float, default=0.0, help="dropout on the LoRA input (default 0)")
-    p.add_argument("--targets", nargs="+", default=list(ALL_TARGETS), choices=ALL_TARGETS, metavar="T",
-                   help=f"layers to adapt: {' '.join(ALL_TARGETS)} (default all)")
+    p.add_argument(
+        "--targets",
+        nargs="+",
+        default=list(ALL_TARGETS),
+        choices=ALL_TARGETS,
+        metavar="T",
+        help=f"layers to adapt: {' '.join(ALL_TARGETS)} (default all)",
+    )
     p.add_argument("--top-blocks", type=int, default=None, help="adapt only the last N blocks (default all)")
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=8)
@@ -62,8 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-every", type=int, default=50, help="steps between quick evaluations")
     p.add_argument("--eval-batches", type=int, default=5, help="batches per quick evaluation")
     p.add_argument("--max-steps", type=int, default=None, help="stop after N optimiser steps")
-    p.add_argument("--length-grouping", type=int, default=50,
-                   help="sort by length within chunks of N batches to cut padding (0: off)")
+    p.add_argument(
+        "--length-grouping",
+        type=int,
+        default=50,
+        help="sort by length within chunks of N batches to cut padding (0: off)",
+    )
     add_device_args(p)
     p.add_argument("--seed", type=int, default=123)
     p.add_argument("--resume", metavar="CHECKPOINT", help="continue from a run's checkpoint.safetensors")
@@ -118,17 +128,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_runs)
 
-    p = sub.add_parser("bench", help="measure training, evaluation and classify speed and memory",
-                       description="Time training steps, evaluation and single-message classification "
-                                   "through the real training code, on the SMS training split's lengths.")
+    p = sub.add_parser(
+        "bench",
+        help="measure training, evaluation and classify speed and memory",
+        description="Time training steps, evaluation and single-message classification "
+        "through the real training code, on the SMS training split's lengths.",
+    )
     add_model_arg(p)
-    p.add_argument("--random-init", action="store_true",
-                   help="random weights when the size is not downloaded (speed does not depend on them)")
-    p.add_argument("--data", default="sms-spam",
-                   help="sms-spam (the downloaded collection; synthetic lengths like it if absent), "
-                        "synthetic, or a CSV/TSV path")
-    p.add_argument("--tokenizer", metavar="FOLDER", help="GPT-2 tokenizer folder for token lengths "
-                   "(vocab.json + merges.txt or gpt2.tiktoken; default: the checkpoint's)")
+    p.add_argument(
+        "--random-init",
+        action="store_true",
+        help="random weights when the size is not downloaded (speed does not depend on them)",
+    )
+    p.add_argument(
+        "--data",
+        default="sms-spam",
+        help="sms-spam (the downloaded collection; synthetic lengths like it if absent), synthetic, or a CSV/TSV path",
+    )
+    p.add_argument(
+        "--tokenizer",
+        metavar="FOLDER",
+        help="GPT-2 tokenizer folder for token lengths "
+        "(vocab.json + merges.txt or gpt2.tiktoken; default: the checkpoint's)",
+    )
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--steps", type=int, default=20, help="timed training steps (default 20)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
@@ -140,11 +162,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classify-runs", type=int, default=30, help="single-message runs timed (default 30)")
     add_device_args(p)
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
-    p.add_argument("--compare", action="store_true",
-                   help="also run transformers + PEFT side by side on the same batches and print ratios "
-                        "(needs the test extra and a source checkout)")
-    p.add_argument("--bf16-steps", type=int, default=None,
-                   help="timed steps per bf16 variant in --compare (default 2 when bf16 is chosen, else 0)")
+    p.add_argument(
+        "--compare",
+        action="store_true",
+        help="also run transformers + PEFT side by side on the same batches and print ratios "
+        "(needs the test extra and a source checkout)",
+    )
+    p.add_argument(
+        "--bf16-steps",
+        type=int,
+        default=None,
+        help="timed steps per bf16 variant in --compare (default 2 when bf16 is chosen, else 0)",
+    )
     p.set_defaults(handler=cmd_bench)
     return parser
 
@@ -157,22 +186,33 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="sms-spam", help="sms-spam (downloaded on first use) or a CSV/TSV path")
     p.add_argument("--text-column", help="column holding the texts (default: detected)")
     p.add_argument("--label-column", help="column holding the labels (default: detected)")
-    p.add_argument("--balance", action=argparse.BooleanOptionalAction, default=True,
-                   help="undersample to the smallest class (default on, the book's recipe)")
+    p.add_argument(
+        "--balance",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="undersample to the smallest class (default on, the book's recipe)",
+    )
     p.add_argument("--max-length", type=int, default=None, help="tokens per text (default: the model's context)")
     p.add_argument("--max-rows", type=int, default=None, help="read only the first N rows of a large file")
 
 
 def add_device_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help=f"{'|'.join(DEVICES)} or cuda:N (default auto)")
-    p.add_argument("--precision", default="auto", choices=PRECISIONS,
-                   help="auto: bf16 where the device runs it fast, else fp32")
+    p.add_argument(
+        "--precision", default="auto", choices=PRECISIONS, help="auto: bf16 where the device runs it fast, else fp32"
+    )
 
 
 def data_config(args) -> DataConfig:
-    return DataConfig(source=args.data, text_column=args.text_column, label_column=args.label_column,
-                      balance=args.balance, max_length=args.max_length, max_rows=args.max_rows,
-                      seed=getattr(args, "seed", 123))
+    return DataConfig(
+        source=args.data,
+        text_column=args.text_column,
+        label_column=args.label_column,
+        balance=args.balance,
+        max_length=args.max_length,
+        max_rows=args.max_rows,
+        seed=getattr(args, "seed", 123),
+    )
 
 
 # --- train ---------------------------------------------------------------------------------
@@ -184,13 +224,27 @@ def cmd_train(args) -> int:
     from .core.training import train
 
     cfg = TrainConfig(
-        model=args.model, data=data_config(args),
-        lora=LoRAConfig(rank=args.rank, alpha=args.alpha, dropout=args.dropout, targets=tuple(args.targets),
-                        top_blocks=args.top_blocks),
-        epochs=args.epochs, batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr,
-        weight_decay=args.weight_decay, eval_every=args.eval_every, eval_batches=args.eval_batches,
-        max_steps=args.max_steps, length_grouping=args.length_grouping, device=args.device,
-        precision=args.precision, seed=args.seed,
+        model=args.model,
+        data=data_config(args),
+        lora=LoRAConfig(
+            rank=args.rank,
+            alpha=args.alpha,
+            dropout=args.dropout,
+            targets=tuple(args.targets),
+            top_blocks=args.top_blocks,
+        ),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        grad_accum=args.grad_accum,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        eval_every=args.eval_every,
+        eval_batches=args.eval_batches,
+        max_steps=args.max_steps,
+        length_grouping=args.length_grouping,
+        device=args.device,
+        precision=args.precision,
+        seed=args.seed,
     )
     out = Path(args.out)
     if not out.parent.is_dir():
@@ -204,14 +258,20 @@ def cmd_train(args) -> int:
                 bar.status(event)
             elif isinstance(event, ev.RunStarted):
                 bar.clear()
-                print(f"Training {cfg.model} on {event.device} ({event.precision}): {event.n_train} train / "
-                      f"{event.n_val} val / {event.n_test} test, {event.trainable_params:,} trainable of "
-                      f"{event.total_params:,} parameters; run folder {event.run_dir}", flush=True)
+                print(
+                    f"Training {cfg.model} on {event.device} ({event.precision}): {event.n_train} train / "
+                    f"{event.n_val} val / {event.n_test} test, {event.trainable_params:,} trainable of "
+                    f"{event.total_params:,} parameters; run folder {event.run_dir}",
+                    flush=True,
+                )
                 if event.truncated:
                     print(f"{event.truncated} texts longer than {event.max_length} tokens were truncated", flush=True)
                 if event.dropped_empty or event.dropped_duplicates:
-                    print(f"left out: {event.dropped_empty} rows without text or label, "
-                          f"{event.dropped_duplicates} duplicate rows", flush=True)
+                    print(
+                        f"left out: {event.dropped_empty} rows without text or label, "
+                        f"{event.dropped_duplicates} duplicate rows",
+                        flush=True,
+                    )
             elif isinstance(event, ev.StepDone):
                 bar.step(event)
             elif isinstance(event, ev.Evaluated):
@@ -234,13 +294,17 @@ def cmd_train(args) -> int:
 def format_evaluation(e) -> str:
     if e.full:
         return f"Epoch {e.epoch} done (step {e.step}): val loss {e.val_loss:.3f}, val accuracy {e.val_accuracy:.1%}"
-    return (f"Ep {e.epoch} step {e.step}: train loss {e.train_loss:.3f}, val loss {e.val_loss:.3f}, "
-            f"train acc {e.train_accuracy:.1%}, val acc {e.val_accuracy:.1%}")
+    return (
+        f"Ep {e.epoch} step {e.step}: train loss {e.train_loss:.3f}, val loss {e.val_loss:.3f}, "
+        f"train acc {e.train_accuracy:.1%}, val acc {e.val_accuracy:.1%}"
+    )
 
 
 def format_finished(e, out: Path) -> str:
-    lines = [("Stopped" if e.stopped else "Finished") + f" after {e.step} steps in {e.elapsed_s:.1f} s; "
-             f"adapter saved to {out} ({out.stat().st_size / 1e6:.1f} MB)"]
+    lines = [
+        ("Stopped" if e.stopped else "Finished") + f" after {e.step} steps in {e.elapsed_s:.1f} s; "
+        f"adapter saved to {out} ({out.stat().st_size / 1e6:.1f} MB)"
+    ]
     if e.metrics:
         lines.append(format_metrics(e.metrics))
     return "\n".join(lines)
@@ -248,12 +312,16 @@ def format_finished(e, out: Path) -> str:
 
 def format_metrics(m) -> str:
     width = max(len(n) for n in m.label_names)
-    lines = [f"Test accuracy {m.accuracy:.2%} (loss {m.loss:.3f}, {sum(m.support)} examples)",
-             f"{'label':<{width}}  precision  recall     f1  support"]
+    lines = [
+        f"Test accuracy {m.accuracy:.2%} (loss {m.loss:.3f}, {sum(m.support)} examples)",
+        f"{'label':<{width}}  precision  recall     f1  support",
+    ]
     for i, name in enumerate(m.label_names):
         lines.append(f"{name:<{width}}  {m.precision[i]:9.3f}  {m.recall[i]:6.3f}  {m.f1[i]:5.3f}  {m.support[i]:7d}")
-    lines.append("confusion (rows: true, columns: predicted): " + "; ".join(
-        f"{name}: {list(row)}" for name, row in zip(m.label_names, m.confusion)))
+    lines.append(
+        "confusion (rows: true, columns: predicted): "
+        + "; ".join(f"{name}: {list(row)}" for name, row in zip(m.label_names, m.confusion))
+    )
     return "\n".join(lines)
 
 
@@ -279,8 +347,10 @@ class ProgressBar:
 
     def step(self, e) -> None:
         filled = int(self.width * e.step / max(1, e.total_steps))
-        self._show(f"[{'#' * filled}{'.' * (self.width - filled)}] step {e.step}/{e.total_steps} "
-                   f"epoch {e.epoch} loss {e.loss:.3f} {e.examples_per_s:.1f} ex/s ETA {format_seconds(e.eta_s)}")
+        self._show(
+            f"[{'#' * filled}{'.' * (self.width - filled)}] step {e.step}/{e.total_steps} "
+            f"epoch {e.epoch} loss {e.loss:.3f} {e.examples_per_s:.1f} ex/s ETA {format_seconds(e.eta_s)}"
+        )
 
     def clear(self) -> None:
         if self.shown:
@@ -306,15 +376,19 @@ def cmd_classify(args) -> int:
     texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
     for text, p in zip(texts, classifier.predict(texts)):
         if args.json:
-            print(json.dumps({"text": text, "label": p.label, "probability": p.probability,
-                              "probabilities": p.probabilities}))
+            print(
+                json.dumps(
+                    {"text": text, "label": p.label, "probability": p.probability, "probabilities": p.probabilities}
+                )
+            )
         else:
             print(f"{p.label}\t{p.probability:.4f}")
     return 0
 
 
 def classify_file(classifier, args) -> int:
-    from .core.classify import classify_file as classify_into, classify_table
+    from .core.classify import classify_file as classify_into
+    from .core.classify import classify_table
 
     if not args.output:
         classify_table(classifier, args.input, text_column=args.text_column).to_csv(sys.stdout, index=False)
@@ -377,14 +451,19 @@ def cmd_info(args) -> int:
 
     tensors, info = read_adapter(args.adapter)
     if args.json:
-        print(json.dumps({**asdict(info), "tensors": len(tensors),
-                          "parameters": sum(t.numel() for t in tensors.values())}))
+        print(
+            json.dumps(
+                {**asdict(info), "tensors": len(tensors), "parameters": sum(t.numel() for t in tensors.values())}
+            )
+        )
         return 0
     c = info.model_config
     print(f"adapter      {args.adapter} ({Path(args.adapter).stat().st_size / 1e6:.1f} MB)")
     print(f"base model   {info.base_model} ({c.n_layer} layers, {c.n_embd} wide)")
-    print(f"LoRA         rank {info.lora.rank}, alpha {info.lora.alpha:g}, targets {' '.join(info.lora.targets)}"
-          + (f", top {info.lora.top_blocks} blocks" if info.lora.top_blocks else ""))
+    print(
+        f"LoRA         rank {info.lora.rank}, alpha {info.lora.alpha:g}, targets {' '.join(info.lora.targets)}"
+        + (f", top {info.lora.top_blocks} blocks" if info.lora.top_blocks else "")
+    )
     print(f"labels       {', '.join(info.label_names)}")
     print(f"max length   {info.max_length} tokens")
     print(f"parameters   {sum(t.numel() for t in tensors.values()):,}")
@@ -415,10 +494,21 @@ def cmd_runs(args) -> int:
 
     rows = []
     for run in list_runs():
-        finished = next((e for e in reversed(run.events()) if type(e).__name__ in ("TrainingFinished", "TrainingFailed")), None)
+        finished = next(
+            (e for e in reversed(run.events()) if type(e).__name__ in ("TrainingFinished", "TrainingFailed")), None
+        )
         accuracy = getattr(getattr(finished, "metrics", None), "accuracy", None)
-        state = "running or crashed" if finished is None else (
-            "failed" if type(finished).__name__ == "TrainingFailed" else "stopped" if finished.stopped else "finished")
+        state = (
+            "running or crashed"
+            if finished is None
+            else (
+                "failed"
+                if type(finished).__name__ == "TrainingFailed"
+                else "stopped"
+                if finished.stopped
+                else "finished"
+            )
+        )
         rows.append({"run": run.path.name, "path": str(run.path), "state": state, "test_accuracy": accuracy})
     if args.json:
         print(json.dumps(rows))
@@ -439,9 +529,17 @@ def cmd_bench(args) -> int:
     from .core.device import pick_device, pick_precision
 
     cfg = BenchConfig(
-        model=args.model, random_init=args.random_init, data=args.data, tokenizer=args.tokenizer,
-        batch_size=args.batch_size, steps=args.steps, warmup=args.warmup, classify_runs=args.classify_runs,
-        device=args.device, precision=args.precision, length_grouping=args.length_grouping,
+        model=args.model,
+        random_init=args.random_init,
+        data=args.data,
+        tokenizer=args.tokenizer,
+        batch_size=args.batch_size,
+        steps=args.steps,
+        warmup=args.warmup,
+        classify_runs=args.classify_runs,
+        device=args.device,
+        precision=args.precision,
+        length_grouping=args.length_grouping,
         lora=LoRAConfig(rank=args.rank, alpha=args.alpha, targets=tuple(args.targets), top_blocks=args.top_blocks),
     )
     driver = comparison_driver() if args.compare else None  # fail before the minutes of measuring
@@ -454,7 +552,9 @@ def cmd_bench(args) -> int:
         if bf16_steps is None:
             bf16_steps = 2 if pick_precision(args.precision, pick_device(args.device)) == "bf16" else 0
         try:
-            comparison = driver.compare(cfg, bf16_steps=bf16_steps, say=lambda message: bar._show(f"compare: {message}"))
+            comparison = driver.compare(
+                cfg, bf16_steps=bf16_steps, say=lambda message: bar._show(f"compare: {message}")
+            )
         except RuntimeError as exc:  # a worker failed; its traceback is the message
             raise WorkbenchError(f"the comparison failed: {exc}") from exc
         bar.clear()
@@ -475,8 +575,10 @@ def comparison_driver():
 
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "compare_hf_peft.py"
     if not script.is_file():
-        raise WorkbenchError(f"--compare needs the benchmark driver {script}, which ships with a source "
-                             "checkout only; run it from a clone of the repository")
+        raise WorkbenchError(
+            f"--compare needs the benchmark driver {script}, which ships with a source "
+            "checkout only; run it from a clone of the repository"
+        )
     spec = importlib.util.spec_from_file_location("workbench_compare_hf_peft", script)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # its dataclasses look their module up there

@@ -34,7 +34,6 @@ from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
 
 from .core.events import Status
 
-
 # (done, total or None, message), the core's progress-callback shape.
 Progress = Callable[[int, int | None, str], None]
 
@@ -58,7 +57,11 @@ class Worker(QObject):
     ready = Signal()  # coalescing workers only: take_events() has something that should not wait
 
     def __init__(
-        self, work: Callable[[threading.Event], Any], *, iterate: bool, name: str = "work",
+        self,
+        work: Callable[[threading.Event], Any],
+        *,
+        iterate: bool,
+        name: str = "work",
         coalesce: tuple[type, ...] = (),
     ):
         super().__init__()
@@ -75,13 +78,13 @@ class Worker(QObject):
     @classmethod
     def from_iterator(
         cls, make: Callable[[threading.Event], Iterable[Any]], name: str = "work", coalesce: tuple[type, ...] = ()
-    ) -> "Worker":
+    ) -> Worker:
         """``make(stop)`` returns an iterator; each item it yields becomes an ``event``. Items of the
         ``coalesce`` types are handed over in batches instead (see the module docstring)."""
         return cls(make, iterate=True, name=name, coalesce=coalesce)
 
     @classmethod
-    def from_call(cls, call: Callable[[Progress, threading.Event], Any], name: str = "work") -> "Worker":
+    def from_call(cls, call: Callable[[Progress, threading.Event], Any], name: str = "work") -> Worker:
         """``call(progress, stop)``; its progress becomes Status events, its result ``Returned``."""
         worker = cls(lambda stop: None, iterate=False, name=name)
         worker._work = lambda stop: call(worker._progress, stop)
@@ -197,7 +200,7 @@ class Job(QObject):
         worker.finished.connect(self.thread.quit, Qt.ConnectionType.DirectConnection)
         self.thread.finished.connect(self._thread_finished)
 
-    def start(self) -> "Job":
+    def start(self) -> Job:
         if self._drain_timer is not None:
             self._drain_timer.start()
         self.thread.start()

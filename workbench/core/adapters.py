@@ -47,7 +47,7 @@ class AdapterInfo:
         return json.dumps(asdict(self))
 
     @classmethod
-    def from_json(cls, text: str) -> "AdapterInfo":
+    def from_json(cls, text: str) -> AdapterInfo:
         d = json.loads(text)
         lora = dict(d["lora"])
         lora["targets"] = tuple(lora["targets"])
@@ -110,7 +110,9 @@ def write_atomically(path: Path, payload: bytes) -> None:
     if not folder.is_dir():
         raise AdapterError(f"Cannot save to {path}: folder {folder} does not exist")
     if path.is_dir():
-        raise AdapterError(f"Cannot save to {path}: it is a folder; give a file name such as {path / 'adapter.safetensors'}")
+        raise AdapterError(
+            f"Cannot save to {path}: it is a folder; give a file name such as {path / 'adapter.safetensors'}"
+        )
     tmp_name = None
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
@@ -155,7 +157,9 @@ def read_adapter(path: str | Path) -> tuple[dict[str, torch.Tensor], AdapterInfo
     try:
         info = AdapterInfo.from_json(metadata[METADATA_KEY])
         if info.format_version > FORMAT_VERSION:
-            raise AdapterError(f"{path.name} uses adapter format {info.format_version}; update LoRA Workbench to open it")
+            raise AdapterError(
+                f"{path.name} uses adapter format {info.format_version}; update LoRA Workbench to open it"
+            )
         problems = _metadata_problems(info)
         if problems:
             raise AdapterError(f"{path.name} has invalid adapter metadata: {'; '.join(problems)}")
@@ -169,8 +173,14 @@ def _metadata_problems(info: AdapterInfo) -> list[str]:
     """Settings a model could not be built from (a file edited by hand or damaged on disk),
     found here rather than as an odd error, or a huge allocation, while building the model."""
     c = info.model_config
-    whole = {"n_layer": c.n_layer, "n_embd": c.n_embd, "n_head": c.n_head, "n_positions": c.n_positions,
-             "vocab_size": c.vocab_size, "top_blocks": info.lora.top_blocks or 1}
+    whole = {
+        "n_layer": c.n_layer,
+        "n_embd": c.n_embd,
+        "n_head": c.n_head,
+        "n_positions": c.n_positions,
+        "vocab_size": c.vocab_size,
+        "top_blocks": info.lora.top_blocks or 1,
+    }
     not_whole = [name for name, value in whole.items() if type(value) is not int]
     if not_whole:
         return [f"{', '.join(not_whole)} must be whole numbers"]
@@ -233,7 +243,9 @@ def _refuse_non_adapter(path: Path) -> None:
     if not path.exists():
         raise AdapterError(f"Adapter file {path} does not exist")
     if path.is_dir():
-        raise AdapterError(f"{path} is a folder; choose an adapter .safetensors file (a PEFT folder: `workbench import-peft`)")
+        raise AdapterError(
+            f"{path} is a folder; choose an adapter .safetensors file (a PEFT folder: `workbench import-peft`)"
+        )
     try:
         with open(path, "rb") as f:
             head = f.read(9)
@@ -274,4 +286,3 @@ def load_adapter_weights(model: GPT2Classifier, tensors: dict[str, torch.Tensor]
 def adapter_size_bytes(model: GPT2Classifier) -> int:
     """Size on disk of this model's adapter (fp32 tensors; metadata is a few KB)."""
     return sum(t.numel() * 4 for t in trainable_state_dict(model).values())
-

@@ -104,9 +104,15 @@ class BenchConfig:
 
     def train_config(self) -> TrainConfig:
         """The training settings a real run with these choices would use."""
-        return TrainConfig(model=self.model, lora=self.lora, batch_size=self.batch_size,
-                           length_grouping=self.length_grouping, device=self.device,
-                           precision=self.precision, seed=self.seed)
+        return TrainConfig(
+            model=self.model,
+            lora=self.lora,
+            batch_size=self.batch_size,
+            length_grouping=self.length_grouping,
+            device=self.device,
+            precision=self.precision,
+            seed=self.seed,
+        )
 
 
 @dataclass(frozen=True)
@@ -211,8 +217,10 @@ def load_bench_data(cfg: BenchConfig, checkpoint: Path | None, max_length: int) 
     return BenchData(
         train=EncodedSplit(train_ids, list(splits.train.labels), list(splits.train.texts)),
         eval=EncodedSplit(eval_ids, list(splits.val.labels + splits.test.labels), eval_texts),
-        message=eval_texts[index], message_ids=eval_ids[index],
-        source=f"{name}, balanced training split (real token lengths)", tokenizer=tokenizer,
+        message=eval_texts[index],
+        message_ids=eval_ids[index],
+        source=f"{name}, balanced training split (real token lengths)",
+        tokenizer=tokenizer,
     )
 
 
@@ -258,8 +266,12 @@ def synthetic_data(seed: int, max_length: int, source: str, n_train: int = 1045,
     held_out = [ids(k) for k in lengths[n_train:]]
     labels = [i % 2 for i in range(n_train + n_eval)]
     return BenchData(
-        train=EncodedSplit(train, labels[:n_train], []), eval=EncodedSplit(held_out, labels[n_train:], []),
-        message=None, message_ids=ids(min(CLASSIFY_TOKENS, max_length)), source=source, tokenizer=None,
+        train=EncodedSplit(train, labels[:n_train], []),
+        eval=EncodedSplit(held_out, labels[n_train:], []),
+        message=None,
+        message_ids=ids(min(CLASSIFY_TOKENS, max_length)),
+        source=source,
+        tokenizer=None,
     )
 
 
@@ -269,8 +281,13 @@ def training_batches(train: EncodedSplit, cfg: TrainConfig) -> Iterator[datamod.
     while True:
         generator = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
         yield from datamod.iterate_batches(
-            train.token_ids, train.labels, cfg.batch_size, pad_id=EOT_ID,
-            shuffle=True, generator=generator, sort_chunk=cfg.length_grouping,
+            train.token_ids,
+            train.labels,
+            cfg.batch_size,
+            pad_id=EOT_ID,
+            shuffle=True,
+            generator=generator,
+            sort_chunk=cfg.length_grouping,
         )
         epoch += 1
 
@@ -383,9 +400,7 @@ def peak_rss_mb() -> float:
 # --------------------------------------------------------------------------- the benchmark
 
 
-def run_bench(
-    cfg: BenchConfig, progress: Progress | None = None, stop: threading.Event | None = None
-) -> BenchResult:
+def run_bench(cfg: BenchConfig, progress: Progress | None = None, stop: threading.Event | None = None) -> BenchResult:
     """Measure training, evaluation and single-message classification; see the module docstring.
 
     ``progress(done, total, message)`` is called between phases and steps; setting ``stop``
@@ -409,9 +424,16 @@ def run_bench(
     report(0, None, "Reading the data")
     bench_data = load_bench_data(cfg, checkpoint, config.n_positions)
     prepared = Prepared(
-        checkpoint=checkpoint or Path(cfg.model), label_names=LABEL_NAMES, train=bench_data.train,
-        val=bench_data.eval, test=bench_data.eval, truncated=0, max_length=config.n_positions,
-        model=model, device=device, precision=precision,
+        checkpoint=checkpoint or Path(cfg.model),
+        label_names=LABEL_NAMES,
+        train=bench_data.train,
+        val=bench_data.eval,
+        test=bench_data.eval,
+        truncated=0,
+        max_length=config.n_positions,
+        model=model,
+        device=device,
+        precision=precision,
     )
     n_batches = datamod.count_batches(len(bench_data.train.labels), cfg.batch_size)
     epoch_padding = padding_fraction(list(_take(training_batches(bench_data.train, train_cfg), n_batches)))
@@ -450,7 +472,9 @@ def run_bench(
 
     raise_if_stopped(stop, "The benchmark")
     report(0, None, "Evaluating")
-    eval_ids = (bench_data.eval.token_ids * math.ceil(cfg.eval_examples / len(bench_data.eval.token_ids)))[: cfg.eval_examples]
+    eval_ids = (bench_data.eval.token_ids * math.ceil(cfg.eval_examples / len(bench_data.eval.token_ids)))[
+        : cfg.eval_examples
+    ]
     predict_probabilities(model, eval_ids[: cfg.batch_size], cfg.batch_size, device, precision)  # warm-up
     _sync(device)
     start = time.perf_counter()
@@ -511,7 +535,11 @@ def run_bench(
 
 
 def classify_latencies(
-    model: GPT2Classifier, bench_data: BenchData, cfg: BenchConfig, device: torch.device, precision: str,
+    model: GPT2Classifier,
+    bench_data: BenchData,
+    cfg: BenchConfig,
+    device: torch.device,
+    precision: str,
     stop: threading.Event | None = None,
 ) -> list[float]:
     """Milliseconds per single-message classification, adapter merged, as the classify box runs it."""
@@ -529,8 +557,9 @@ def classify_latencies(
 
 
 @torch.inference_mode()
-def keystroke_latencies(model: GPT2Classifier, ids: list[int], runs: int, device: torch.device,
-                        precision: str) -> list[float]:
+def keystroke_latencies(
+    model: GPT2Classifier, ids: list[int], runs: int, device: torch.device, precision: str
+) -> list[float]:
     """Milliseconds to re-classify the message after its last token is typed, the earlier tokens'
     keys and values kept (``Classifier.predict_typing``, what the classify box does)."""
     prefix = torch.tensor([ids[:-1]], device=device)
@@ -558,8 +587,13 @@ def single_message_classifier(
     merge_lora(model)
     pack_weights_for_cpu(model, device, precision)  # as Classifier.from_adapter does
     if bench_data.tokenizer is not None and bench_data.message is not None:
-        info = AdapterInfo(base_model=cfg.model, model_config=model.config, lora=cfg.lora,
-                           label_names=LABEL_NAMES, max_length=model.config.n_positions)
+        info = AdapterInfo(
+            base_model=cfg.model,
+            model_config=model.config,
+            lora=cfg.lora,
+            label_names=LABEL_NAMES,
+            max_length=model.config.n_positions,
+        )
         classifier = Classifier(model, bench_data.tokenizer, info, device, precision)
         text = bench_data.message
         return lambda: classifier.predict([text])
@@ -599,25 +633,45 @@ def format_result(r: BenchResult) -> str:
     """The table ``workbench bench`` prints."""
     rows = [
         ("model", f"{r.model} ({r.weights}; {r.n_params / 1e6:.0f}M parameters, {r.trainable_params:,} trainable)"),
-        ("device", f"{r.device}, {r.precision}" + ("" if r.cpu_fast_bf16 or "CPU" not in r.device else
-                                                   " (no AVX512-BF16/AMX: bf16 would be emulated)")
-                   + f"; load average {r.load_average[0]:.1f}"),
+        (
+            "device",
+            f"{r.device}, {r.precision}"
+            + ("" if r.cpu_fast_bf16 or "CPU" not in r.device else " (no AVX512-BF16/AMX: bf16 would be emulated)")
+            + f"; load average {r.load_average[0]:.1f}",
+        ),
         ("data", f"{r.data_source}: {r.n_train} examples, mean {r.mean_tokens:.1f} tokens"),
-        ("batches", f"batch {r.batch_size}, length grouping {r.length_grouping}, "
-                    f"{r.warmup} warm-up + {r.steps} timed steps"),
+        (
+            "batches",
+            f"batch {r.batch_size}, length grouping {r.length_grouping}, {r.warmup} warm-up + {r.steps} timed steps",
+        ),
         ("", ""),
-        ("training", f"{r.train_examples_per_s:8.2f} examples/s  {r.train_tokens_per_s:8.0f} real tokens/s  "
-                     f"{r.train_ms_per_step:7.0f} ms/step (median {r.train_ms_per_step_median:.0f})"),
-        ("padding", f"{r.padding_fraction:8.1%} of batch tokens (whole epoch {r.epoch_padding_fraction:.1%}); "
-                    f"mean batch length {r.mean_batch_length:.1f}"),
-        ("ceiling", f"{r.matmul_gflops_fp32:8.1f} GFLOP/s fp32 matmul; {r.flops_per_token / 1e6:.3g} MFLOP/token "
-                    f"-> {r.ceiling_tokens_per_s:.0f} tokens/s; training reaches {r.ceiling_fraction:.0%}"),
+        (
+            "training",
+            f"{r.train_examples_per_s:8.2f} examples/s  {r.train_tokens_per_s:8.0f} real tokens/s  "
+            f"{r.train_ms_per_step:7.0f} ms/step (median {r.train_ms_per_step_median:.0f})",
+        ),
+        (
+            "padding",
+            f"{r.padding_fraction:8.1%} of batch tokens (whole epoch {r.epoch_padding_fraction:.1%}); "
+            f"mean batch length {r.mean_batch_length:.1f}",
+        ),
+        (
+            "ceiling",
+            f"{r.matmul_gflops_fp32:8.1f} GFLOP/s fp32 matmul; {r.flops_per_token / 1e6:.3g} MFLOP/token "
+            f"-> {r.ceiling_tokens_per_s:.0f} tokens/s; training reaches {r.ceiling_fraction:.0%}",
+        ),
         ("evaluation", f"{r.eval_examples_per_s:8.2f} examples/s (inference mode)"),
-        ("classify", f"{r.classify_ms_median:8.1f} ms median, {r.classify_ms_p95:.1f} ms p95 "
-                     f"({r.classify_tokens} tokens, LoRA merged" + (", weights packed)" if r.classify_packed else ")")),
+        (
+            "classify",
+            f"{r.classify_ms_median:8.1f} ms median, {r.classify_ms_p95:.1f} ms p95 "
+            f"({r.classify_tokens} tokens, LoRA merged" + (", weights packed)" if r.classify_packed else ")"),
+        ),
         ("classify, typing", f"{r.keystroke_ms_median:8.1f} ms median per added token (earlier keys/values reused)"),
-        ("memory", f"{r.peak_rss_mb:8.0f} MB peak RSS ({r.peak_rss_scope}); {r.load_peak_rss_mb:.0f} MB while loading"
-                   + (f"; CUDA max allocated {r.cuda_max_allocated_mb:.0f} MB" if r.cuda_max_allocated_mb is not None else "")),
+        (
+            "memory",
+            f"{r.peak_rss_mb:8.0f} MB peak RSS ({r.peak_rss_scope}); {r.load_peak_rss_mb:.0f} MB while loading"
+            + (f"; CUDA max allocated {r.cuda_max_allocated_mb:.0f} MB" if r.cuda_max_allocated_mb is not None else ""),
+        ),
     ]
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" if name else "" for name, value in rows)

@@ -16,8 +16,8 @@ import torch
 from . import hub
 from .adapters import AdapterInfo, check_compatible, load_adapter_weights, read_adapter
 from .config import LORA_TARGETS
-from .device import autocast, describe, pick_device, pick_precision
 from .data import pad_batch
+from .device import autocast, describe, pick_device, pick_precision
 from .errors import Cancelled
 from .lora import LoRALinear, apply_lora, merge_lora
 from .model import GPT2Classifier, load_model_config
@@ -47,9 +47,15 @@ class Classifier:
 
     @classmethod
     def from_adapter(
-        cls, adapter: str | Path, *, model: str | None = None, device: str = "auto",
-        precision: str = "auto", progress=None, stop: threading.Event | None = None,
-    ) -> "Classifier":
+        cls,
+        adapter: str | Path,
+        *,
+        model: str | None = None,
+        device: str = "auto",
+        precision: str = "auto",
+        progress=None,
+        stop: threading.Event | None = None,
+    ) -> Classifier:
         """Load ``adapter`` onto its base model (or onto ``model``, a size name or folder)."""
         tensors, info = read_adapter(adapter)
         base = model or info.base_model
@@ -74,8 +80,9 @@ class Classifier:
 
     def probabilities(self, texts: list[str], batch_size: int = 32, stop=None, progress=None) -> torch.Tensor:
         encoded = [self.encode(t) for t in texts]
-        return predict_probabilities(self.model, encoded, batch_size, self.device, self.precision,
-                                     stop=stop, progress=progress)
+        return predict_probabilities(
+            self.model, encoded, batch_size, self.device, self.precision, stop=stop, progress=progress
+        )
 
     def predict_typing(self, text: str) -> Prediction:
         """Classify a text that changes a little between calls, as in a box classifying while the
@@ -169,8 +176,13 @@ def _block_linears(model: GPT2Classifier):
 
 @torch.inference_mode()
 def predict_probabilities(
-    model: GPT2Classifier, token_ids: list[list[int]], batch_size: int, device: torch.device,
-    precision: str, stop: threading.Event | None = None, progress=None,
+    model: GPT2Classifier,
+    token_ids: list[list[int]],
+    batch_size: int,
+    device: torch.device,
+    precision: str,
+    stop: threading.Event | None = None,
+    progress=None,
 ) -> torch.Tensor:
     """Class probabilities (N, C) in input order. Texts are batched by length, so padding costs
     almost nothing; ``stop`` is checked between batches."""
@@ -191,7 +203,11 @@ def predict_probabilities(
 
 
 def classify_table(
-    classifier: Classifier, source: str | Path, *, text_column: str | None = None, progress=None,
+    classifier: Classifier,
+    source: str | Path,
+    *,
+    text_column: str | None = None,
+    progress=None,
     stop: threading.Event | None = None,
 ):
     """Every row of a CSV/TSV with ``predicted_label``, ``probability`` and one ``p_<label>``
@@ -214,8 +230,13 @@ def classify_table(
 
 
 def classify_file(
-    classifier: Classifier, source: str | Path, target: str | Path, *, text_column: str | None = None,
-    progress=None, stop: threading.Event | None = None,
+    classifier: Classifier,
+    source: str | Path,
+    target: str | Path,
+    *,
+    text_column: str | None = None,
+    progress=None,
+    stop: threading.Event | None = None,
 ) -> int:
     """``classify_table`` written to ``target`` (CSV, or TSV for .tsv); returns the rows written."""
     from .data import save_table

@@ -61,7 +61,7 @@ class ModelConfig:
     layer_norm_epsilon: float = 1e-5
 
     @classmethod
-    def for_size(cls, name: str) -> "ModelConfig":
+    def for_size(cls, name: str) -> ModelConfig:
         """The published architecture of a named GPT-2 size."""
         shapes = {
             "gpt2": (12, 12, 768),
@@ -75,7 +75,7 @@ class ModelConfig:
         return cls(n_layer=n_layer, n_head=n_head, n_embd=n_embd)
 
     @classmethod
-    def from_hf_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+    def from_hf_dict(cls, d: dict[str, Any]) -> ModelConfig:
         """Read a Hugging Face GPT-2 ``config.json`` (older files say n_ctx for n_positions)."""
         known = {f.name for f in fields(cls)}
         values = {k: d[k] for k in known if k in d}
@@ -138,9 +138,7 @@ class LoRAConfig:
             problems.append("choose at least one target layer")
         unknown = [t for t in self.targets if t not in LORA_TARGETS]
         if unknown:
-            problems.append(
-                f"unknown target(s) {', '.join(unknown)}; choose from {', '.join(ALL_TARGETS)}"
-            )
+            problems.append(f"unknown target(s) {', '.join(unknown)}; choose from {', '.join(ALL_TARGETS)}")
         if self.top_blocks is not None:
             if self.top_blocks <= 0:
                 problems.append("top blocks must be ≥ 1 (or empty for all blocks)")
@@ -220,10 +218,7 @@ class TrainConfig:
         if not self.model:
             problems.append("choose a model")
         elif self.model not in MODEL_REPOS and not os.path.isdir(self.model):
-            problems.append(
-                f"model {self.model!r} is neither a GPT-2 size ({', '.join(MODEL_REPOS)}) "
-                "nor a folder"
-            )
+            problems.append(f"model {self.model!r} is neither a GPT-2 size ({', '.join(MODEL_REPOS)}) nor a folder")
         problems += self.data.validate()
         problems += self.lora.validate()
         for name in ("epochs", "batch_size", "grad_accum", "eval_every", "eval_batches"):
@@ -252,7 +247,7 @@ class TrainConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         """Inverse of ``to_dict``; unknown keys are ignored so old run folders still load."""
         data = DataConfig(**_known(DataConfig, d.get("data", {})))
         lora_values = _known(LoRAConfig, d.get("lora", {}))
@@ -263,7 +258,7 @@ class TrainConfig:
         top.pop("lora", None)
         return cls(data=data, lora=LoRAConfig(**lora_values), **top)
 
-    def with_changes(self, **changes: Any) -> "TrainConfig":
+    def with_changes(self, **changes: Any) -> TrainConfig:
         return replace(self, **changes)
 
 

@@ -47,8 +47,18 @@ _WANTED = "Choose a CSV or TSV file with a text column and a label column."
 _DELIMITER_NAMES = {"\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe"}
 # Column names that say what a column holds; statistics decide only when no name matches.
 _TEXT_NAMES = (
-    "text", "message", "messages", "sms", "sentence", "review", "content", "body", "tweet", "comment",
-    "document", "v2",
+    "text",
+    "message",
+    "messages",
+    "sms",
+    "sentence",
+    "review",
+    "content",
+    "body",
+    "tweet",
+    "comment",
+    "document",
+    "v2",
 )
 _LABEL_NAMES = ("label", "labels", "class", "category", "target", "sentiment", "y", "v1")
 # Label cells that mean "no label": what pandas, R, SQL and Excel write for a missing value.
@@ -148,7 +158,7 @@ def _refuse_non_text(sample: str, path: Path) -> None:
 
 
 def _bomless_utf16(head: bytes) -> str | None:
-    """"utf-16-le"/"utf-16-be" for UTF-16 text written without a byte-order mark, else None.
+    """ "utf-16-le"/"utf-16-be" for UTF-16 text written without a byte-order mark, else None.
 
     Text in the Latin range has a zero in every other byte, always on the same side; binary
     files have zeros anywhere. The check must come before UTF-8's, because such bytes are valid
@@ -384,7 +394,7 @@ def _parser_error(path: Path, dialect: _Dialect, error: Exception) -> DataError:
     unclosed = re.search(r"EOF inside string starting at row (\d+)", str(error))
     if unclosed:
         return DataError(
-            f"{path.name} has a quote (\") that opens a field in row {int(unclosed[1]) + 1} and is never "
+            f'{path.name} has a quote (") that opens a field in row {int(unclosed[1]) + 1} and is never '
             f"closed, so the rest of the file would be one field. Close or remove that quote, or save "
             f"the file again from a spreadsheet as {how}-separated text."
         )
@@ -774,7 +784,7 @@ class Batch:
     lengths: torch.Tensor  # (B,) int64, real tokens per row
     labels: torch.Tensor  # (B,) int64 class ids
 
-    def to(self, device: torch.device | str) -> "Batch":
+    def to(self, device: torch.device | str) -> Batch:
         return Batch(self.input_ids.to(device), self.lengths.to(device), self.labels.to(device))
 
 

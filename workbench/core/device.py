@@ -61,7 +61,7 @@ def describe(device: torch.device) -> str:
 
 
 def pick_precision(requested: str, device: torch.device) -> str:
-    """"bf16" or "fp32". auto takes bf16 only where it is fast: CUDA with native bf16, or a CPU
+    """ "bf16" or "fp32". auto takes bf16 only where it is fast: CUDA with native bf16, or a CPU
     with AVX512-BF16/AMX. Elsewhere bf16 is emulated and slower than fp32."""
     if requested in ("fp32", "bf16"):
         return requested

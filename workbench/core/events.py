@@ -119,7 +119,9 @@ class TrainingFailed:
 
 
 Event = Status | RunStarted | StepDone | Evaluated | EpochEnded | TrainingFinished | TrainingFailed
-_TYPES = {cls.__name__: cls for cls in (Status, RunStarted, StepDone, Evaluated, EpochEnded, TrainingFinished, TrainingFailed)}
+_TYPES = {
+    cls.__name__: cls for cls in (Status, RunStarted, StepDone, Evaluated, EpochEnded, TrainingFinished, TrainingFailed)
+}
 
 
 def to_json(event) -> dict:

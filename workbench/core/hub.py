@@ -330,9 +330,7 @@ def _download_checkpoint(
         raise_if_stopped(stop, what)
         bar = _progress_bar_class(progress, stop, what)
         try:
-            path = hf_hub_download(
-                repo, filename, cache_dir=hf_cache_dir(), endpoint=endpoint, **_bar_argument(bar)
-            )
+            path = hf_hub_download(repo, filename, cache_dir=hf_cache_dir(), endpoint=endpoint, **_bar_argument(bar))
         except LocalEntryNotFoundError as error:  # first: in huggingface_hub < 1.0 it is an EntryNotFoundError
             raise _not_cached_error(model, repo, "the Hugging Face Hub could not be reached") from error
         except EntryNotFoundError as error:  # the Hub answered: the repo has no such file
@@ -345,8 +343,7 @@ def _download_checkpoint(
             raise
         except Exception as error:  # network stacks raise many types (HTTP, OS, protocol); all mean "failed"
             raise CheckpointError(
-                f"Downloading {filename} of {model} ({repo}) failed: {error}. "
-                "Check your connection and try again."
+                f"Downloading {filename} of {model} ({repo}) failed: {error}. Check your connection and try again."
             ) from error
         snapshot = Path(path).parent
     assert snapshot is not None  # the weights are never skipped
@@ -407,7 +404,7 @@ def _progress_bar_class(progress: Progress | None, stop: threading.Event | None,
 
         def close(self) -> None: ...
 
-        def __enter__(self) -> "ProgressBar":
+        def __enter__(self) -> ProgressBar:
             return self
 
         def __exit__(self, *exc: object) -> None: ...
@@ -437,9 +434,7 @@ def _check_local_folder(model: str) -> Path:
             "Choose a size, or a folder that holds config.json and model.safetensors."
         )
     if not folder.is_dir():
-        raise CheckpointError(
-            f"{folder} is a file. Choose the folder that holds config.json and model.safetensors."
-        )
+        raise CheckpointError(f"{folder} is a file. Choose the folder that holds config.json and model.safetensors.")
     problem = _local_folder_problem(folder)
     if problem:
         raise CheckpointError(problem)

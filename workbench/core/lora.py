@@ -125,11 +125,7 @@ def unmerge_lora(model: nn.Module) -> None:
 
 def trainable_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """Only what training changed: LoRA A/B and the head; this is what an adapter file holds."""
-    return {
-        name: p.detach()
-        for name, p in model.named_parameters()
-        if ".lora_" in name or name.startswith("score.")
-    }
+    return {name: p.detach() for name, p in model.named_parameters() if ".lora_" in name or name.startswith("score.")}
 
 
 def adapter_shapes(config: ModelConfig, lora: LoRAConfig, num_classes: int) -> dict[str, tuple[int, int]]:

@@ -72,7 +72,6 @@ class CausalSelfAttention(nn.Module):
         y = attention(q, k, v, attn_mask=visible[:, None, None, :])  # (B, nh, 1, hs)
         return self.c_proj(y.reshape(B, C))  # (B, C)
 
-
     def forward_cached(self, x: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None):
         """Attention for new positions ``x`` (1, n, C) after ``past`` keys/values (1, nh, P, hs).
 
@@ -126,7 +125,6 @@ class Block(nn.Module):
         rows = torch.arange(x.shape[0], device=x.device)
         x = x[rows, last] + normed_into(self.ln_1, x, self.attn, last)  # (B, C)
         return x + normed_into(self.ln_2, x, self.mlp)
-
 
     def forward_cached(self, x: torch.Tensor, past):
         a, kv = self.attn.forward_cached(self.ln_1(x), past)
@@ -227,7 +225,7 @@ class GPT2Classifier(nn.Module):
     # --- loading -------------------------------------------------------------------------------
 
     @classmethod
-    def from_checkpoint(cls, folder: str | Path, num_classes: int) -> "GPT2Classifier":
+    def from_checkpoint(cls, folder: str | Path, num_classes: int) -> GPT2Classifier:
         """Build from a folder holding a Hugging Face ``config.json`` and ``model.safetensors``.
 
         The trunk is built on the meta device and the file's tensors are assigned in place, so no
@@ -325,4 +323,3 @@ def export_hf_state_dict(model: GPT2Classifier) -> dict[str, torch.Tensor]:
 
 def param_count(module: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
-

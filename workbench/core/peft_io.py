@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -59,8 +60,11 @@ def export_peft(adapter_path: str | Path, out_dir: str | Path) -> Path:
     from safetensors.torch import save
 
     tensors, info = read_adapter(adapter_path)
-    _check_shapes(tensors, adapter_shapes(info.model_config, info.lora, len(info.label_names)),
-                  f"{Path(adapter_path).name} does not match its own metadata")
+    _check_shapes(
+        tensors,
+        adapter_shapes(info.model_config, info.lora, len(info.label_names)),
+        f"{Path(adapter_path).name} does not match its own metadata",
+    )
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise AdapterError(f"Cannot export to {out}: it is a file, not a folder")
@@ -145,9 +149,12 @@ def import_peft(
     lora = _lora_config(cfg, model_config, folder)
     tensors = _to_workbench_tensors(raw, folder)
     num_classes = tensors[f"{HEAD}.weight"].shape[0]
-    _check_shapes(tensors, adapter_shapes(model_config, lora, num_classes),
-                  f"The PEFT adapter in {folder} does not fit {base_model} "
-                  f"({model_config.n_layer} layers, width {model_config.n_embd})")
+    _check_shapes(
+        tensors,
+        adapter_shapes(model_config, lora, num_classes),
+        f"The PEFT adapter in {folder} does not fit {base_model} "
+        f"({model_config.n_layer} layers, width {model_config.n_embd})",
+    )
 
     extra = _read_workbench_json(folder)
     label_names = _label_names(labels, extra.get("label_names"), num_classes)
@@ -279,7 +286,9 @@ def _lora_config(cfg: dict[str, Any], model_config: ModelConfig, folder: Path) -
         )
     target_sets = {frozenset(t) for t in targets_by_block.values()}
     if len(target_sets) > 1:
-        raise AdapterError(f"{where} adapts different layers in different blocks; LoRA Workbench needs the same in each")
+        raise AdapterError(
+            f"{where} adapts different layers in different blocks; LoRA Workbench needs the same in each"
+        )
     blocks = sorted(targets_by_block)
     n_layer = model_config.n_layer
     if blocks != list(range(n_layer - len(blocks), n_layer)):
@@ -304,8 +313,21 @@ def _lora_config(cfg: dict[str, Any], model_config: ModelConfig, folder: Path) -
 
 def hf_module_names(n_layer: int) -> list[str]:
     """Module names of Hugging Face's ``GPT2ForSequenceClassification``, which PEFT matches against."""
-    block = ["", ".ln_1", ".attn", ".attn.c_attn", ".attn.c_proj", ".attn.attn_dropout", ".attn.resid_dropout",
-             ".ln_2", ".mlp", ".mlp.c_fc", ".mlp.c_proj", ".mlp.act", ".mlp.dropout"]
+    block = [
+        "",
+        ".ln_1",
+        ".attn",
+        ".attn.c_attn",
+        ".attn.c_proj",
+        ".attn.attn_dropout",
+        ".attn.resid_dropout",
+        ".ln_2",
+        ".mlp",
+        ".mlp.c_fc",
+        ".mlp.c_proj",
+        ".mlp.act",
+        ".mlp.dropout",
+    ]
     names = ["transformer", "transformer.wte", "transformer.wpe", "transformer.drop", "transformer.h"]
     names += [f"transformer.h.{i}{suffix}" for i in range(n_layer) for suffix in block]
     return names + ["transformer.ln_f", HEAD]

@@ -52,5 +52,10 @@ def recompute_when_saved(tensor: torch.Tensor, make: Callable[[], torch.Tensor])
 
 
 def _same_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return (a.data_ptr() == b.data_ptr() and a.numel() == b.numel() and a.dtype == b.dtype
-            and a.is_contiguous() and a.device == b.device)
+    return (
+        a.data_ptr() == b.data_ptr()
+        and a.numel() == b.numel()
+        and a.dtype == b.dtype
+        and a.is_contiguous()
+        and a.device == b.device
+    )

@@ -1,11 +1,11 @@
 """Every training run keeps a folder: its settings, metric history, log, checkpoint and adapter.
 
-    <data dir>/runs/2026-11-28_13-05-12_gpt2_sms-spam/
-        config.json          the TrainConfig, as JSON
-        metrics.jsonl        one event per line (events.to_json), the curves' history
-        log.txt              the lines the CLI and the window's log pane show
-        checkpoint.safetensors   LoRA + head + AdamW state + position, to resume or extend
-        adapter.safetensors  the trained adapter
+<data dir>/runs/2026-11-28_13-05-12_gpt2_sms-spam/
+    config.json          the TrainConfig, as JSON
+    metrics.jsonl        one event per line (events.to_json), the curves' history
+    log.txt              the lines the CLI and the window's log pane show
+    checkpoint.safetensors   LoRA + head + AdamW state + position, to resume or extend
+    adapter.safetensors  the trained adapter
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ class RunFolder:
     path: Path
 
     @classmethod
-    def create(cls, cfg: TrainConfig, parent: Path | None = None) -> "RunFolder":
+    def create(cls, cfg: TrainConfig, parent: Path | None = None) -> RunFolder:
         parent = parent or runs_dir()
         stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
         data = "sms-spam" if cfg.data.source == "sms-spam" else Path(cfg.data.source).stem

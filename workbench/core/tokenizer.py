@@ -47,9 +47,7 @@ def load_tokenizer(checkpoint: str | Path | None = None) -> tiktoken.Encoding:
 
 @lru_cache(maxsize=4)
 def _from_vocab_and_merges(vocab_json: str, merges_txt: str) -> tiktoken.Encoding:
-    ranks = tiktoken.load.data_gym_to_mergeable_bpe_ranks(
-        vocab_bpe_file=merges_txt, encoder_json_file=vocab_json
-    )
+    ranks = tiktoken.load.data_gym_to_mergeable_bpe_ranks(vocab_bpe_file=merges_txt, encoder_json_file=vocab_json)
     return _encoding(ranks)
 
 
@@ -59,6 +57,4 @@ def _from_ranks_file(path: str) -> tiktoken.Encoding:
 
 
 def _encoding(ranks: dict[bytes, int]) -> tiktoken.Encoding:
-    return tiktoken.Encoding(
-        name="gpt2", pat_str=r50k_pat_str, mergeable_ranks=ranks, special_tokens={EOT: EOT_ID}
-    )
+    return tiktoken.Encoding(name="gpt2", pat_str=r50k_pat_str, mergeable_ranks=ranks, special_tokens={EOT: EOT_ID})

@@ -22,14 +22,21 @@ import torch.nn.functional as F
 from . import data as datamod
 from . import hub
 from .adapters import AdapterInfo, save_adapter
+from .classify import predict_probabilities
 from .config import TrainConfig
 from .device import autocast, describe, is_out_of_memory, pick_device, pick_precision
 from .errors import Cancelled, ConfigError, WorkbenchError
 from .events import (
-    EpochEnded, Evaluated, Misclassified, RunStarted, Status, StepDone, TestMetrics, TrainingFailed,
+    EpochEnded,
+    Evaluated,
+    Misclassified,
+    RunStarted,
+    Status,
+    StepDone,
+    TestMetrics,
+    TrainingFailed,
     TrainingFinished,
 )
-from .classify import predict_probabilities
 from .lora import build_lora_model
 from .model import GPT2Classifier, load_model_config, param_count
 from .runs import Position, RunFolder, load_checkpoint, save_checkpoint
@@ -82,7 +89,9 @@ def train(
     except OSError as exc:
         yield TrainingFailed(
             f"Cannot create the run folder {exc.filename or ''}: {exc.strerror or exc}. Set "
-            "WORKBENCH_DATA_DIR to a writable folder with free space.", kind="config")
+            "WORKBENCH_DATA_DIR to a writable folder with free space.",
+            kind="config",
+        )
         return
     try:
         for event in _train(cfg, stop, run, resume):
@@ -100,9 +109,14 @@ def train(
         yield _failed(run, out_of_memory(cfg, run))
     except OSError as exc:  # the run folder's disk is full or gone
         where = exc.filename or run.path
-        yield _failed(run, TrainingFailed(
-            f"Could not write {where}: {exc.strerror or exc}. Free some disk space, then resume the "
-            "run from its last checkpoint.", run_dir=str(run.path)))
+        yield _failed(
+            run,
+            TrainingFailed(
+                f"Could not write {where}: {exc.strerror or exc}. Free some disk space, then resume the "
+                "run from its last checkpoint.",
+                run_dir=str(run.path),
+            ),
+        )
 
 
 def _run_folder_for(cfg: TrainConfig, resume: str | Path | None) -> RunFolder:
@@ -154,16 +168,28 @@ def _train(cfg: TrainConfig, stop: threading.Event, run: RunFolder, resume) -> I
     if cfg.max_steps:
         total_steps = min(total_steps, cfg.max_steps)
     started = RunStarted(
-        run_dir=str(run.path), device=describe(device), precision=prepared.precision,
-        label_names=prepared.label_names, n_train=len(prepared.train.labels),
-        n_val=len(prepared.val.labels), n_test=len(prepared.test.labels), truncated=prepared.truncated,
-        max_length=prepared.max_length, epochs=cfg.epochs, steps_per_epoch=steps_per_epoch,
-        total_steps=total_steps, trainable_params=param_count(model, trainable_only=True),
-        total_params=param_count(model), start_step=position.step,
-        dropped_empty=prepared.dropped_empty, dropped_duplicates=prepared.dropped_duplicates,
+        run_dir=str(run.path),
+        device=describe(device),
+        precision=prepared.precision,
+        label_names=prepared.label_names,
+        n_train=len(prepared.train.labels),
+        n_val=len(prepared.val.labels),
+        n_test=len(prepared.test.labels),
+        truncated=prepared.truncated,
+        max_length=prepared.max_length,
+        epochs=cfg.epochs,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total_steps,
+        trainable_params=param_count(model, trainable_only=True),
+        total_params=param_count(model),
+        start_step=position.step,
+        dropped_empty=prepared.dropped_empty,
+        dropped_duplicates=prepared.dropped_duplicates,
     )
-    run.log(f"Training {cfg.model} on {started.device} ({started.precision}): "
-            f"{started.n_train}/{started.n_val}/{started.n_test} examples, {started.trainable_params:,} trainable")
+    run.log(
+        f"Training {cfg.model} on {started.device} ({started.precision}): "
+        f"{started.n_train}/{started.n_val}/{started.n_test} examples, {started.trainable_params:,} trainable"
+    )
     yield started
 
     clock = Throughput(total_steps, already_done=position.step)
@@ -179,8 +205,17 @@ def _train(cfg: TrainConfig, stop: threading.Event, run: RunFolder, resume) -> I
             step += 1
             seen += sum(len(b.labels) for b in micro)
             rate = clock.update(sum(len(b.labels) for b in micro), tokens)
-            yield StepDone(step, epoch + 1, seen, loss, rate.examples_per_s, rate.tokens_per_s,
-                           rate.elapsed_s, rate.eta_s, total_steps)
+            yield StepDone(
+                step,
+                epoch + 1,
+                seen,
+                loss,
+                rate.examples_per_s,
+                rate.tokens_per_s,
+                rate.elapsed_s,
+                rate.eta_s,
+                total_steps,
+            )
             if step % cfg.eval_every == 0:
                 yield quick_evaluation(model, prepared, cfg, step, epoch + 1, seen)
             position = Position(step, epoch, index + len(micro), seen)
@@ -198,10 +233,14 @@ def _train(cfg: TrainConfig, stop: threading.Event, run: RunFolder, resume) -> I
     metrics = None if stopped else test_metrics(model, prepared, cfg.batch_size)
     info = adapter_info(cfg, prepared, metrics)
     save_adapter(run.adapter_path, model, info)
-    run.log(("Stopped" if stopped else "Finished") + f" after {step} steps"
-            + (f"; test accuracy {metrics.accuracy:.1%}" if metrics else ""))
-    yield TrainingFinished(stopped, step, seen, clock.elapsed(), str(run.path), str(run.adapter_path),
-                           str(run.checkpoint_path), metrics)
+    run.log(
+        ("Stopped" if stopped else "Finished")
+        + f" after {step} steps"
+        + (f"; test accuracy {metrics.accuracy:.1%}" if metrics else "")
+    )
+    yield TrainingFinished(
+        stopped, step, seen, clock.elapsed(), str(run.path), str(run.adapter_path), str(run.checkpoint_path), metrics
+    )
 
 
 # --- setup -----------------------------------------------------------------------------------
@@ -211,7 +250,9 @@ def prepare(cfg: TrainConfig, stop: threading.Event) -> Iterator:
     """Fetch weights, read and split the data, tokenize, build the model (a generator that yields
     Status events and returns a Prepared)."""
     checkpoint = yield from run_with_progress(
-        f"Loading {cfg.model} weights", lambda progress: hub.resolve_checkpoint(cfg.model, progress=progress, stop=stop), stop
+        f"Loading {cfg.model} weights",
+        lambda progress: hub.resolve_checkpoint(cfg.model, progress=progress, stop=stop),
+        stop,
     )
     table = yield from run_with_progress(
         "Reading the dataset", lambda progress: datamod.load_table(cfg.data, progress=progress, stop=stop), stop
@@ -231,10 +272,18 @@ def prepare(cfg: TrainConfig, stop: threading.Event) -> Iterator:
     device = pick_device(cfg.device)
     model = build_lora_model(checkpoint, cfg.lora, len(splits.label_names), cfg.seed).to(device)
     return Prepared(
-        checkpoint=checkpoint, label_names=tuple(splits.label_names), train=encoded["train"],
-        val=encoded["val"], test=encoded["test"], truncated=truncated, max_length=max_length,
-        dropped_empty=splits.dropped_empty, dropped_duplicates=splits.dropped_duplicates,
-        model=model, device=device, precision=pick_precision(cfg.precision, device),
+        checkpoint=checkpoint,
+        label_names=tuple(splits.label_names),
+        train=encoded["train"],
+        val=encoded["val"],
+        test=encoded["test"],
+        truncated=truncated,
+        max_length=max_length,
+        dropped_empty=splits.dropped_empty,
+        dropped_duplicates=splits.dropped_duplicates,
+        model=model,
+        device=device,
+        precision=pick_precision(cfg.precision, device),
     )
 
 
@@ -273,10 +322,17 @@ def run_with_progress(message: str, work: Callable, stop: threading.Event) -> It
 def _epoch_batches(prepared: Prepared, cfg: TrainConfig, epoch: int) -> list[datamod.Batch]:
     """This epoch's batches, in an order fixed by (seed, epoch) so a resumed run sees the same."""
     generator = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
-    return list(datamod.iterate_batches(
-        prepared.train.token_ids, prepared.train.labels, cfg.batch_size, pad_id=EOT_ID,
-        shuffle=True, generator=generator, sort_chunk=cfg.length_grouping,
-    ))
+    return list(
+        datamod.iterate_batches(
+            prepared.train.token_ids,
+            prepared.train.labels,
+            cfg.batch_size,
+            pad_id=EOT_ID,
+            shuffle=True,
+            generator=generator,
+            sort_chunk=cfg.length_grouping,
+        )
+    )
 
 
 def train_step(model: GPT2Classifier, optimizer, micro_batches: list, prepared: Prepared) -> tuple[float, int]:
@@ -306,7 +362,9 @@ def _to_device(batch: datamod.Batch, device: torch.device):
     return tuple(t.pin_memory().to(device, non_blocking=True) for t in tensors)
 
 
-def evaluate(model, split: EncodedSplit, prepared: Prepared, batch_size: int, limit: int | None = None) -> tuple[float, float]:
+def evaluate(
+    model, split: EncodedSplit, prepared: Prepared, batch_size: int, limit: int | None = None
+) -> tuple[float, float]:
     """Mean loss and accuracy on the first ``limit`` examples of a split (all when None)."""
     ids = split.token_ids[:limit] if limit else split.token_ids
     labels = torch.tensor(split.labels[: len(ids)])
@@ -343,10 +401,15 @@ def metrics_from_probabilities(
 ) -> TestMetrics:
     """Test metrics from predicted probabilities (N, C); with ``texts``, the misclassified ones too."""
     predicted = probs.argmax(-1).tolist()
-    wrong = [
-        Misclassified(texts[i], names[t], names[p], round(float(probs[i, p]), 4))
-        for i, (t, p) in enumerate(zip(labels, predicted)) if t != p
-    ] if texts else []
+    wrong = (
+        [
+            Misclassified(texts[i], names[t], names[p], round(float(probs[i, p]), 4))
+            for i, (t, p) in enumerate(zip(labels, predicted))
+            if t != p
+        ]
+        if texts
+        else []
+    )
     loss = mean_loss(probs, torch.tensor(labels))
     return classification_metrics(labels, predicted, names, loss, tuple(wrong[:MAX_MISCLASSIFIED]))
 
@@ -371,18 +434,34 @@ def classification_metrics(
         f1.append(2 * pr * rc / (pr + rc) if pr + rc else 0.0)
         support.append(actual_c)
     accuracy = sum(confusion[c][c] for c in range(k)) / max(1, len(true))
-    return TestMetrics(accuracy, loss, tuple(names), tuple(precision), tuple(recall), tuple(f1),
-                       tuple(support), tuple(tuple(row) for row in confusion), wrong)
+    return TestMetrics(
+        accuracy,
+        loss,
+        tuple(names),
+        tuple(precision),
+        tuple(recall),
+        tuple(f1),
+        tuple(support),
+        tuple(tuple(row) for row in confusion),
+        wrong,
+    )
 
 
 def adapter_info(cfg: TrainConfig, prepared: Prepared, metrics: TestMetrics | None) -> AdapterInfo:
     summary = {}
     if metrics:
-        summary = {"test_accuracy": metrics.accuracy, "test_loss": metrics.loss,
-                   "f1": dict(zip(metrics.label_names, metrics.f1))}
+        summary = {
+            "test_accuracy": metrics.accuracy,
+            "test_loss": metrics.loss,
+            "f1": dict(zip(metrics.label_names, metrics.f1)),
+        }
     return AdapterInfo(
-        base_model=cfg.model, model_config=prepared.model.config, lora=cfg.lora,
-        label_names=prepared.label_names, max_length=prepared.max_length, pad_token_id=EOT_ID,
+        base_model=cfg.model,
+        model_config=prepared.model.config,
+        lora=cfg.lora,
+        label_names=prepared.label_names,
+        max_length=prepared.max_length,
+        pad_token_id=EOT_ID,
         metrics=summary,
     )
 
@@ -405,7 +484,7 @@ class Throughput:
         elapsed_s: float
         eta_s: float
 
-    def update(self, examples: int, tokens: int) -> "Throughput.Rate":
+    def update(self, examples: int, tokens: int) -> Throughput.Rate:
         now = time.perf_counter()
         dt = max(now - self.last, 1e-9)
         self.last = now

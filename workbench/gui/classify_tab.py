@@ -11,8 +11,16 @@ from pathlib import Path
 
 from PySide6.QtCore import QTimer, Slot
 from PySide6.QtWidgets import (
-    QFileDialog, QGroupBox, QHBoxLayout, QLabel, QMessageBox, QPlainTextEdit, QProgressBar,
-    QPushButton, QVBoxLayout, QWidget,
+    QFileDialog,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QMessageBox,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
 )
 
 from ..core.classify import Classifier, Prediction, classify_file
@@ -83,7 +91,9 @@ class ClassifyTab(QWidget):
 
         file_box = QGroupBox("Classify a file")
         self.file_button = QPushButton("Classify file…")
-        self.file_button.setToolTip("Read a CSV/TSV of messages and write a copy with the predicted label and probabilities")
+        self.file_button.setToolTip(
+            "Read a CSV/TSV of messages and write a copy with the predicted label and probabilities"
+        )
         self.file_stop = QPushButton("Stop")
         self.file_stop.setEnabled(False)
         self.file_progress = QProgressBar()
@@ -174,7 +184,9 @@ class ClassifyTab(QWidget):
     # --- a whole file ----------------------------------------------------------------------------
 
     def _choose_files(self) -> None:
-        source, _ = QFileDialog.getOpenFileName(self, "Classify which file?", "", "Tables (*.csv *.tsv *.txt);;All files (*)")
+        source, _ = QFileDialog.getOpenFileName(
+            self, "Classify which file?", "", "Tables (*.csv *.tsv *.txt);;All files (*)"
+        )
         if not source:
             return
         suggestion = str(Path(source).with_name(Path(source).stem + "_predictions.csv"))
@@ -188,12 +200,15 @@ class ClassifyTab(QWidget):
         classifier = self.classifier
         worker = Worker.from_call(
             lambda progress, stop: classify_file(classifier, source, target, progress=progress, stop=stop),
-            name="classify file")
+            name="classify file",
+        )
         self._target = target
         self.file_progress.setRange(0, 0)
         self.file_progress.setFormat("reading…")
         self.file_stop.setEnabled(True)
-        self._file_job = self._pool.start(worker, on_event=self._file_event, on_failed=self._file_failed, on_finished=self._file_done)
+        self._file_job = self._pool.start(
+            worker, on_event=self._file_event, on_failed=self._file_failed, on_finished=self._file_done
+        )
         self._update_enabled()
 
     def _stop_file(self) -> None:

@@ -45,7 +45,9 @@ class FrameModel(QAbstractTableModel):
 class DataTab(QWidget):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
-        self.caption = QLabel("Choose a dataset on the left: the built-in SMS Spam Collection or your own CSV/TSV file.")
+        self.caption = QLabel(
+            "Choose a dataset on the left: the built-in SMS Spam Collection or your own CSV/TSV file."
+        )
         self.caption.setWordWrap(True)
         self.model = FrameModel()
         self.table = QTableView()

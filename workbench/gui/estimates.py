@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 from ..core.config import LoRAConfig, ModelConfig
 from ..core.lora import count_trainable
@@ -135,7 +135,7 @@ def device_memory(requested: str) -> DeviceMemory:
     return DeviceMemory(int(psutil.virtual_memory().available), "free RAM")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _cuda_total_memory(index: int) -> int:
     """A GPU's size never changes; asked once, not at every settings change."""
     import torch

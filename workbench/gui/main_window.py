@@ -19,8 +19,16 @@ from PySide6 import __version__ as pyside_version
 from PySide6.QtCore import QByteArray, QSettings, QSize, Qt, QTimer, Slot, qVersion
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QIcon, QKeySequence
 from PySide6.QtWidgets import (
-    QApplication, QFileDialog, QLabel, QMainWindow, QMessageBox, QScrollArea, QSplitter, QTabWidget,
-    QVBoxLayout, QWidget,
+    QApplication,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QScrollArea,
+    QSplitter,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
 )
 
 from .. import __version__
@@ -32,7 +40,13 @@ from ..core.config import MODEL_LABELS, TrainConfig
 from ..core.device import pick_device, pick_precision
 from ..core.errors import AdapterError, Cancelled, ConfigError, WorkbenchError
 from ..core.events import (
-    EpochEnded, Evaluated, RunStarted, Status, StepDone, TrainingFailed, TrainingFinished,
+    EpochEnded,
+    Evaluated,
+    RunStarted,
+    Status,
+    StepDone,
+    TrainingFailed,
+    TrainingFinished,
 )
 from ..core.lora import count_trainable
 from ..core.paths import cache_dir, data_dir
@@ -166,13 +180,19 @@ class MainWindow(QMainWindow):
         bar = self.menuBar()
         file_menu = bar.addMenu("&File")
         file_menu.setToolTipsVisible(True)
-        self.open_dataset_action = self._action(file_menu, "Open &dataset…", self._choose_dataset, QKeySequence.StandardKey.Open)
+        self.open_dataset_action = self._action(
+            file_menu, "Open &dataset…", self._choose_dataset, QKeySequence.StandardKey.Open
+        )
         file_menu.addSeparator()
         self.open_adapter_action = self._action(file_menu, "Open &adapter…", self._choose_adapter, "Ctrl+Shift+O")
-        self.save_adapter_action = self._action(file_menu, "&Save adapter…", self._choose_save_adapter, QKeySequence.StandardKey.Save)
+        self.save_adapter_action = self._action(
+            file_menu, "&Save adapter…", self._choose_save_adapter, QKeySequence.StandardKey.Save
+        )
         self.export_peft_action = self._action(file_menu, "Export for &PEFT…", self._choose_export_peft)
         if not PEFT_AVAILABLE:
-            self.export_peft_action.setToolTip("PEFT export is not part of this build (workbench.core.peft_io is missing)")
+            self.export_peft_action.setToolTip(
+                "PEFT export is not part of this build (workbench.core.peft_io is missing)"
+            )
         file_menu.addSeparator()
         self._action(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
 
@@ -262,13 +282,28 @@ class MainWindow(QMainWindow):
         p = problem.lower()
         d, m, lo, t = self.data_panel, self.model_panel, self.lora_panel, self.training_panel
         table = [
-            ("top blocks", lo.top_blocks), ("rank", lo.rank), ("alpha", lo.alpha), ("dropout", lo.dropout),
-            ("target", lo.targets_box), ("dataset", d.open_button), ("train fraction", d.train_pct),
-            ("validation fraction", d.val_pct), ("train + validation", d.val_pct), ("max length", d.max_length),
-            ("label column", d.label_column), ("text and label", d.label_column), ("max steps", t.max_steps),
-            ("epochs", t.epochs), ("batch size", t.batch_size), ("grad accum", t.grad_accum),
-            ("eval every", t.eval_every), ("eval batches", t.eval_batches), ("learning rate", t.lr),
-            ("weight decay", t.weight_decay), ("device", m.device_combo), ("model", m.model_combo),
+            ("top blocks", lo.top_blocks),
+            ("rank", lo.rank),
+            ("alpha", lo.alpha),
+            ("dropout", lo.dropout),
+            ("target", lo.targets_box),
+            ("dataset", d.open_button),
+            ("train fraction", d.train_pct),
+            ("validation fraction", d.val_pct),
+            ("train + validation", d.val_pct),
+            ("max length", d.max_length),
+            ("label column", d.label_column),
+            ("text and label", d.label_column),
+            ("max steps", t.max_steps),
+            ("epochs", t.epochs),
+            ("batch size", t.batch_size),
+            ("grad accum", t.grad_accum),
+            ("eval every", t.eval_every),
+            ("eval batches", t.eval_batches),
+            ("learning rate", t.lr),
+            ("weight decay", t.weight_decay),
+            ("device", m.device_combo),
+            ("model", m.model_combo),
         ]
         return next((widget for key, widget in table if key in p), None)
 
@@ -330,7 +365,8 @@ class MainWindow(QMainWindow):
             f"({'longest text of the dataset' if self._longest_text else 'max length'}), {precision}:\n"
             f"  weights {human_bytes(estimate.weights)}\n"
             + (f"  bf16 weight copies {human_bytes(estimate.weight_copies)}\n" if estimate.weight_copies else "")
-            + f"  activations ({estimate.blocks_with_backward} blocks with backward) {human_bytes(estimate.activations)}\n"
+            + f"  activations ({estimate.blocks_with_backward} blocks with backward) "
+            f"{human_bytes(estimate.activations)}\n"
             f"  gradients {human_bytes(estimate.gradients)}\n"
             f"  AdamW state {human_bytes(estimate.optimizer)}\n"
             f"A rough guide (Korthikanti et al. 2022 for activations); shown in red above "
@@ -344,9 +380,28 @@ class MainWindow(QMainWindow):
 
     def _all_fields(self) -> list[QWidget]:
         d, m, lo, t = self.data_panel, self.model_panel, self.lora_panel, self.training_panel
-        return [lo.top_blocks, lo.rank, lo.alpha, lo.dropout, lo.targets_box, d.open_button, d.train_pct,
-                d.val_pct, d.max_length, d.label_column, t.max_steps, t.epochs, t.batch_size, t.grad_accum,
-                t.eval_every, t.eval_batches, t.lr, t.weight_decay, m.device_combo, m.model_combo]
+        return [
+            lo.top_blocks,
+            lo.rank,
+            lo.alpha,
+            lo.dropout,
+            lo.targets_box,
+            d.open_button,
+            d.train_pct,
+            d.val_pct,
+            d.max_length,
+            d.label_column,
+            t.max_steps,
+            t.epochs,
+            t.batch_size,
+            t.grad_accum,
+            t.eval_every,
+            t.eval_batches,
+            t.lr,
+            t.weight_decay,
+            m.device_combo,
+            m.model_combo,
+        ]
 
     def problems(self) -> list[str]:
         return list(self._problems)
@@ -391,7 +446,9 @@ class MainWindow(QMainWindow):
 
     def _choose_dataset(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
-            self, "Open a dataset", str(Path(self.data_panel.source()).parent) if self.data_panel.file_radio.isChecked() else "",
+            self,
+            "Open a dataset",
+            str(Path(self.data_panel.source()).parent) if self.data_panel.file_radio.isChecked() else "",
             "Tables (*.csv *.tsv *.tab *.txt);;All files (*)",
         )
         if path:
@@ -414,7 +471,8 @@ class MainWindow(QMainWindow):
         if size < LARGE_FILE_BYTES:
             return None
         answer = QMessageBox.question(
-            self, "Large dataset",
+            self,
+            "Large dataset",
             f"{path.name} is {human_bytes(size)}. Use a sample of its first {SAMPLE_ROWS:,} rows? "
             "(No reads the whole file, with progress; it can be stopped.)",
         )
@@ -446,11 +504,15 @@ class MainWindow(QMainWindow):
                 path = self._sms_file()
                 self._read(lambda progress, stop: datamod.read_sms_spam(path), "Reading the SMS Spam Collection…")
             else:
-                self.data_tab.set_caption("The SMS Spam Collection is not downloaded yet: press Download (or Start, which fetches it).")
+                self.data_tab.set_caption(
+                    "The SMS Spam Collection is not downloaded yet: press Download (or Start, which fetches it)."
+                )
         elif source:
             rows = self.data_panel.max_rows
-            self._read(lambda progress, stop: datamod.read_table(source, max_rows=rows, progress=progress, stop=stop),
-                       f"Reading {Path(source).name}" + (f" (first {rows:,} rows)…" if rows else "…"))
+            self._read(
+                lambda progress, stop: datamod.read_table(source, max_rows=rows, progress=progress, stop=stop),
+                f"Reading {Path(source).name}" + (f" (first {rows:,} rows)…" if rows else "…"),
+            )
         self._refresh()
 
     def download_sms(self) -> None:
@@ -484,7 +546,9 @@ class MainWindow(QMainWindow):
                 self.data_panel.set_sms_status(False, busy=f"downloading… {human_bytes(item.done)}")
         elif isinstance(item, Returned):
             table: datamod.Table = item.value
-            if table.source != self.data_panel.source() and not (table.source == datamod.SMS_SPAM and self.data_panel.sms_radio.isChecked()):
+            if table.source != self.data_panel.source() and not (
+                table.source == datamod.SMS_SPAM and self.data_panel.sms_radio.isChecked()
+            ):
                 return
             self._table = table
             columns = [str(c) for c in table.frame.columns]
@@ -552,8 +616,13 @@ class MainWindow(QMainWindow):
             return
         self.model_panel.set_downloading(True)
         self._download_job = self.pool.start(
-            Worker.from_call(lambda progress, stop: hub.resolve_checkpoint(model, progress=progress, stop=stop), name="download model"),
-            on_event=self._download_event, on_failed=self._download_failed, on_finished=self._download_finished,
+            Worker.from_call(
+                lambda progress, stop: hub.resolve_checkpoint(model, progress=progress, stop=stop),
+                name="download model",
+            ),
+            on_event=self._download_event,
+            on_failed=self._download_failed,
+            on_finished=self._download_finished,
         )
 
     def _cancel_download(self) -> None:
@@ -603,7 +672,8 @@ class MainWindow(QMainWindow):
             return
         if not run.checkpoint_path.is_file():
             QMessageBox.warning(
-                self, "Cannot resume",
+                self,
+                "Cannot resume",
                 f"{run.path.name} has no checkpoint to continue from: it stopped before its first epoch ended.",
             )
             return
@@ -612,7 +682,9 @@ class MainWindow(QMainWindow):
             cfg = cfg.with_changes(epochs=cfg.epochs + extra_epochs, max_steps=None)
         self._start_run(cfg, resume=str(run.checkpoint_path), history=events, log_path=run.log_path)
 
-    def _start_run(self, cfg: TrainConfig, *, resume: str | None = None, history: list = (), log_path: Path | None = None) -> None:
+    def _start_run(
+        self, cfg: TrainConfig, *, resume: str | None = None, history: list = (), log_path: Path | None = None
+    ) -> None:
         self._run_cfg, self._run_resume, self._run_history = cfg, resume, list(history)
         self.training_tab.reset()
         self.results_tab.clear("Training… the test results appear here when the run finishes.")
@@ -628,7 +700,8 @@ class MainWindow(QMainWindow):
             self.training_tab.add_log(f"— Starting: {cfg.model or '?'} on {data}")
         self.tabs.setCurrentWidget(self.training_tab)
         worker = Worker.from_iterator(
-            lambda stop: training.train(cfg, stop=stop, resume=resume), name="training",
+            lambda stop: training.train(cfg, stop=stop, resume=resume),
+            name="training",
             coalesce=(StepDone, Evaluated, Status),
         )
         self._train_job = self.pool.start(
@@ -649,10 +722,13 @@ class MainWindow(QMainWindow):
         elif isinstance(event, Evaluated):
             tab.evaluated(event)
             if event.full:
-                tab.add_log(f"Epoch {event.epoch} validation: loss {event.val_loss:.3f}, accuracy {event.val_accuracy:.1%}")
+                tab.add_log(
+                    f"Epoch {event.epoch} validation: loss {event.val_loss:.3f}, accuracy {event.val_accuracy:.1%}"
+                )
             else:
                 tab.add_log(
-                    f"Ep {event.epoch} step {event.step}: train loss {event.train_loss:.3f}, val loss {event.val_loss:.3f} · "
+                    f"Ep {event.epoch} step {event.step}: "
+                    f"train loss {event.train_loss:.3f}, val loss {event.val_loss:.3f} · "
                     f"train acc {event.train_accuracy:.1%}, val acc {event.val_accuracy:.1%}"
                 )
         elif isinstance(event, Status):
@@ -673,7 +749,9 @@ class MainWindow(QMainWindow):
 
     def _training_finished(self, event: TrainingFinished) -> None:
         state = "Stopped" if event.stopped else "Finished"
-        self.training_tab.finish(f"{state} after {event.step} steps · {event.examples_seen:,} examples · {event.elapsed_s:.0f} s")
+        self.training_tab.finish(
+            f"{state} after {event.step} steps · {event.examples_seen:,} examples · {event.elapsed_s:.0f} s"
+        )
         self.training_tab.add_log(f"{state}. Adapter: {event.adapter_path}")
         if event.stopped:
             self.training_tab.add_log("Runs → Resume continues it from here.")
@@ -700,7 +778,8 @@ class MainWindow(QMainWindow):
             cfg = self._run_cfg
             n, accum = event.retry_batch_size, cfg.grad_accum * 2
             answer = QMessageBox.question(
-                self, "Out of memory",
+                self,
+                "Out of memory",
                 f"{event.message}\n\nRetry with batch size {n} and gradient accumulation ×2 ({accum})? "
                 "The effective batch stays the same.",
             )
@@ -755,7 +834,8 @@ class MainWindow(QMainWindow):
         other_base = base in MODEL_LABELS or Path(base).is_dir()
         if other_base and base != current and current_config != info.model_config:
             answer = QMessageBox.question(
-                self, "Adapter made for another model",
+                self,
+                "Adapter made for another model",
                 f"{Path(path).name} was trained on {info.describe_base()}, but {current or 'no model'} is selected.\n\n"
                 f"Switch the model to {base}?",
             )
@@ -763,13 +843,17 @@ class MainWindow(QMainWindow):
                 self.model_panel.set_model(base)
                 self._refresh()
         self.tabs.setCurrentWidget(self.classify_tab)
-        self.load_adapter_for_classify(path, model=self.model_panel.model() or None, device=self.model_panel.device(), info=info)
+        self.load_adapter_for_classify(
+            path, model=self.model_panel.model() or None, device=self.model_panel.device(), info=info
+        )
 
     def _adapter_failed(self, path: str, error) -> None:
         self.classify_tab.set_classifier(self.classify_tab.classifier, self._adapter_description())
         QMessageBox.critical(self, "Could not open the adapter", error_text(error))
 
-    def load_adapter_for_classify(self, path: str, *, model: str | None, device: str = "auto", info: AdapterInfo | None = None) -> None:
+    def load_adapter_for_classify(
+        self, path: str, *, model: str | None, device: str = "auto", info: AdapterInfo | None = None
+    ) -> None:
         """Build a Classifier (base + adapter, merged) on a worker and hand it to the Classify tab."""
         self.classify_tab.set_loading(f"Loading {Path(path).name} onto {model or 'its base model'}…")
 
@@ -806,7 +890,11 @@ class MainWindow(QMainWindow):
         still classifies (into its own labels), but a person comparing it with that data should know."""
         if not self._table_matches_source() or len(self._counts) < 2:
             return ""
-        name = "SMS Spam Collection" if self.data_panel.source() == datamod.SMS_SPAM else Path(self.data_panel.source()).name
+        name = (
+            "SMS Spam Collection"
+            if self.data_panel.source() == datamod.SMS_SPAM
+            else Path(self.data_panel.source()).name
+        )
         try:
             label_mapping(info, list(self._counts), name)
         except AdapterError as exc:
@@ -841,7 +929,9 @@ class MainWindow(QMainWindow):
 
         return self.pool.start(
             Worker.from_call(copy, name="save adapter"),
-            on_event=lambda item: isinstance(item, Returned) and self.statusBar().showMessage(f"Adapter saved to {item.value}", 8000),
+            on_event=lambda item: (
+                isinstance(item, Returned) and self.statusBar().showMessage(f"Adapter saved to {item.value}", 8000)
+            ),
             on_failed=lambda error: QMessageBox.warning(self, "Could not save the adapter", error_text(error)),
         )
 
@@ -858,7 +948,9 @@ class MainWindow(QMainWindow):
         source = self.adapter_path
         self.pool.start(
             Worker.from_call(lambda progress, stop: peft_io.export_peft(source, folder), name="export peft"),
-            on_event=lambda item: isinstance(item, Returned) and self.statusBar().showMessage(f"PEFT adapter written to {folder}", 8000),
+            on_event=lambda item: (
+                isinstance(item, Returned) and self.statusBar().showMessage(f"PEFT adapter written to {folder}", 8000)
+            ),
             on_failed=lambda error: QMessageBox.warning(self, "PEFT export failed", error_text(error)),
         )
 
@@ -889,7 +981,9 @@ class MainWindow(QMainWindow):
             if url.isLocalFile():
                 path = Path(url.toLocalFile())
                 # Pickles are accepted only to be refused with a reason, rather than silently ignored.
-                if path.suffix.lower() in DATASET_SUFFIXES | {ADAPTER_SUFFIX} | PICKLE_SUFFIXES or (path.is_dir() and (path / "config.json").is_file()):
+                if path.suffix.lower() in DATASET_SUFFIXES | {ADAPTER_SUFFIX} | PICKLE_SUFFIXES or (
+                    path.is_dir() and (path / "config.json").is_file()
+                ):
                     return path
         return None
 
@@ -955,7 +1049,8 @@ class MainWindow(QMainWindow):
         from ..core.device import describe, pick_device
 
         QMessageBox.about(
-            self, "About LoRA Workbench",
+            self,
+            "About LoRA Workbench",
             f"<h3>LoRA Workbench {__version__}</h3>"
             "<p>Fine-tune GPT-2 as a text classifier with low-rank adapters (LoRA), "
             "following <i>Build a Large Language Model (From Scratch)</i>, chapter 6 and appendix E.</p>"
@@ -968,7 +1063,8 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:
         if self.is_training() and not self._closing:
             answer = QMessageBox.question(
-                self, "Training is running",
+                self,
+                "Training is running",
                 "Stop the training and quit? The adapter trained so far is kept in the run folder.",
             )
             if answer != QMessageBox.StandardButton.Yes:

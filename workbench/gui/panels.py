@@ -13,9 +13,23 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
-    QButtonGroup, QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGridLayout, QGroupBox,
-    QHBoxLayout, QLabel, QLineEdit, QProgressBar, QPushButton, QRadioButton, QSizePolicy, QSpinBox,
-    QVBoxLayout, QWidget,
+    QButtonGroup,
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QRadioButton,
+    QSizePolicy,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
 )
 
 from ..core import hub
@@ -165,7 +179,9 @@ class DataPanel(QGroupBox):
         split_row.addWidget(self.test_label)
         form.addRow("Train / val", split_row)
 
-        self.max_length = _spin(0, 100_000, 0, "Tokens per text; longer texts are cut. 'model' uses the model's context (1024)", "model")
+        self.max_length = _spin(
+            0, 100_000, 0, "Tokens per text; longer texts are cut. 'model' uses the model's context (1024)", "model"
+        )
         form.addRow("Max length", self.max_length)
 
         self.sms_radio.toggled.connect(self._source_toggled)
@@ -496,7 +512,9 @@ class LoRAPanel(QGroupBox):
             return
         size = human_bytes(trainable * 4)  # fp32 on disk
         self.summary.setText(f"{human_count(trainable)} trainable · adapter ≈ {size}")
-        self.summary.setToolTip(f"{trainable:,} trainable parameters (LoRA A/B + classification head), fp32 in the file")
+        self.summary.setToolTip(
+            f"{trainable:,} trainable parameters (LoRA A/B + classification head), fp32 in the file"
+        )
 
     def _emit(self, *_args) -> None:
         self.changed.emit()
@@ -514,20 +532,28 @@ class TrainingPanel(QGroupBox):
         grid.setContentsMargins(8, 6, 8, 6)
         self.epochs = _spin(1, 1000, d.epochs, "Passes over the training set")
         self.batch_size = _spin(1, 4096, d.batch_size, "Examples per step; lower it if memory runs out")
-        self.grad_accum = _spin(1, 1024, d.grad_accum, "Batches summed per optimiser step (effective batch = batch × this)")
+        self.grad_accum = _spin(
+            1, 1024, d.grad_accum, "Batches summed per optimiser step (effective batch = batch × this)"
+        )
         self.lr = QLineEdit(f"{d.lr:g}")
         self.lr.setToolTip("AdamW learning rate, e.g. 5e-5")
         self.lr.setProperty("default_tip", self.lr.toolTip())
         self.weight_decay = _dspin(0.0, 10.0, d.weight_decay, 0.01, 3, "AdamW decoupled weight decay")
         self.eval_every = _spin(1, 1_000_000, d.eval_every, "Optimiser steps between points on the curves")
         self.eval_batches = _spin(1, 10_000, d.eval_batches, "Batches of train and validation data per curve point")
-        self.max_steps = _spin(0, 10_000_000, 0, "Stop after this many steps (for a quick try); 'none' runs every epoch", "none")
+        self.max_steps = _spin(
+            0, 10_000_000, 0, "Stop after this many steps (for a quick try); 'none' runs every epoch", "none"
+        )
         self.seed = _spin(0, 2**31 - 1, d.seed, "Fixes the split, the LoRA init and the batch order, so runs repeat")
         fields = [
-            ("epochs", self.epochs), ("batch", self.batch_size),
-            ("learning rate", self.lr), ("weight decay", self.weight_decay),
-            ("eval every", self.eval_every), ("eval batches", self.eval_batches),
-            ("grad accum", self.grad_accum), ("max steps", self.max_steps),
+            ("epochs", self.epochs),
+            ("batch", self.batch_size),
+            ("learning rate", self.lr),
+            ("weight decay", self.weight_decay),
+            ("eval every", self.eval_every),
+            ("eval batches", self.eval_batches),
+            ("grad accum", self.grad_accum),
+            ("max steps", self.max_steps),
             ("seed", self.seed),
         ]
         for i, (label, widget) in enumerate(fields):
@@ -537,7 +563,15 @@ class TrainingPanel(QGroupBox):
             widget.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         grid.setColumnStretch(1, 1)
         grid.setColumnStretch(3, 1)
-        for spin in (self.epochs, self.batch_size, self.grad_accum, self.eval_every, self.eval_batches, self.max_steps, self.seed):
+        for spin in (
+            self.epochs,
+            self.batch_size,
+            self.grad_accum,
+            self.eval_every,
+            self.eval_batches,
+            self.max_steps,
+            self.seed,
+        ):
             spin.valueChanged.connect(self._emit)
         self.weight_decay.valueChanged.connect(self._emit)
         self.lr.textChanged.connect(self._emit)

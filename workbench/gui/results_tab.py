@@ -6,8 +6,15 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QFont
 from PySide6.QtWidgets import (
-    QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QSplitter, QTableWidget, QTableWidgetItem,
-    QVBoxLayout, QWidget,
+    QAbstractItemView,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
 )
 
 from ..core.events import TestMetrics
@@ -130,12 +137,20 @@ class ResultsTab(QWidget):
         )
         self.class_table.setRowCount(len(metrics.label_names))
         for r, name in enumerate(metrics.label_names):
-            values = [name, f"{metrics.precision[r]:.3f}", f"{metrics.recall[r]:.3f}", f"{metrics.f1[r]:.3f}", f"{metrics.support[r]:,}"]
+            values = [
+                name,
+                f"{metrics.precision[r]:.3f}",
+                f"{metrics.recall[r]:.3f}",
+                f"{metrics.f1[r]:.3f}",
+                f"{metrics.support[r]:,}",
+            ]
             for c, text in enumerate(values):
                 self.class_table.setItem(r, c, _item(text, align_right=c > 0))
         self.confusion.set_matrix(metrics.label_names, metrics.confusion)
         wrong = metrics.misclassified
-        self.wrong_label.setText(f"Misclassified test messages ({len(wrong)})" if wrong else "No misclassified test messages")
+        self.wrong_label.setText(
+            f"Misclassified test messages ({len(wrong)})" if wrong else "No misclassified test messages"
+        )
         self.wrong_table.setRowCount(len(wrong))
         for r, m in enumerate(wrong):
             for c, text in enumerate((m.text, m.true_label, m.predicted_label, f"{m.probability:.0%}")):

@@ -15,8 +15,16 @@ from dataclasses import dataclass
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
-    QAbstractItemView, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPushButton, QSpinBox,
-    QSplitter, QVBoxLayout, QWidget,
+    QAbstractItemView,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QSpinBox,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
 )
 
 from ..core.config import TrainConfig
@@ -25,8 +33,18 @@ from ..core.runs import RunFolder, list_runs
 from ..worker import JobPool, Returned, Worker
 
 # Colours that stay distinct for the first ten runs compared (matplotlib's tab10).
-RUN_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-              "#bcbd22", "#17becf")
+RUN_COLORS = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+)
 
 
 @dataclass(frozen=True)
@@ -64,8 +82,13 @@ def run_state(run: RunFolder, events: list) -> RunState:
     reason = ""
     if not checkpoint:
         reason = "It has no checkpoint to continue from (one is written at each epoch's end and on Stop)."
-    return RunState(summary, can_resume=checkpoint and not complete, can_extend=checkpoint and complete,
-                    reason=reason, ended=last_end)
+    return RunState(
+        summary,
+        can_resume=checkpoint and not complete,
+        can_extend=checkpoint and complete,
+        reason=reason,
+        ended=last_end,
+    )
 
 
 def describe_run(run: RunFolder, events: list) -> str:
@@ -173,8 +196,16 @@ class RunComparisonWidget(QWidget):
                         empty.append(name)
                     continue
                 color = RUN_COLORS[i % len(RUN_COLORS)]
-                plot.plot(xs, ys, name=label, pen=pg.mkPen(color, width=2), symbol="o", symbolSize=5,
-                          symbolBrush=color, symbolPen=None)
+                plot.plot(
+                    xs,
+                    ys,
+                    name=label,
+                    pen=pg.mkPen(color, width=2),
+                    symbol="o",
+                    symbolSize=5,
+                    symbolBrush=color,
+                    symbolPen=None,
+                )
             plot.getPlotItem().legend.setVisible(bool(plot.getPlotItem().listDataItems()))
         shown = len(runs) - len(empty)
         note = f" · no validation points yet: {', '.join(empty)}" if empty else ""
@@ -213,14 +244,18 @@ class RunsTab(QWidget):
         self.rerun_button = QPushButton("Re-run with these settings")
         self.adapter_button = QPushButton("Use its adapter")
         self.resume_button = QPushButton("Resume")
-        self.resume_button.setToolTip("Continue a stopped or interrupted run from its last checkpoint, in its own folder")
+        self.resume_button.setToolTip(
+            "Continue a stopped or interrupted run from its last checkpoint, in its own folder"
+        )
         self.extend_button = QPushButton("Train more epochs:")
         self.more_epochs = QSpinBox()
         self.more_epochs.setRange(1, 1000)
         self.more_epochs.setValue(1)
         self.more_epochs.setSuffix(" more")
         self.compare_button = QPushButton("Compare selected")
-        self.compare_button.setToolTip("Overlay the validation curves of the selected runs (Ctrl- or Shift-click to select several)")
+        self.compare_button.setToolTip(
+            "Overlay the validation curves of the selected runs (Ctrl- or Shift-click to select several)"
+        )
         self.comparison = RunComparisonWidget()
 
         right = QWidget()
@@ -324,11 +359,21 @@ class RunsTab(QWidget):
         else:
             tip = ""
         self.resume_button.setToolTip(
-            tip or ("Continue this run from its last checkpoint, in its own folder" if state and state.can_resume
-                    else "Only a stopped or interrupted run can be resumed; use Train more epochs for a finished one"))
+            tip
+            or (
+                "Continue this run from its last checkpoint, in its own folder"
+                if state and state.can_resume
+                else "Only a stopped or interrupted run can be resumed; use Train more epochs for a finished one"
+            )
+        )
         self.extend_button.setToolTip(
-            tip or ("Continue this finished run for more epochs, from its final checkpoint" if state and state.can_extend
-                    else "Only a finished run can be extended; Resume a stopped one"))
+            tip
+            or (
+                "Continue this finished run for more epochs, from its final checkpoint"
+                if state and state.can_extend
+                else "Only a finished run can be extended; Resume a stopped one"
+            )
+        )
 
     def _selection_changed(self) -> None:
         n = len(self.list.selectedItems())

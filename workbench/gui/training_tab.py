@@ -63,7 +63,9 @@ class GrowingBuffer:
 class CurvePlotWidget(QWidget):
     """One pyqtgraph plot with named series, a legend, a crosshair and a hover read-out."""
 
-    def __init__(self, title: str, y_label: str, parent: QWidget | None = None, y_range: tuple[float, float] | None = None):
+    def __init__(
+        self, title: str, y_label: str, parent: QWidget | None = None, y_range: tuple[float, float] | None = None
+    ):
         """``y_range``: a fixed y range (accuracy: 0..1); None grows the range with the data,
         from 0, with headroom (see the module docstring)."""
         super().__init__(parent)
