@@ -10,7 +10,7 @@ import torch
 from conftest import write_tiny_checkpoint
 from safetensors.torch import save_file
 
-from workbench.core import adapters
+from workbench.core import fileio
 from workbench.core.adapters import (
     AdapterInfo,
     adapter_size_bytes,
@@ -205,7 +205,7 @@ def test_failed_save_keeps_the_old_file_and_leaves_no_temp_files(tiny_checkpoint
     def disk_full(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(adapters.os, failing.removeprefix("os."), disk_full)
+    monkeypatch.setattr(fileio.os, failing.removeprefix("os."), disk_full)
     other = trained_model(tiny_checkpoint, seed=5)
     with pytest.raises(AdapterError, match="No space left on device.*unchanged"):
         save_adapter(path, other, info)
@@ -230,7 +230,7 @@ def test_saving_into_a_read_only_folder_is_refused(saved, tmp_path, monkeypatch)
         def denied(*args, **kwargs):
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
 
-        monkeypatch.setattr(adapters.tempfile, "mkstemp", denied)
+        monkeypatch.setattr(fileio.tempfile, "mkstemp", denied)
     else:
         folder.chmod(0o500)
     try:

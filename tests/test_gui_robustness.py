@@ -21,6 +21,7 @@ from PySide6.QtGui import QDropEvent
 from PySide6.QtWidgets import QMessageBox
 from test_gui import SPAM, dataset, dialogs, make_window, window, workbench_threads  # noqa: F401 (fixtures)
 
+from workbench.core import fileio
 from workbench.core.adapters import AdapterInfo, save_adapter
 from workbench.core.config import LoRAConfig
 from workbench.core.lora import build_lora_model
@@ -245,7 +246,6 @@ def test_adapter_with_another_label_set_says_so(qtbot, window, dialogs, tiny_che
 def test_saving_the_adapter_where_it_cannot_be_written(
     qtbot, window, dialogs, tiny_checkpoint, tmp_path, monkeypatch, fault
 ):
-    from workbench.core import adapters
 
     (tmp_path / "run").mkdir()
     run_adapter = make_adapter(tmp_path / "run" / "adapter.safetensors", tiny_checkpoint)
@@ -261,14 +261,14 @@ def test_saving_the_adapter_where_it_cannot_be_written(
         def refuse(*args, **kwargs):
             raise PermissionError(errno.EACCES, "Permission denied")
 
-        monkeypatch.setattr(adapters.tempfile, "mkstemp", refuse)
+        monkeypatch.setattr(fileio.tempfile, "mkstemp", refuse)
         reason = "Permission denied"
     else:
 
         def disk_full(fd):
             raise OSError(errno.ENOSPC, "No space left on device")
 
-        monkeypatch.setattr(adapters.os, "fsync", disk_full)
+        monkeypatch.setattr(fileio.os, "fsync", disk_full)
         reason = "No space left on device"
 
     window.save_adapter(str(target))

@@ -17,6 +17,7 @@ from _http_server import LocalServer, Route
 from safetensors.torch import save_file
 
 from workbench.core import hub
+from workbench.core.data import sms
 from workbench.core.errors import Cancelled, CheckpointError, DownloadError
 
 SMS_LINES = 'ham\tOk lar... Joking wif u oni...\nspam\t"Free entry in 2 a wkly comp\n ham\t trailing space \n'
@@ -54,7 +55,7 @@ def test_first_download_extracts_the_files_and_reports_progress(server, tmp_path
     server.routes["/sms.zip"] = Route(data)
     calls = []
 
-    path = hub.download_sms_spam(urls=(server.url("/sms.zip"),), cache=tmp_path, progress=lambda *a: calls.append(a))
+    path = sms.download_sms_spam(urls=(server.url("/sms.zip"),), cache=tmp_path, progress=lambda *a: calls.append(a))
 
     assert path == tmp_path / "SMSSpamCollection"
     assert path.read_bytes() == SMS_LINES.encode()
@@ -69,17 +70,17 @@ def test_first_download_extracts_the_files_and_reports_progress(server, tmp_path
 def test_default_folder_is_under_the_cache_dir(server, tmp_path, monkeypatch):
     monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path / "cache"))
     server.routes["/sms.zip"] = Route(make_sms_zip())
-    path = hub.download_sms_spam(urls=(server.url("/sms.zip"),))
+    path = sms.download_sms_spam(urls=(server.url("/sms.zip"),))
     assert path == tmp_path / "cache" / "sms_spam_collection" / "SMSSpamCollection"
 
 
 def test_second_call_uses_the_cache_without_a_request(server, tmp_path):
     server.routes["/sms.zip"] = Route(make_sms_zip())
     urls = (server.url("/sms.zip"),)
-    first = hub.download_sms_spam(urls=urls, cache=tmp_path)
+    first = sms.download_sms_spam(urls=urls, cache=tmp_path)
     requests_after_first = len(server.requests)
 
-    second = hub.download_sms_spam(urls=urls, cache=tmp_path)
+    second = sms.download_sms_spam(urls=urls, cache=tmp_path)
 
     assert second == first
     assert len(server.requests) == requests_after_first == 1
@@ -92,14 +93,14 @@ def test_dropped_connection_fails_then_the_next_call_resumes_with_range(server, 
     urls = (server.url("/sms.zip"),)
 
     with pytest.raises(DownloadError, match="dropped") as caught:
-        hub.download_sms_spam(urls=urls, cache=tmp_path)
+        sms.download_sms_spam(urls=urls, cache=tmp_path)
     assert "run again to resume" in str(caught.value)
     (part,) = tmp_path.glob("*.part")
     assert part.read_bytes() == data[:half]
 
     server.routes["/sms.zip"].drop_after = None
     calls = []
-    path = hub.download_sms_spam(urls=urls, cache=tmp_path, progress=lambda *a: calls.append(a))
+    path = sms.download_sms_spam(urls=urls, cache=tmp_path, progress=lambda *a: calls.append(a))
 
     assert server.requests[-1].headers["range"] == f"bytes={half}-"
     assert calls[0][:2] == (half, len(data))  # progress starts where the partial file ended
@@ -109,11 +110,11 @@ def test_dropped_connection_fails_then_the_next_call_resumes_with_range(server, 
 
 def test_resume_restarts_when_the_server_ignores_range(server, tmp_path):
     data = make_sms_zip()
-    part = tmp_path / f"sms_spam_collection.{hub._short_hash(server.url('/sms.zip'))}.zip.part"
+    part = tmp_path / f"sms_spam_collection.{sms._short_hash(server.url('/sms.zip'))}.zip.part"
     part.write_bytes(b"stale bytes from elsewhere")
     server.routes["/sms.zip"] = Route(data, ranges=False)  # answers 200 with the whole file
 
-    path = hub.download_sms_spam(urls=(server.url("/sms.zip"),), cache=tmp_path)
+    path = sms.download_sms_spam(urls=(server.url("/sms.zip"),), cache=tmp_path)
 
     assert server.requests[0].headers["range"] == "bytes=26-"
     assert path.read_bytes() == SMS_LINES.encode()
@@ -123,7 +124,7 @@ def test_first_url_404_falls_back_to_the_second(server, tmp_path):
     server.routes["/mirror.zip"] = Route(make_sms_zip())
     urls = (server.url("/missing.zip"), server.url("/mirror.zip"))
 
-    path = hub.download_sms_spam(urls=urls, cache=tmp_path)
+    path = sms.download_sms_spam(urls=urls, cache=tmp_path)
 
     assert path.read_bytes() == SMS_LINES.encode()
     assert [r.path for r in server.requests] == ["/missing.zip", "/mirror.zip"]
@@ -133,7 +134,7 @@ def test_unreachable_server_raises_download_error_naming_urls_and_manual_route(t
     url = closed_port_url()
 
     with pytest.raises(DownloadError) as caught:
-        hub.download_sms_spam(urls=(url,), cache=tmp_path, timeout=5)
+        sms.download_sms_spam(urls=(url,), cache=tmp_path, timeout=5)
 
     message = str(caught.value)
     assert url in message and "connection refused" in message
@@ -143,14 +144,14 @@ def test_unreachable_server_raises_download_error_naming_urls_and_manual_route(t
 def test_all_urls_failing_lists_each_reason(server, tmp_path):
     urls = (server.url("/a.zip"), closed_port_url())
     with pytest.raises(DownloadError) as caught:
-        hub.download_sms_spam(urls=urls, cache=tmp_path)
+        sms.download_sms_spam(urls=urls, cache=tmp_path)
     assert "HTTP 404" in str(caught.value) and urls[1] in str(caught.value)
 
 
 def test_a_file_that_is_not_a_zip_is_rejected_and_removed(server, tmp_path):
     server.routes["/sms.zip"] = Route(b"<html>maintenance</html>")
     with pytest.raises(DownloadError, match="not a valid zip"):
-        hub.download_sms_spam(urls=(server.url("/sms.zip"),), cache=tmp_path)
+        sms.download_sms_spam(urls=(server.url("/sms.zip"),), cache=tmp_path)
     assert not list(tmp_path.glob("*.part"))
 
 
@@ -160,7 +161,7 @@ def test_a_zip_without_the_message_file_is_rejected(server, tmp_path):
         zf.writestr("other.txt", "x")
     server.routes["/sms.zip"] = Route(buffer.getvalue())
     with pytest.raises(DownloadError, match="has no SMSSpamCollection"):
-        hub.download_sms_spam(urls=(server.url("/sms.zip"),), cache=tmp_path)
+        sms.download_sms_spam(urls=(server.url("/sms.zip"),), cache=tmp_path)
 
 
 def test_stop_cancels_the_download_and_keeps_the_partial_file(server, tmp_path):
@@ -174,12 +175,12 @@ def test_stop_cancels_the_download_and_keeps_the_partial_file(server, tmp_path):
             stop.set()
 
     with pytest.raises(Cancelled):
-        hub.download_sms_spam(urls=urls, cache=tmp_path, progress=progress, stop=stop)
+        sms.download_sms_spam(urls=urls, cache=tmp_path, progress=progress, stop=stop)
     (part,) = tmp_path.glob("*.part")
     kept = part.stat().st_size
     assert 0 < kept < len(data)
 
-    path = hub.download_sms_spam(urls=urls, cache=tmp_path)
+    path = sms.download_sms_spam(urls=urls, cache=tmp_path)
     assert server.requests[-1].headers["range"] == f"bytes={kept}-"
     assert path.read_bytes() == SMS_LINES.encode()
 
@@ -188,7 +189,7 @@ def test_stop_set_before_the_call_makes_no_request(server, tmp_path):
     stop = threading.Event()
     stop.set()
     with pytest.raises(Cancelled):
-        hub.download_sms_spam(urls=(server.url("/sms.zip"),), cache=tmp_path, stop=stop)
+        sms.download_sms_spam(urls=(server.url("/sms.zip"),), cache=tmp_path, stop=stop)
     assert server.requests == []
 
 
@@ -352,11 +353,11 @@ def test_unreachable_hub_fails_fast_with_the_remedies(hub_server):
 
 def test_a_partial_file_the_server_cannot_continue_is_restarted(server, tmp_path):
     data = make_sms_zip()
-    part = tmp_path / f"sms_spam_collection.{hub._short_hash(server.url('/sms.zip'))}.zip.part"
+    part = tmp_path / f"sms_spam_collection.{sms._short_hash(server.url('/sms.zip'))}.zip.part"
     part.write_bytes(b"x" * (len(data) + 10))  # longer than the file: the server answers 416
     server.routes["/sms.zip"] = Route(data)
 
-    path = hub.download_sms_spam(urls=(server.url("/sms.zip"),), cache=tmp_path)
+    path = sms.download_sms_spam(urls=(server.url("/sms.zip"),), cache=tmp_path)
 
     assert path.read_bytes() == SMS_LINES.encode()
     assert [r.headers.get("range") for r in server.requests] == [f"bytes={len(data) + 10}-", None]

@@ -428,6 +428,7 @@ def cmd_eval(args) -> int:
 
 def cmd_download(args) -> int:
     from .core import hub
+    from .core.data import download_sms_spam
 
     bar = ProgressBar(enabled=sys.stderr.isatty())
 
@@ -436,7 +437,7 @@ def cmd_download(args) -> int:
         bar._show(f"{text}: {done / total:.0%}" if total else f"{text}: {done / 1e6:.1f} MB")
 
     if args.name == "sms-spam":
-        path = hub.download_sms_spam(progress=progress)
+        path = download_sms_spam(progress=progress)
     else:
         path = hub.resolve_checkpoint(args.name, progress=progress)
     bar.clear()

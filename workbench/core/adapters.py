@@ -9,8 +9,6 @@ pickle runs code when loaded.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
@@ -19,7 +17,8 @@ from pathlib import Path
 import torch
 
 from .config import LoRAConfig, ModelConfig
-from .errors import AdapterError
+from .errors import AdapterError, WorkbenchError
+from .fileio import write_atomically
 from .lora import adapter_shapes, trainable_state_dict
 from .model import GPT2Classifier
 
@@ -85,7 +84,10 @@ def save_adapter_tensors(path: str | Path, tensors: dict[str, torch.Tensor], inf
     if not info.package_version:
         info = replace(info, package_version=__version__)
     tensors = {k: v.detach().float().cpu().contiguous() for k, v in tensors.items()}
-    write_atomically(path, save(tensors, metadata={METADATA_KEY: info.to_json()}))
+    try:
+        write_atomically(path, save(tensors, metadata={METADATA_KEY: info.to_json()}))
+    except WorkbenchError as exc:
+        raise AdapterError(str(exc)) from exc
     return path
 
 
@@ -100,41 +102,9 @@ def copy_adapter(source: str | Path, target: str | Path) -> Path:
         raise AdapterError(f"Cannot read the adapter {source}: {exc.strerror or exc}") from exc
     try:
         write_atomically(target, payload)
-    except AdapterError as exc:
+    except WorkbenchError as exc:
         raise AdapterError(f"{exc} The trained adapter is kept at {source}.") from exc
     return target
-
-
-def write_atomically(path: Path, payload: bytes) -> None:
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise AdapterError(f"Cannot save to {path}: folder {folder} does not exist")
-    if path.is_dir():
-        raise AdapterError(
-            f"Cannot save to {path}: it is a folder; give a file name such as {path / 'adapter.safetensors'}"
-        )
-    tmp_name = None
-    try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode
-        os.replace(tmp_name, path)
-        tmp_name = None
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise AdapterError(f"Could not save {path}: {reason}. Any existing file there is unchanged.") from exc
-    finally:
-        if tmp_name and os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def read_adapter(path: str | Path) -> tuple[dict[str, torch.Tensor], AdapterInfo]:

@@ -37,10 +37,9 @@ from .classify import Classifier, PackedLinear, pack_weights_for_cpu, predict_pr
 from .config import MODEL_REPOS, PRECISIONS, DataConfig, LoRAConfig, ModelConfig, TrainConfig
 from .device import autocast, cpu_has_fast_bf16, describe, pick_device, pick_precision
 from .errors import ConfigError, WorkbenchError
-from .hub import Progress, raise_if_stopped
 from .lora import apply_lora, build_lora_model, merge_lora
 from .model import GPT2Classifier, param_count
-from .paths import cache_dir
+from .progress import Progress, raise_if_stopped
 from .tokenizer import EOT_ID, load_tokenizer
 from .training import EncodedSplit, Prepared, train_step
 
@@ -201,7 +200,7 @@ def load_bench_data(cfg: BenchConfig, checkpoint: Path | None, max_length: int) 
     tokenizer = _find_tokenizer(cfg.tokenizer, checkpoint)
     if tokenizer is None:
         return synthetic_data(cfg.seed, max_length, "synthetic lengths (no GPT-2 tokenizer found)")
-    if path.name == hub.SMS_SPAM_FILE:
+    if path.name == datamod.SMS_SPAM_FILE:
         table = datamod.read_sms_spam(path)  # keeps the book's repeats, as training does
         data_cfg = DataConfig(source=datamod.SMS_SPAM)
     else:
@@ -227,7 +226,7 @@ def load_bench_data(cfg: BenchConfig, checkpoint: Path | None, max_length: int) 
 def _data_file(data: str) -> Path | None:
     if data != datamod.SMS_SPAM:
         return Path(data)
-    cached = cache_dir() / hub.SMS_SPAM_FOLDER / hub.SMS_SPAM_FILE  # where `workbench download` puts it
+    cached = datamod.sms_spam_path()  # where `workbench download` puts it
     return cached if cached.is_file() else None
 
 

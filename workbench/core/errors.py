@@ -31,6 +31,10 @@ class DownloadError(WorkbenchError):
     """A download that failed (no network, server error, dropped connection)."""
 
 
+class OutputError(WorkbenchError):
+    """An output file could not be written; whatever was there before is unchanged."""
+
+
 class AdapterError(WorkbenchError):
     """An adapter file that is unreadable, corrupt or made for another base model."""
 

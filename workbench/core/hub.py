@@ -1,12 +1,8 @@
-"""Getting things from the network: the SMS Spam Collection and GPT-2 checkpoints.
+"""GPT-2 checkpoints from the Hugging Face Hub: fetched once, then found on disk.
 
-Both are fetched once and then found on disk, so everything after the first run works offline.
-
-- The SMS collection is a zip on the UCI site (plus the book's mirror). It is fetched with plain
-  ``urllib`` into a ``.part`` file that the next call resumes with an HTTP Range request, because the
-  UCI server is slow and connections drop.
-- Checkpoints live in the shared Hugging Face cache (``HF_HOME``), so a model that ``transformers``
-  already downloaded is reused and ours is reusable by other tools.
+Checkpoints live in the shared Hugging Face cache (``HF_HOME``), so a model that ``transformers``
+already downloaded is reused and ours is reusable by other tools. A local folder with
+``config.json`` + ``model.safetensors`` works wherever a size name does.
 
 Long calls take ``progress(done, total, message)`` (bytes) and a ``stop`` event; setting the event
 raises ``Cancelled`` at the next chunk.
@@ -14,217 +10,21 @@ raises ``Cancelled`` at the next chunk.
 
 from __future__ import annotations
 
-import hashlib
-import http.client
 import inspect
 import os
 import threading
-import urllib.error
-import urllib.parse
-import urllib.request
-import zipfile
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from .config import MODEL_REPOS
-from .errors import Cancelled, CheckpointError, DownloadError, WorkbenchError
-from .paths import cache_dir
-
-# (done units, total units or None when unknown, what is happening) — bytes for downloads.
-Progress = Callable[[int, int | None, str], None]
-
-SMS_SPAM_URLS = (
-    "https://archive.ics.uci.edu/static/public/228/sms+spam+collection.zip",
-    "https://f001.backblazeb2.com/file/LLMs-from-scratch/sms%2Bspam%2Bcollection.zip",
-)
-SMS_SPAM_FOLDER = "sms_spam_collection"  # under paths.cache_dir()
-SMS_SPAM_FILE = "SMSSpamCollection"
-_SMS_EXTRA_FILES = ("readme",)  # the authors' licence notice travels with the data
+from .errors import CheckpointError, WorkbenchError
+from .progress import Progress, raise_if_stopped
 
 CHECKPOINT_FILES = ("config.json", "model.safetensors")
 TOKENIZER_FILES = ("vocab.json", "merges.txt")
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
-_CHUNK = 64 * 1024
 _PROBE_TIMEOUT = 10.0  # seconds to wait for the Hub's first answer
-_USER_AGENT = "lora-workbench (python-urllib)"
-
-
-def raise_if_stopped(stop: threading.Event | None, what: str) -> None:
-    """Cooperative cancellation: long loops call this between steps (never a thread kill)."""
-    if stop is not None and stop.is_set():
-        raise Cancelled(f"{what} was cancelled.")
-
-
-# --------------------------------------------------------------------------- SMS Spam Collection
-
-
-class _FetchFailed(Exception):
-    """One URL did not work; the reason goes into the DownloadError that lists every URL tried."""
-
-
-def download_sms_spam(
-    *,
-    urls: Sequence[str] = SMS_SPAM_URLS,
-    cache: str | Path | None = None,
-    progress: Progress | None = None,
-    stop: threading.Event | None = None,
-    timeout: float = 30.0,
-) -> Path:
-    """The extracted ``SMSSpamCollection`` file, downloading the UCI zip on first use.
-
-    ``cache`` is the folder that receives the files (default ``cache_dir()/sms_spam_collection``).
-    A file already there is returned without touching the network. Each URL is tried in turn; a
-    dropped connection leaves a ``.part`` file that the next call resumes.
-    """
-    folder = Path(cache) if cache is not None else cache_dir() / SMS_SPAM_FOLDER
-    target = folder / SMS_SPAM_FILE
-    if target.is_file():
-        return target
-    folder.mkdir(parents=True, exist_ok=True)
-    failures: list[str] = []
-    for url in urls:
-        raise_if_stopped(stop, "Downloading the SMS Spam Collection")
-        # One partial file per URL, so a resume never splices bytes from two different servers.
-        part = folder / f"sms_spam_collection.{_short_hash(url)}.zip.part"
-        try:
-            _fetch(url, part, timeout=timeout, progress=progress, stop=stop)
-            _extract_sms(part, folder)
-        except _FetchFailed as failure:
-            failures.append(f"{url} ({failure})")
-            continue
-        part.unlink(missing_ok=True)
-        return target
-    raise DownloadError(_sms_failure_message(failures, target))
-
-
-def _short_hash(text: str) -> str:
-    return hashlib.sha1(text.encode()).hexdigest()[:10]
-
-
-def _fetch(
-    url: str,
-    part: Path,
-    *,
-    timeout: float,
-    progress: Progress | None,
-    stop: threading.Event | None,
-) -> None:
-    """Download ``url`` into ``part``, continuing from the bytes a previous attempt left there."""
-    have = part.stat().st_size if part.exists() else 0
-    request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT, "Accept-Encoding": "identity"})
-    if have:
-        request.add_header("Range", f"bytes={have}-")
-    try:
-        response = urllib.request.urlopen(request, timeout=timeout)
-    except urllib.error.HTTPError as error:
-        error.close()
-        if error.code == 416 and have:  # our partial file no longer matches the server's: start over
-            part.unlink()
-            return _fetch(url, part, timeout=timeout, progress=progress, stop=stop)
-        raise _FetchFailed(f"HTTP {error.code} {error.reason}") from error
-    except (urllib.error.URLError, OSError, ValueError) as error:
-        raise _FetchFailed(_network_reason(error)) from error
-
-    with response:
-        resume = _resume_point(response, have)
-        if resume is None:  # a range we did not ask for: drop the partial file and start over
-            if not have:
-                raise _FetchFailed("the server sent part of the file without being asked to")
-            response.close()
-            part.unlink()
-            return _fetch(url, part, timeout=timeout, progress=progress, stop=stop)
-        start, total = resume
-        message = f"Downloading the SMS Spam Collection from {urllib.parse.urlsplit(url).hostname}"
-        done = start
-        with part.open("ab" if start else "wb") as out:
-            if progress is not None:
-                progress(done, total, message)
-            while True:
-                raise_if_stopped(stop, "Downloading the SMS Spam Collection")
-                try:
-                    chunk = response.read(_CHUNK)
-                except (http.client.HTTPException, OSError) as error:
-                    raise _FetchFailed(_dropped(done, total)) from error
-                if not chunk:
-                    break
-                out.write(chunk)
-                done += len(chunk)
-                if progress is not None:
-                    progress(done, total, message)
-    if total is not None and done < total:
-        raise _FetchFailed(_dropped(done, total))
-
-
-def _resume_point(response: Any, have: int) -> tuple[int, int | None] | None:
-    """Where the body starts in the file and the file's full size, from the response headers.
-
-    A 206 continues our partial file; a 200 means the server ignored the Range header (or there
-    was none), so the body is the whole file from byte 0. None: a 206 for some other range.
-    """
-    if response.status == 206:
-        content_range = response.headers.get("Content-Range", "")  # "bytes 100-999/1000"
-        try:
-            first, _, size = content_range.removeprefix("bytes ").replace("-", "/", 1).split("/")
-            if int(first) == have:
-                return have, None if size == "*" else int(size)
-        except ValueError:
-            pass
-        return None
-    length = response.headers.get("Content-Length")
-    return 0, int(length) if length and length.isdigit() else None
-
-
-def _dropped(done: int, total: int | None) -> str:
-    of_total = f" of {total:,}" if total is not None else ""
-    return f"the connection dropped after {done:,}{of_total} bytes; run again to resume"
-
-
-def _network_reason(error: BaseException) -> str:
-    """A one-line reason a person can act on (urllib wraps the useful part in ``reason``)."""
-    reason = getattr(error, "reason", None) or error
-    if isinstance(reason, TimeoutError):
-        return "the server did not answer in time"
-    if isinstance(reason, ConnectionRefusedError):
-        return "connection refused"
-    return str(reason) or reason.__class__.__name__
-
-
-def _extract_sms(archive: Path, folder: Path) -> None:
-    """Take the message file (and its readme) out of the zip, the message file last and atomically.
-
-    Only members with the expected base names are written, so a hostile archive cannot place
-    files outside ``folder``; the message file's presence therefore means a complete extraction.
-    """
-    try:
-        with zipfile.ZipFile(archive) as zf:
-            members = {Path(name).name: name for name in zf.namelist() if not name.endswith("/")}
-            if SMS_SPAM_FILE not in members:
-                archive.unlink()
-                raise _FetchFailed(f"the archive has no {SMS_SPAM_FILE} file")
-            for name in (*_SMS_EXTRA_FILES, SMS_SPAM_FILE):
-                if name in members:
-                    tmp = folder / f"{name}.tmp"
-                    tmp.write_bytes(zf.read(members[name]))
-                    os.replace(tmp, folder / name)
-    except (zipfile.BadZipFile, EOFError) as error:
-        archive.unlink(missing_ok=True)
-        raise _FetchFailed("the downloaded file is not a valid zip archive (deleted; run again)") from error
-
-
-def _sms_failure_message(failures: list[str], target: Path) -> str:
-    tried = "\n".join(f"  - {line}" for line in failures) or "  (no addresses given)"
-    return (
-        "Could not download the SMS Spam Collection. Tried:\n"
-        f"{tried}\n"
-        "Check your internet connection and try again (an interrupted download resumes where it "
-        "stopped). Or download the zip yourself from "
-        f"{SMS_SPAM_URLS[0]}, extract it, and put its {SMS_SPAM_FILE} file at {target}."
-    )
-
-
-# --------------------------------------------------------------------------- GPT-2 checkpoints
 
 
 def hf_cache_dir() -> Path:

@@ -28,9 +28,10 @@ from typing import Any
 
 import torch
 
-from .adapters import AdapterInfo, check_adapter_tensors, read_adapter, save_adapter_tensors, write_atomically
+from .adapters import AdapterInfo, check_adapter_tensors, read_adapter, save_adapter_tensors
 from .config import LORA_TARGETS, MODEL_REPOS, LoRAConfig, ModelConfig
 from .errors import AdapterError, CheckpointError, ConfigError, shorten
+from .fileio import write_atomically
 from .lora import adapter_shapes
 from .model import load_model_config
 

@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 
 from . import events as ev
-from .adapters import write_atomically
 from .config import TrainConfig
 from .errors import WorkbenchError
+from .fileio import write_atomically
 from .paths import runs_dir
 
 CHECKPOINT_KEY = "lora_workbench_checkpoint"

@@ -49,7 +49,7 @@ from ..core.events import (
     TrainingFinished,
 )
 from ..core.lora import count_trainable
-from ..core.paths import cache_dir, data_dir
+from ..core.paths import data_dir
 from ..core.runs import RunFolder
 from ..resources import resource_path
 from ..worker import Job, JobPool, Returned, Worker
@@ -485,7 +485,7 @@ class MainWindow(QMainWindow):
         self._load_current_source()
 
     def _sms_file(self) -> Path:
-        return cache_dir() / hub.SMS_SPAM_FOLDER / hub.SMS_SPAM_FILE
+        return datamod.sms_spam_path()
 
     def _table_matches_source(self) -> bool:
         return self._table is not None and self._table.source == (self.data_panel.source())
@@ -519,7 +519,7 @@ class MainWindow(QMainWindow):
         self.data_panel.set_sms_status(False, busy="downloading…")
 
         def fetch(progress, stop):
-            return datamod.read_sms_spam(hub.download_sms_spam(progress=progress, stop=stop))
+            return datamod.read_sms_spam(datamod.download_sms_spam(progress=progress, stop=stop))
 
         self._read(fetch, "Downloading the SMS Spam Collection…")
 

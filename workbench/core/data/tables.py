@@ -1,17 +1,8 @@
-"""Datasets: reading CSV/TSV files, choosing columns, balancing, splitting, and padded batches.
-
-The SMS recipe is the one in chapter 6 of "Build a Large Language Model (From Scratch)"
-(section 6.2): keep every message (repeats included), undersample "ham" to the 747 "spam"
-messages, shuffle, and cut 70/10/20, which gives 1045/149/300 examples. Any other file goes
-through the same path, with its own columns, labels and (by default) duplicate removal.
+"""Reading CSV/TSV files: encoding, delimiter, quoting and header are detected, columns guessed.
 
 Numbers in the text column are accepted as text: GPT-2 reads digits like any other characters,
 and codes, prices or ratings are legitimate inputs. A file that is not text at all (binary, or an
 encoding we cannot tell) is refused with a message instead of being read as garbage.
-
-Batches are padded only to their own longest sequence ("dynamic padding") instead of the book's
-fixed 120 tokens; a classifier that reads the last real token (``lengths - 1``) gets the same
-result at a fraction of the compute.
 """
 
 from __future__ import annotations
@@ -19,23 +10,20 @@ from __future__ import annotations
 import codecs
 import csv
 import io
-import random
 import re
 import threading
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
-from .adapters import write_atomically
-from .config import DataConfig
-from .errors import DataError, WorkbenchError
-from .hub import Progress, download_sms_spam, raise_if_stopped
+from ..errors import DataError, WorkbenchError
+from ..fileio import write_atomically
+from ..progress import Progress, raise_if_stopped
 
 SMS_SPAM = "sms-spam"  # DataConfig.source value for the built-in dataset
 
@@ -528,51 +516,6 @@ def _by_name(columns: list[str], names: tuple[str, ...]) -> str | None:
     return next((lowered[n] for n in names if n in lowered), None)
 
 
-def read_sms_spam(path: str | Path) -> Table:
-    """The UCI SMS Spam Collection: one ``label<TAB>message`` per line, kept byte for byte.
-
-    Read line by line and split at the first TAB, because its messages contain unbalanced '"'
-    that make CSV readers merge lines (5,572 rows instead of 5,574).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"The SMS Spam Collection file {path} does not exist. Download it again.")
-    labels: list[str] = []
-    texts: list[str] = []
-    try:
-        with path.open("r", encoding="utf-8", newline="\n") as f:  # only LF ends a line
-            for number, line in enumerate(f, start=1):
-                line = line.removesuffix("\n").removesuffix("\r")  # tolerate a CRLF copy
-                if not line:
-                    continue
-                label, tab, text = line.partition("\t")
-                if not tab:
-                    raise DataError(
-                        f"Line {number} of {path} has no TAB between label and message, so the file "
-                        "is not the SMS Spam Collection (or is damaged). Delete it and download it again."
-                    )
-                labels.append(label)
-                texts.append(text)
-    except UnicodeDecodeError as error:
-        raise DataError(
-            f"{path} is not UTF-8 text, so it is not the SMS Spam Collection. Delete it and download it again."
-        ) from error
-    frame = pd.DataFrame({"label": labels, "text": texts}, dtype=str)
-    return Table(frame, SMS_SPAM, "utf-8", text_column="text", label_column="label")
-
-
-def load_table(
-    cfg: DataConfig,
-    *,
-    progress: Progress | None = None,
-    stop: threading.Event | None = None,
-) -> Table:
-    """The configured dataset: the SMS collection (downloaded once) or the user's file."""
-    if cfg.source == SMS_SPAM:
-        return read_sms_spam(download_sms_spam(progress=progress, stop=stop))
-    return read_table(cfg.source, max_rows=cfg.max_rows, progress=progress, stop=stop)
-
-
 def save_table(frame: pd.DataFrame, path: str | Path) -> Path:
     """Write a table as UTF-8 CSV (TSV for a .tsv/.tab name) atomically, temp file + rename like
     adapters, so a full disk or a read-only folder gives a DataError and leaves any file already
@@ -585,259 +528,3 @@ def save_table(frame: pd.DataFrame, path: str | Path) -> Path:
     except WorkbenchError as error:
         raise DataError(str(error)) from error
     return path
-
-
-# --------------------------------------------------------------------------- labels and splits
-
-
-@dataclass(frozen=True)
-class LabeledTexts:
-    texts: list[str]
-    labels: list[int]  # class ids: indices into DatasetSplits.label_names
-
-
-@dataclass(frozen=True)
-class DatasetSplits:
-    train: LabeledTexts
-    val: LabeledTexts
-    test: LabeledTexts
-    label_names: list[str]  # index = class id; sorted ("ham"=0, "spam"=1), numbers numerically
-    class_counts: dict[str, int]  # per label after dropping empty rows and duplicates, before balancing
-    dropped_empty: int  # rows with an empty text, or a missing label ("", NA, NaN, null, #N/A, ...)
-    dropped_duplicates: int  # repeats of an earlier (text, label) pair
-
-
-def make_splits(table: Table, cfg: DataConfig) -> DatasetSplits:
-    """Clean, balance and split a table into train/validation/test, reproducibly for ``cfg.seed``.
-
-    Sizes follow the book's ``random_split``: int(n*train), int(n*val), and the rest for test;
-    within those totals every class gets its proportional share (stratified), so a small or
-    skewed dataset still has every class in every split.
-    """
-    text_column, label_column = _chosen_columns(table, cfg)
-    frame = table.frame
-    texts = frame[text_column].fillna("").astype(str).tolist()
-    labels = [label.strip() for label in frame[label_column].fillna("").astype(str).tolist()]
-
-    rows = [(text, label) for text, label in zip(texts, labels) if text.strip() and label not in _MISSING_LABELS]
-    dropped_empty = len(texts) - len(rows)
-    drop_duplicates = cfg.drop_duplicates if cfg.drop_duplicates is not None else table.source != SMS_SPAM
-    dropped_duplicates = 0
-    if drop_duplicates:
-        unique = list(dict.fromkeys(rows))  # keeps the first of each (text, label)
-        dropped_duplicates = len(rows) - len(unique)
-        rows = unique
-
-    label_names = _sorted_labels({label for _, label in rows})
-    if len(label_names) < 2:
-        found = f"only the label {_short(label_names[0])!r}" if label_names else "no labels"
-        raise DataError(
-            f"Column {label_column!r} of {_describe(table)} has {found}; a classifier needs at "
-            "least two classes. Choose another label column or another file."
-        )
-    by_class: dict[str, list[str]] = {name: [] for name in label_names}
-    for text, label in rows:
-        by_class[label].append(text)
-    class_counts = {name: len(by_class[name]) for name in label_names}
-
-    rng = random.Random(cfg.seed)
-    if cfg.balance:
-        smallest = min(class_counts.values())
-        by_class = {name: rng.sample(items, smallest) for name, items in by_class.items()}
-    for items in by_class.values():
-        rng.shuffle(items)
-
-    train, val, test = _stratified_split(by_class, label_names, cfg, rng, table)
-    return DatasetSplits(train, val, test, label_names, class_counts, dropped_empty, dropped_duplicates)
-
-
-def _short(label: str, limit: int = 24) -> str:
-    """A label as a message quotes it: a "label" that is really a long text is cut."""
-    return label if len(label) <= limit else label[: limit - 1] + "…"
-
-
-def _describe(table: Table) -> str:
-    return "the SMS Spam Collection" if table.source == SMS_SPAM else Path(table.source).name
-
-
-def _chosen_columns(table: Table, cfg: DataConfig) -> tuple[str, str]:
-    """The configured columns, else the detected ones; errors list what the file offers."""
-    available = [str(c) for c in table.frame.columns]
-    listing = ", ".join(repr(c) for c in available) or "(none)"
-    chosen: list[str] = []
-    for role, configured, detected in (
-        ("text", cfg.text_column, table.text_column),
-        ("label", cfg.label_column, table.label_column),
-    ):
-        if configured is not None and configured not in available:
-            raise DataError(
-                f"The {role} column {configured!r} is not in {_describe(table)}. "
-                f"Its columns are: {listing}. Choose one of those."
-            )
-        column = configured if configured is not None else detected
-        if column is None or column not in available:
-            raise DataError(
-                f"Could not tell which column of {_describe(table)} holds the {role}. "
-                f"Its columns are: {listing}. Choose the {role} column."
-            )
-        chosen.append(column)
-    if chosen[0] == chosen[1]:
-        raise DataError(
-            f"The text and the label column are both {chosen[0]!r}. Choose two different columns "
-            f"of {_describe(table)} (its columns are: {listing})."
-        )
-    return chosen[0], chosen[1]
-
-
-def _sorted_labels(labels: set[str]) -> list[str]:
-    """Alphabetical, or numerical when every label is a number (so "2" < "10")."""
-    if labels and all(_is_number(label) for label in labels):
-        return sorted(labels, key=lambda label: (float(label), label))
-    return sorted(labels)
-
-
-def _stratified_split(
-    by_class: dict[str, list[str]],
-    label_names: list[str],
-    cfg: DataConfig,
-    rng: random.Random,
-    table: Table,
-) -> tuple[LabeledTexts, LabeledTexts, LabeledTexts]:
-    sizes = [len(by_class[name]) for name in label_names]
-    n = sum(sizes)
-    n_train = int(n * cfg.train_fraction)
-    n_val = int(n * cfg.val_fraction)
-    n_test = n - n_train - n_val
-    train_k = _apportion(n_train, sizes)
-    left = [size - k for size, k in zip(sizes, train_k)]
-    val_k = _apportion(n_val, left)  # shares of what is left keep the test set stratified too
-
-    if min(n_train, n_val, n_test) < 1 or min(train_k) < 1:
-        shown = 6  # a label column that is really text has a "class" per row; list a few
-        counts = ", ".join(f"{size} {_short(name)!r}" for name, size in zip(label_names[:shown], sizes))
-        if len(label_names) > shown:
-            counts += f" and {len(label_names) - shown} more labels"
-        raise DataError(
-            f"{_describe(table)} is too small to split: {n} usable rows ({counts}) give {n_train} "
-            f"training, {n_val} validation and {n_test} test examples, but every split needs "
-            "examples and training needs every class. Add more rows, or change the split fractions."
-        )
-
-    splits: list[list[tuple[str, int]]] = [[], [], []]
-    for class_id, name in enumerate(label_names):
-        items = by_class[name]
-        cut_val, cut_test = train_k[class_id], train_k[class_id] + val_k[class_id]
-        for split, part in zip(splits, (items[:cut_val], items[cut_val:cut_test], items[cut_test:])):
-            split.extend((text, class_id) for text in part)
-    result = []
-    for split in splits:
-        rng.shuffle(split)  # mix the classes
-        result.append(LabeledTexts([text for text, _ in split], [label for _, label in split]))
-    return result[0], result[1], result[2]
-
-
-def _apportion(total: int, sizes: list[int]) -> list[int]:
-    """Split ``total`` across classes in proportion to ``sizes`` (largest remainder), never above a size."""
-    whole = sum(sizes)
-    if total <= 0 or whole <= 0:
-        return [0] * len(sizes)
-    exact = [total * size / whole for size in sizes]
-    shares = [min(int(x), size) for x, size in zip(exact, sizes)]
-    by_remainder = sorted(range(len(sizes)), key=lambda i: (-(exact[i] - int(exact[i])), i))
-    rest = total - sum(shares)
-    while rest > 0:
-        open_classes = [i for i in by_remainder if shares[i] < sizes[i]]
-        if not open_classes:
-            break
-        for i in open_classes[:rest]:
-            shares[i] += 1
-        rest = total - sum(shares)
-    return shares
-
-
-# --------------------------------------------------------------------------- tokens and batches
-
-
-def encode_texts(texts: list[str], tokenizer: Any, max_length: int) -> tuple[list[list[int]], int]:
-    """Token ids per text (the first ``max_length``), and how many texts were cut.
-
-    ``encode_ordinary`` treats "<|endoftext|>" in user text as plain text instead of raising.
-    An empty text becomes the end-of-text token, so every example has a last token to classify.
-    """
-    if max_length < 1:
-        raise ValueError(f"max_length must be at least 1, got {max_length}")
-    batch_encode = getattr(tokenizer, "encode_ordinary_batch", None)
-    encoded = batch_encode(texts) if batch_encode else [tokenizer.encode_ordinary(t) for t in texts]
-    token_ids: list[list[int]] = []
-    truncated = 0
-    for ids in encoded:
-        if len(ids) > max_length:
-            truncated += 1
-            ids = ids[:max_length]
-        token_ids.append(ids or [tokenizer.eot_token])
-    return token_ids, truncated
-
-
-@dataclass
-class Batch:
-    input_ids: torch.Tensor  # (B, T) int64, right-padded with pad_id to this batch's longest row
-    lengths: torch.Tensor  # (B,) int64, real tokens per row
-    labels: torch.Tensor  # (B,) int64 class ids
-
-    def to(self, device: torch.device | str) -> Batch:
-        return Batch(self.input_ids.to(device), self.lengths.to(device), self.labels.to(device))
-
-
-def count_batches(n: int, batch_size: int, drop_last: bool = False) -> int:
-    return n // batch_size if drop_last else -(-n // batch_size)
-
-
-def iterate_batches(
-    token_ids: list[list[int]],
-    labels: list[int],
-    batch_size: int,
-    *,
-    pad_id: int,
-    shuffle: bool = False,
-    generator: torch.Generator | None = None,
-    sort_chunk: int = 0,
-    drop_last: bool = False,
-) -> Iterator[Batch]:
-    """Batches padded only to their own longest row.
-
-    With ``sort_chunk`` > 0, examples are sorted by length within windows of
-    ``sort_chunk * batch_size`` (after shuffling), so each batch holds similar lengths and padding
-    nearly vanishes; when shuffling, the batch order is then shuffled too, so training still sees
-    a random order.
-    """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    if len(token_ids) != len(labels):
-        raise ValueError(f"{len(token_ids)} token sequences but {len(labels)} labels")
-    n = len(token_ids)
-    order = torch.randperm(n, generator=generator).tolist() if shuffle else list(range(n))
-    if sort_chunk > 0:
-        span = sort_chunk * batch_size
-        order = [
-            i
-            for start in range(0, n, span)
-            for i in sorted(order[start : start + span], key=lambda i: len(token_ids[i]))
-        ]
-    batches = [order[start : start + batch_size] for start in range(0, n, batch_size)]
-    if drop_last and batches and len(batches[-1]) < batch_size:
-        batches.pop()
-    if sort_chunk > 0 and shuffle:
-        batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
-    for indices in batches:
-        yield pad_batch([token_ids[i] for i in indices], [labels[i] for i in indices], pad_id)
-
-
-def pad_batch(rows: list[list[int]], labels: list[int], pad_id: int) -> Batch:
-    """One batch, right-padded with ``pad_id`` to its longest row (also used by classification)."""
-    longest = max(len(row) for row in rows)
-    padded = [row + [pad_id] * (longest - len(row)) for row in rows]
-    return Batch(
-        input_ids=torch.tensor(padded, dtype=torch.long),  # (B, T)
-        lengths=torch.tensor([len(row) for row in rows], dtype=torch.long),  # (B,)
-        labels=torch.tensor(labels, dtype=torch.long),  # (B,)
-    )
