@@ -15,7 +15,7 @@ import pytest
 from PySide6.QtCore import QSettings, QTimer
 from PySide6.QtWidgets import QMessageBox
 
-from workbench.gui.main_window import PEFT_AVAILABLE, MainWindow
+from workbench.gui.main_window import MainWindow
 
 SPAM = ["win a cash prize now", "free prize claim your cash", "you won cash call now", "claim free win prize"]
 HAM = ["see you at lunch", "are we still on for lunch", "running late see you soon", "call me after lunch ok"]
@@ -59,7 +59,7 @@ def make_window(qtbot, tmp_path, tiny_checkpoint, dataset, **training) -> MainWi
     window.show()
     window.set_model_folder(str(tiny_checkpoint))
     window.open_dataset(str(dataset))
-    qtbot.waitUntil(lambda: window._table is not None and bool(window._counts), timeout=10_000)
+    qtbot.waitUntil(lambda: window.dataset.table is not None and bool(window.dataset.counts), timeout=10_000)
     window.model_panel.set_device("cpu")
     t = window.training_panel
     t.epochs.setValue(training.get("epochs", 2))
@@ -85,7 +85,7 @@ def workbench_threads() -> list[threading.Thread]:
 
 def test_choosing_model_and_csv_fills_the_panels(window):
     assert window.problems() == []
-    assert window._counts == {"ham": 30, "spam": 30}
+    assert window.dataset.counts == {"ham": 30, "spam": 30}
     assert "ham 30" in window.data_panel.counts_label.text()
     assert window.start_button.isEnabled()
     assert "trainable" in window.lora_panel.summary.text()
@@ -164,18 +164,17 @@ def test_full_run_results_classify_save_and_reopen(qtbot, window, tmp_path, dial
     saved = tmp_path / "mine.safetensors"
     window.save_adapter(str(saved))
     qtbot.waitUntil(saved.exists, timeout=10_000)
-    window.adapter_path = None
+    window.adapter.path = None
     window.open_adapter(str(saved))
-    qtbot.waitUntil(lambda: window.adapter_path == str(saved), timeout=30_000)
+    qtbot.waitUntil(lambda: window.adapter.path == str(saved), timeout=30_000)
     assert "mine.safetensors" in window.adapter_status.text()
     assert "labels: ham, spam" in window.classify_tab.adapter_label.text()
 
-    # Export for PEFT (when the core ships it).
-    if PEFT_AVAILABLE:
-        peft_dir = tmp_path / "peft"
-        peft_dir.mkdir()
-        window.export_peft(str(peft_dir))
-        qtbot.waitUntil(lambda: (peft_dir / "adapter_config.json").exists(), timeout=20_000)
+    # Export for PEFT.
+    peft_dir = tmp_path / "peft"
+    peft_dir.mkdir()
+    window.export_peft(str(peft_dir))
+    qtbot.waitUntil(lambda: (peft_dir / "adapter_config.json").exists(), timeout=20_000)
 
     # The run is listed under Runs, and reopening it restores the curves and the results.
     window.runs_tab.refresh()
@@ -195,7 +194,7 @@ def test_a_broken_adapter_gives_a_clear_message(qtbot, window, tmp_path, dialogs
     window.open_adapter(str(bad))
     qtbot.waitUntil(lambda: any(kind == "critical" for kind, _ in dialogs), timeout=10_000)
     assert "bad.safetensors" in dialogs[-1][1]
-    assert window.isVisible() and window.adapter_path is None
+    assert window.isVisible() and window.adapter.path is None
 
 
 def test_closing_during_training_stops_cleanly(qtbot, window, dialogs):
@@ -252,7 +251,7 @@ def test_settings_are_remembered(qtbot, tmp_path, tiny_checkpoint, dataset, dial
     assert second.training_panel.epochs.value() == 7
     assert second.model_panel.model() == str(tiny_checkpoint)
     assert second.data_panel.source() == str(dataset)
-    qtbot.waitUntil(lambda: second._table is not None, timeout=10_000)
+    qtbot.waitUntil(lambda: second.dataset.table is not None, timeout=10_000)
     second.pool.stop_all()
     assert second.pool.wait_all(5000)
 
@@ -263,8 +262,10 @@ def test_dropping_files_routes_by_type(qtbot, window, dataset, tmp_path):
         "text\tlabel\n" + "".join(f"hello {i}\t{'a' if i % 2 else 'b'}\n" for i in range(10)), encoding="utf-8"
     )
     window.open_path(str(other))
-    qtbot.waitUntil(lambda: window._table is not None and window._table.source == str(other), timeout=10_000)
-    assert window._counts == {"a": 5, "b": 5}
+    qtbot.waitUntil(
+        lambda: window.dataset.table is not None and window.dataset.table.source == str(other), timeout=10_000
+    )
+    assert window.dataset.counts == {"a": 5, "b": 5}
 
 
 def test_worker_and_core_layers_import_no_widgets():
@@ -305,7 +306,7 @@ def test_model_download_shows_progress(qtbot, window, monkeypatch, tiny_checkpoi
     window.model_panel.download_progress.valueChanged.connect(seen.append)
     window.model_panel.download_button.click()
     assert window.model_panel.download_progress.isVisibleTo(window)
-    qtbot.waitUntil(lambda: window._download_job is None, timeout=10_000)
+    qtbot.waitUntil(lambda: window.model.download_job is None, timeout=10_000)
     assert seen and max(seen) == 1000
     assert not window.model_panel.download_progress.isVisibleTo(window)
 
@@ -481,66 +482,33 @@ def test_train_more_epochs_extends_a_finished_run(qtbot, window):
 # --- the memory estimate -------------------------------------------------------------------------
 
 
-def test_memory_estimate_arithmetic():
-    from workbench.core.config import LoRAConfig, ModelConfig
-    from workbench.core.lora import count_trainable
-    from workbench.gui.estimates import estimate_training_memory, is_tight, padded_length
-
-    small, lora = ModelConfig.for_size("gpt2"), LoRAConfig(rank=16)
-    trainable = count_trainable(small, lora, 2)
-    fp32 = estimate_training_memory(small, lora, 2, batch_size=8, seq_len=256, precision="fp32")
-    assert fp32.weights == (small.n_params + trainable) * 4
-    assert fp32.weight_copies == 0
-    # 17 values per token and width in each block (measured), 4 bytes each in fp32.
-    assert fp32.activations == 12 * 8 * 256 * 17 * 768 * 4
-    assert (fp32.gradients, fp32.optimizer) == (trainable * 4, trainable * 8)
-    assert fp32.total == fp32.weights + fp32.activations + fp32.gradients + fp32.optimizer
-    assert 1.7e9 < fp32.total < 1.9e9  # ~1.8 GB: GPT-2 small, batch 8 of 256 tokens
-
-    bf16 = estimate_training_memory(small, lora, 2, batch_size=8, seq_len=256, precision="bf16")
-    assert bf16.activations == fp32.activations // 2
-    assert bf16.weight_copies == 12 * (12 * 768 * 768 + 13 * 768) * 2
-
-    top = estimate_training_memory(small, LoRAConfig(rank=16, top_blocks=3), 2, 8, 256, "fp32")
-    assert top.blocks_with_backward == 3 and top.activations == fp32.activations // 4  # only blocks with backward
-
-    double = estimate_training_memory(small, lora, 2, batch_size=16, seq_len=256, precision="fp32")
-    assert double.activations == 2 * fp32.activations  # linear in the batch
-
-    assert padded_length(None, 1024) == 1024
-    assert padded_length(128, 1024) == 128
-    assert padded_length(5000, 1024) == 1024
-    assert padded_length(None, 1024, longest_text_chars=300) == 101  # ~3 characters a token, +1
-    assert is_tight(81, 100) and not is_tight(80, 100) and not is_tight(10, None)
-
-
 def test_memory_estimate_is_shown_against_the_device(window, monkeypatch):
-    from workbench.gui import main_window
-    from workbench.gui.estimates import DeviceMemory
+    from workbench.core.memory import DeviceMemory
+    from workbench.gui.controllers import config
 
     label = window.column.memory
     assert label.text().startswith("est. ") and "free RAM" in label.text()
     assert window.memory_status.text() == label.text()  # status bar too
     assert "activations" in label.toolTip() and "AdamW" in label.toolTip()
-    assert window.memory_estimate.seq_len < 64  # from the longest text, not the model's 256 positions
+    assert window.config.memory_estimate.seq_len < 64  # from the longest text, not the model's 256 positions
     assert "⚠" not in label.text()
 
-    monkeypatch.setattr(main_window, "device_memory", lambda device: DeviceMemory(1_000_000, "GPU memory"))
+    monkeypatch.setattr(config, "device_memory", lambda device: DeviceMemory(1_000_000, "GPU memory"))
     window.training_panel.batch_size.setValue(16)  # any change re-estimates
     assert label.text().startswith("⚠") and "lower the batch size" in label.text()
     assert "#d9534f" in label.styleSheet() and "#d9534f" in window.memory_status.styleSheet()
-    before = window.memory_estimate.activations
+    before = window.config.memory_estimate.activations
     window.training_panel.batch_size.setValue(32)
-    assert window.memory_estimate.activations == 2 * before
+    assert window.config.memory_estimate.activations == 2 * before
 
 
 def test_a_very_large_file_offers_a_sample_that_training_uses(window, qtbot, dataset, dialogs, monkeypatch):
-    import workbench.gui.main_window as main_window
+    from workbench.gui.controllers import dataset as dataset_controller
 
-    monkeypatch.setattr(main_window, "LARGE_FILE_BYTES", 100)  # the 60-row test file counts as large
-    monkeypatch.setattr(main_window, "SAMPLE_ROWS", 40)
+    monkeypatch.setattr(dataset_controller, "LARGE_FILE_BYTES", 100)  # the 60-row test file counts as large
+    monkeypatch.setattr(dataset_controller, "SAMPLE_ROWS", 40)
     window.open_dataset(str(dataset))
     assert any(kind == "question" and "first 40 rows" in text for kind, text in dialogs)
-    qtbot.waitUntil(lambda: window._table is not None and len(window._table.frame) == 40, timeout=10_000)
+    qtbot.waitUntil(lambda: window.dataset.table is not None and len(window.dataset.table.frame) == 40, timeout=10_000)
     cfg, _ = window.build_config()
     assert cfg.data.max_rows == 40

@@ -50,7 +50,9 @@ def make_adapter(path: Path, checkpoint: Path, labels=("ham", "spam"), base: str
 def still_usable(qtbot, window, good: Path) -> None:
     """Open a good file again: the counts come back and Start is possible."""
     window.open_dataset(str(good))
-    qtbot.waitUntil(lambda: window._table is not None and window._counts == {"ham": 30, "spam": 30}, timeout=10_000)
+    qtbot.waitUntil(
+        lambda: window.dataset.table is not None and window.dataset.counts == {"ham": 30, "spam": 30}, timeout=10_000
+    )
     assert window.problems() == [] and window.start_button.isEnabled()
 
 
@@ -79,7 +81,7 @@ def test_file_with_one_class(qtbot, window, dialogs, dataset, tmp_path):
     one = tmp_path / "one.csv"
     one.write_text("label,text\n" + "".join(f"spam,{SPAM[i % 4]} {i}\n" for i in range(20)), encoding="utf-8")
     window.open_dataset(str(one))
-    qtbot.waitUntil(lambda: window._table is not None and window._counts == {"spam": 20}, timeout=10_000)
+    qtbot.waitUntil(lambda: window.dataset.table is not None and window.dataset.counts == {"spam": 20}, timeout=10_000)
     message = "the label column has only one class; a classifier needs at least two"
     assert message in window.column.problems.text()  # shown under the settings, before any click
     assert message in window.start_button.toolTip() and not window.start_button.isEnabled()
@@ -130,7 +132,9 @@ def test_file_deleted_after_reading_is_caught_at_start(qtbot, window, dialogs, t
     copy = tmp_path / "copy.csv"
     copy.write_bytes(dataset.read_bytes())
     window.open_dataset(str(copy))
-    qtbot.waitUntil(lambda: window._table is not None and window._table.source == str(copy), timeout=10_000)
+    qtbot.waitUntil(
+        lambda: window.dataset.table is not None and window.dataset.table.source == str(copy), timeout=10_000
+    )
     copy.unlink()
     window.start_button.click()  # still enabled: nothing has looked at the disk since
     assert not window.is_training()
@@ -151,9 +155,9 @@ def test_truncated_adapter(qtbot, window, dialogs, tiny_checkpoint, tmp_path):
     assert shown(dialogs)[0].startswith(
         "Could not open the adapter: cut.safetensors is corrupt or truncated: not a readable safetensors file"
     )
-    assert window.adapter_path is None and window.isVisible()
+    assert window.adapter.path is None and window.isVisible()
     window.open_adapter(str(good))  # still usable: a good adapter loads
-    qtbot.waitUntil(lambda: window.adapter_path == str(good), timeout=30_000)
+    qtbot.waitUntil(lambda: window.adapter.path == str(good), timeout=30_000)
 
 
 class _Sentinel:
@@ -175,7 +179,7 @@ def test_pickle_adapter_is_refused_unopened(qtbot, window, dialogs, tmp_path):
         "opened, so they are never loaded; use a .safetensors adapter."
     ]
     assert not marker.exists()  # never unpickled
-    assert window.adapter_path is None
+    assert window.adapter.path is None
 
 
 @pytest.fixture
@@ -187,7 +191,7 @@ def test_adapter_for_another_base_offers_to_switch(qtbot, window, dialogs, tiny_
     adapter = make_adapter(tmp_path / "made-for-tiny.safetensors", tiny_checkpoint)
     window.set_model_folder(str(other_checkpoint))
     window.open_adapter(str(adapter))
-    qtbot.waitUntil(lambda: window.adapter_path == str(adapter), timeout=30_000)
+    qtbot.waitUntil(lambda: window.adapter.path == str(adapter), timeout=30_000)
     assert shown(dialogs, "question") == [
         f"Adapter made for another model: made-for-tiny.safetensors was trained on {tiny_checkpoint} "
         f"(2 layers, width 64), but {other_checkpoint} is selected.\n\nSwitch the model to {tiny_checkpoint}?"
@@ -211,7 +215,7 @@ def test_adapter_for_another_base_declined_is_refused(
         f"Could not open the adapter: This adapter was made for {tiny_checkpoint} (2 layers, width 64), "
         f"not for {other_checkpoint} (1 layers, width 32)"
     ]
-    assert window.model_panel.model() == str(other_checkpoint) and window.adapter_path is None
+    assert window.model_panel.model() == str(other_checkpoint) and window.adapter.path is None
 
 
 def test_adapter_whose_base_is_gone_is_refused_on_the_wrong_model(
@@ -230,7 +234,7 @@ def test_adapter_whose_base_is_gone_is_refused_on_the_wrong_model(
 def test_adapter_with_another_label_set_says_so(qtbot, window, dialogs, tiny_checkpoint, tmp_path):
     adapter = make_adapter(tmp_path / "topics.safetensors", tiny_checkpoint, labels=("sport", "politics", "tech"))
     window.open_adapter(str(adapter))
-    qtbot.waitUntil(lambda: window.adapter_path == str(adapter), timeout=30_000)
+    qtbot.waitUntil(lambda: window.adapter.path == str(adapter), timeout=30_000)
     note = (
         "The labels of messages.csv (ham, spam) do not match the adapter's (sport, politics, tech): the adapter "
         "never learned ham, spam. Choose the dataset the adapter was trained for, or the right label column. "
@@ -250,7 +254,7 @@ def test_saving_the_adapter_where_it_cannot_be_written(
     (tmp_path / "run").mkdir()
     run_adapter = make_adapter(tmp_path / "run" / "adapter.safetensors", tiny_checkpoint)
     window.open_adapter(str(run_adapter))
-    qtbot.waitUntil(lambda: window.adapter_path == str(run_adapter), timeout=30_000)
+    qtbot.waitUntil(lambda: window.adapter.path == str(run_adapter), timeout=30_000)
     original = run_adapter.read_bytes()
     target = tmp_path / "out" / "mine.safetensors"
     target.parent.mkdir()

@@ -58,7 +58,7 @@ def test_thirty_start_stop_cycles(qtbot, tmp_path, tiny_checkpoint, dataset, dia
         window.stop_training()
         qtbot.waitUntil(lambda: not window.is_training(), timeout=10_000)
         qtbot.waitUntil(
-            lambda cycle=cycle: window.adapter_path is not None and window.runs_tab.list.count() == cycle,
+            lambda cycle=cycle: window.adapter.path is not None and window.runs_tab.list.count() == cycle,
             timeout=30_000,
         )
         settle(qtbot, window)

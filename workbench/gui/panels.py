@@ -37,6 +37,7 @@ from ..core.config import ALL_TARGETS, MODEL_LABELS, DataConfig, LoRAConfig, Mod
 from ..core.data import SMS_SPAM
 from ..core.device import available_devices
 from ..core.errors import WorkbenchError
+from ..core.memory import human_bytes
 from ..core.model import load_model_config
 
 LOCAL_FOLDER = "__local__"  # the "Local folder…" entry of the model list
@@ -50,16 +51,6 @@ def mark_invalid(widget: QWidget, problems: list[str], tip: str = "") -> None:
     widget.setProperty("problems", problems)
     widget.setStyleSheet(INVALID_STYLE if problems else "")
     widget.setToolTip("\n".join(problems) if problems else tip)
-
-
-def human_bytes(n: float | None) -> str:
-    if n is None:
-        return "?"
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit in ("B", "KB") else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GB"
 
 
 def human_count(n: int) -> str:

@@ -1,7 +1,8 @@
-"""How much memory a training run will need, before it starts: plain arithmetic, no Qt.
+"""How much memory a training run will need, before it starts: plain arithmetic.
 
 The window shows this next to Start and in the status bar so a person can pick a batch size and a
-max length that fit, instead of learning it from an out-of-memory error. It counts:
+max length that fit, instead of learning it from an out-of-memory error; the words it shows are
+made here (``memory_line``, ``memory_breakdown``) so any other front end says the same. It counts:
 
 - **weights**: every parameter at 4 bytes (the model is kept in fp32; bf16 runs use autocast);
 - **bf16 weight copies**: under bf16 autocast each matmul casts its fp32 weight to bf16, and the
@@ -31,8 +32,10 @@ import math
 from dataclasses import dataclass
 from functools import cache
 
-from ..core.config import LoRAConfig, ModelConfig
-from ..core.lora import count_trainable
+from .config import LoRAConfig, ModelConfig, TrainConfig
+from .device import pick_device, pick_precision
+from .errors import ConfigError
+from .lora import count_trainable
 
 WARN_FRACTION = 0.8  # above this share of the device's memory the estimate is shown as a warning
 ACTIVATION_VALUES_PER_WIDTH = 17  # per token and block, measured (see the module docstring)
@@ -91,6 +94,20 @@ def estimate_training_memory(
     )
 
 
+def estimate_run_memory(
+    cfg: TrainConfig, model: ModelConfig, num_classes: int, longest_text_chars: int | None = None
+) -> MemoryEstimate:
+    """The estimate for ``cfg`` as it would run: "auto" precision resolved on its device (fp32 when
+    the device is not there: the run will not start anyway), rows padded to the dataset's longest
+    text when it has been read, else to the max length."""
+    try:
+        precision = pick_precision(cfg.precision, pick_device(cfg.device))
+    except ConfigError:
+        precision = "fp32"
+    seq_len = padded_length(cfg.data.max_length, model.n_positions, longest_text_chars)
+    return estimate_training_memory(model, cfg.lora, num_classes, cfg.batch_size, seq_len, precision)
+
+
 def share_of(need: int, available: int | None) -> float | None:
     """``need`` as a fraction of ``available`` (None when the device's memory is unknown)."""
     if not available:
@@ -118,9 +135,6 @@ def device_memory(requested: str) -> DeviceMemory:
     import psutil
     import torch
 
-    from ..core.device import pick_device
-    from ..core.errors import ConfigError
-
     try:
         device = pick_device(requested)
     except ConfigError:
@@ -141,3 +155,44 @@ def _cuda_total_memory(index: int) -> int:
     import torch
 
     return int(torch.cuda.get_device_properties(index).total_memory)
+
+
+def memory_line(estimate: MemoryEstimate, device: DeviceMemory) -> str:
+    """One line: the need against what the device offers, with advice when it is tight."""
+    need = human_bytes(estimate.total)
+    if device.available:
+        share = estimate.total / device.available
+        percent = "<1%" if share < 0.01 else f"{share:.0%}"
+        text = f"est. {need} of {human_bytes(device.available)} {device.what} ({percent})"
+    else:
+        text = f"est. {need} needed"
+    if is_tight(estimate.total, device.available):
+        text = f"⚠ {text}: lower the batch size or max length"
+    return text
+
+
+def memory_breakdown(estimate: MemoryEstimate, padded_to: str) -> str:
+    """The estimate by kind, a few lines; ``padded_to`` says where the row length came from."""
+    return (
+        f"Estimated peak memory for training, batch {estimate.batch_size} × {estimate.seq_len} tokens "
+        f"({padded_to}), {estimate.precision}:\n"
+        f"  weights {human_bytes(estimate.weights)}\n"
+        + (f"  bf16 weight copies {human_bytes(estimate.weight_copies)}\n" if estimate.weight_copies else "")
+        + f"  activations ({estimate.blocks_with_backward} blocks with backward) "
+        f"{human_bytes(estimate.activations)}\n"
+        f"  gradients {human_bytes(estimate.gradients)}\n"
+        f"  AdamW state {human_bytes(estimate.optimizer)}\n"
+        f"A rough guide (Korthikanti et al. 2022 for activations); shown in red above "
+        f"{WARN_FRACTION:.0%} of the device's memory."
+    )
+
+
+def human_bytes(n: float | None) -> str:
+    """A size as a person reads it: "512 B", "12 KB", "1.3 GB" (binary units, as file managers)."""
+    if n is None:
+        return "?"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit in ("B", "KB") else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"

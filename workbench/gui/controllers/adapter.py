@@ -1,0 +1,199 @@
+"""The adapter the window holds: open (with the offer to switch to its base model), load it into a
+classifier for the Classify tab, save a copy, export it for PEFT."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtWidgets import QFileDialog, QMessageBox, QTabWidget, QWidget
+
+from ...core import peft_io
+from ...core.adapters import AdapterInfo, copy_adapter, label_mapping, read_adapter
+from ...core.classify import Classifier
+from ...core.config import MODEL_LABELS
+from ...core.errors import AdapterError
+from ...core.events import Status
+from ...core.memory import human_bytes
+from ...worker import Job, JobPool, Returned, Worker
+from ..classify_tab import ClassifyTab
+from ..panels import ModelPanel
+from . import error_text
+from .dataset import DatasetController
+from .model import ModelController
+
+ADAPTER_SUFFIX = ".safetensors"
+
+
+def describe_adapter(path: str, info: AdapterInfo) -> str:
+    metrics = ""
+    if "test_accuracy" in info.metrics:
+        metrics = f" · test accuracy {float(info.metrics['test_accuracy']):.1%}"
+    created = info.created.replace("T", " ")[:16]
+    return (
+        f"<b>{Path(path).name}</b> · base {info.describe_base()} · LoRA r={info.lora.rank}, "
+        f"alpha={info.lora.alpha:g} · labels: {', '.join(info.label_names)}{metrics} · created {created}"
+    )
+
+
+class AdapterController(QObject):
+    """``path`` and ``info`` name the adapter Save copies and Classify uses (None: none yet)."""
+
+    changed = Signal()  # another adapter is loaded
+    message = Signal(str, int)  # a passing note for the status bar, and for how many ms
+
+    def __init__(
+        self,
+        pool: JobPool,
+        dataset: DatasetController,
+        model: ModelController,
+        model_panel: ModelPanel,
+        classify_tab: ClassifyTab,
+        tabs: QTabWidget,
+        parent: QWidget,
+    ):
+        super().__init__(parent)
+        self._pool, self._dataset, self._model, self._model_panel = pool, dataset, model, model_panel
+        self._classify_tab, self._tabs, self._dialogs = classify_tab, tabs, parent
+        self.path: str | None = None
+        self.info: AdapterInfo | None = None
+
+    # --- open --------------------------------------------------------------------------------------
+
+    def choose(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self._dialogs, "Open an adapter", "", "Adapters (*.safetensors);;All files (*)"
+        )
+        if path:
+            self.open(path)
+
+    def open(self, path: str) -> None:
+        """Read an adapter's metadata (worker), offer to switch model if needed, then load it."""
+        self._classify_tab.set_loading(f"Reading {Path(path).name}…")
+        self._pool.start(
+            Worker.from_call(lambda progress, stop: read_adapter(path)[1], name="read adapter"),
+            on_event=lambda item: self._read(path, item),
+            on_failed=lambda error: self._failed(path, error),
+        )
+
+    def _read(self, path: str, item) -> None:
+        if not isinstance(item, Returned):
+            return
+        info: AdapterInfo = item.value
+        panel = self._model_panel
+        current = panel.model()
+        base = info.base_model
+        other_base = base in MODEL_LABELS or Path(base).is_dir()
+        if other_base and base != current and panel.model_config() != info.model_config:
+            answer = QMessageBox.question(
+                self._dialogs,
+                "Adapter made for another model",
+                f"{Path(path).name} was trained on {info.describe_base()}, but {current or 'no model'} is selected.\n\n"
+                f"Switch the model to {base}?",
+            )
+            if answer == QMessageBox.StandardButton.Yes:
+                self._model.select(base)
+        self._tabs.setCurrentWidget(self._classify_tab)
+        self.load_for_classify(path, model=panel.model() or None, device=panel.device(), info=info)
+
+    def _failed(self, path: str, error) -> None:
+        self._classify_tab.set_classifier(self._classify_tab.classifier, self._description())
+        QMessageBox.critical(self._dialogs, "Could not open the adapter", error_text(error))
+
+    def load_for_classify(
+        self, path: str, *, model: str | None, device: str = "auto", info: AdapterInfo | None = None
+    ) -> None:
+        """Build a Classifier (base + adapter, merged) on a worker and hand it to the Classify tab."""
+        self._classify_tab.set_loading(f"Loading {Path(path).name} onto {model or 'its base model'}…")
+
+        def load(progress, stop):
+            return Classifier.from_adapter(path, model=model, device=device, progress=progress, stop=stop)
+
+        self._pool.start(
+            Worker.from_call(load, name="load classifier"),
+            on_event=lambda item: self._loaded(path, item),
+            on_failed=lambda error: self._failed(path, error),
+        )
+
+    def _loaded(self, path: str, item) -> None:
+        if isinstance(item, Status):
+            self._classify_tab.set_loading(f"{item.message} {human_bytes(item.done) if item.done else ''}")
+            return
+        if not isinstance(item, Returned):
+            return
+        classifier: Classifier = item.value
+        self.path = path
+        self.info = classifier.info
+        description = self._description()
+        note = self._label_mismatch(classifier.info)
+        if note:
+            description += f"<br><span style='color:#b8860b'>⚠ {note}</span>"
+            self.message.emit(note, 15000)
+        self._classify_tab.set_classifier(classifier, description)
+        self.changed.emit()
+
+    def _label_mismatch(self, info: AdapterInfo) -> str:
+        """A note when the adapter's classes are not the classes of the dataset on the left: it
+        still classifies (into its own labels), but a person comparing it with that data should know."""
+        if not self._dataset.matches_source() or len(self._dataset.counts) < 2:
+            return ""
+        try:
+            label_mapping(info, list(self._dataset.counts), self._dataset.display_name())
+        except AdapterError as exc:
+            return f"{exc} Classify predicts the adapter's own labels ({', '.join(info.label_names)})."
+        return ""
+
+    def _description(self) -> str:
+        if self.path is None or self.info is None:
+            return ""
+        return describe_adapter(self.path, self.info)
+
+    # --- save and export ---------------------------------------------------------------------------
+
+    def choose_save(self) -> None:
+        if self.path is None:
+            QMessageBox.information(self._dialogs, "No adapter yet", "Train a model (or open an adapter) first.")
+            return
+        target, _ = QFileDialog.getSaveFileName(
+            self._dialogs, "Save adapter", "adapter.safetensors", "Adapters (*.safetensors)"
+        )
+        if target:
+            self.save(target)
+
+    def save(self, target: str) -> Job | None:
+        """Copy the current adapter file to ``target`` (on a worker: it may be a slow disk)."""
+        source = self.path
+        if source is None:
+            return None
+        if not target.endswith(ADAPTER_SUFFIX):
+            target += ADAPTER_SUFFIX
+
+        def copy(progress, stop):
+            if Path(source).resolve() != Path(target).resolve():
+                copy_adapter(source, target)  # atomic: a failed save leaves any file at target as it was
+            return target
+
+        return self._pool.start(
+            Worker.from_call(copy, name="save adapter"),
+            on_event=lambda item: (
+                isinstance(item, Returned) and self.message.emit(f"Adapter saved to {item.value}", 8000)
+            ),
+            on_failed=lambda error: QMessageBox.warning(self._dialogs, "Could not save the adapter", error_text(error)),
+        )
+
+    def choose_export_peft(self) -> None:
+        if self.path is None:
+            return
+        folder = QFileDialog.getExistingDirectory(self._dialogs, "Export for PEFT into folder")
+        if folder:
+            self.export_peft(folder)
+
+    def export_peft(self, folder: str) -> None:
+        source = self.path
+        self._pool.start(
+            Worker.from_call(lambda progress, stop: peft_io.export_peft(source, folder), name="export peft"),
+            on_event=lambda item: (
+                isinstance(item, Returned) and self.message.emit(f"PEFT adapter written to {folder}", 8000)
+            ),
+            on_failed=lambda error: QMessageBox.warning(self._dialogs, "PEFT export failed", error_text(error)),
+        )

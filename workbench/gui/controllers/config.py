@@ -1,0 +1,200 @@
+"""The settings column as a TrainConfig: building it, marking every problem at its field, and
+what the run will use (trainable parameters, the memory estimate) next to Start and in the status bar.
+
+The decisions are the core's (``TrainConfig.validate``, ``LoRAConfig.validate``, the memory
+estimate); this module gathers them and shows them where a person will look.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtWidgets import QLabel, QWidget
+
+from ...core import data as datamod
+from ...core import hub
+from ...core.config import MODEL_LABELS, ModelConfig, TrainConfig
+from ...core.lora import count_trainable
+from ...core.memory import MemoryEstimate, device_memory, estimate_run_memory, is_tight, memory_breakdown, memory_line
+from ..panels import SettingsColumn, mark_invalid
+from .dataset import DatasetController
+
+WARNING_STYLE = "color: #d9534f; font-weight: bold;"
+
+
+class ConfigController(QObject):
+    validated = Signal()  # the problems (and so whether Start may run) may have changed
+
+    def __init__(
+        self,
+        column: SettingsColumn,
+        dataset: DatasetController,
+        *,
+        model_status: QLabel,
+        device_status: QLabel,
+        memory_status: QLabel,
+        parent: QWidget,
+    ):
+        super().__init__(parent)
+        self._column, self._dataset = column, dataset
+        self._model_status, self._device_status, self._memory_status = model_status, device_status, memory_status
+        self.problems: list[str] = []  # the last validation's; empty: ready to start
+        self.memory_estimate: MemoryEstimate | None = None  # the last estimate shown next to Start
+
+    def build(self) -> tuple[TrainConfig, list[str]]:
+        """The run the fields describe, and every problem with it (empty: ready to start)."""
+        c = self._column
+        values = c.training.values()
+        problems: list[str] = []
+        if values["lr"] is None:
+            problems.append("learning rate is not a number (write e.g. 5e-5)")
+            values["lr"] = TrainConfig().lr
+        cfg = TrainConfig(
+            model=c.model.model(),
+            data=c.data.data_config(seed=values["seed"]),
+            lora=c.lora.lora_config(),
+            device=c.model.device(),
+            **values,
+        )
+        problems += cfg.validate()
+        model_config = c.model.model_config()
+        if model_config is not None:
+            problems += [p for p in cfg.lora.validate(model_config.n_layer) if p not in problems]
+        elif cfg.model:
+            problems.append("model folder has no readable config.json")
+        if cfg.model in MODEL_LABELS and not hub.is_cached(cfg.model) and hub.offline_mode(None):
+            # Start would fail at once; say so now (the core reads HF_HUB_OFFLINE the same way).
+            problems.append(
+                f"model {cfg.model} is not downloaded and offline mode is on (HF_HUB_OFFLINE): run "
+                f"`workbench download {cfg.model}` while online, or choose a local folder"
+            )
+        problems += self._dataset.problems()
+        return cfg, problems
+
+    def apply(self, cfg: TrainConfig) -> None:
+        """Put a run's settings into the fields (Runs → Re-run, or remembered settings)."""
+        c = self._column
+        if cfg.model:
+            if cfg.model in MODEL_LABELS or Path(cfg.model).is_dir():
+                c.model.set_model(cfg.model)
+        c.model.set_device(cfg.device)
+        c.lora.apply(cfg.lora)
+        c.training.apply(cfg)
+        source_changed = cfg.data.source != c.data.source()
+        if cfg.data.source != datamod.SMS_SPAM and not Path(cfg.data.source).is_file():
+            cfg = cfg.with_changes(data=TrainConfig().data)  # the file has gone; fall back to SMS
+            source_changed = True
+        c.data.apply(cfg.data)
+        if source_changed or self._dataset.table is None:
+            self._dataset.load_current_source()
+        self.refresh()
+
+    def set_batch(self, batch_size: int, grad_accum: int) -> None:
+        """Show a changed batch in the fields (the OOM retry), so they describe what runs."""
+        self._column.training.batch_size.setValue(batch_size)
+        self._column.training.grad_accum.setValue(grad_accum)
+
+    @Slot()
+    def refresh(self) -> None:
+        """Re-validate, mark bad fields, recount trainable parameters, update the status bar."""
+        cfg, problems = self.build()
+        marked: dict[QWidget, list[str]] = {}
+        for problem in problems:
+            widget = self._field_for(problem)
+            if widget is not None:
+                marked.setdefault(widget, []).append(problem)
+        for widget in self._fields():
+            mark_invalid(widget, marked.get(widget, []), widget.property("default_tip") or "")
+        self._column.problems.setVisible(bool(problems))
+        self._column.problems.setText("<br>".join(f"⚠ {p}" for p in problems))
+        self.problems = problems
+        self.validated.emit()
+
+        model_config = self._column.model.model_config()
+        trainable = None
+        if model_config is not None and not cfg.lora.validate(model_config.n_layer):
+            trainable = count_trainable(model_config, cfg.lora, self._num_classes())
+        self._column.lora.set_summary(trainable)
+        name = cfg.model if cfg.model in MODEL_LABELS else (Path(cfg.model).name if cfg.model else "no model")
+        size = f" {MODEL_LABELS[cfg.model]}" if cfg.model in MODEL_LABELS else ""
+        self._model_status.setText(f"model: {name}{size}")
+        self._device_status.setText(f"device: {self._column.model.device_text()}")
+        self._show_memory_estimate(cfg, model_config)
+
+    def _num_classes(self) -> int:
+        return max(2, len(self._dataset.counts))  # before the data is read: the usual two
+
+    def _show_memory_estimate(self, cfg: TrainConfig, model_config: ModelConfig | None) -> None:
+        """Next to Start and in the status bar: what the run needs against what the device has."""
+        labels = (self._column.memory, self._memory_status)
+        if model_config is None or cfg.lora.validate(model_config.n_layer):
+            for label in labels:
+                label.setText("")
+            return
+        longest = self._dataset.longest_text
+        estimate = estimate_run_memory(cfg, model_config, self._num_classes(), longest)
+        device = device_memory(cfg.device)
+        text = memory_line(estimate, device)
+        tip = memory_breakdown(estimate, "longest text of the dataset" if longest else "max length")
+        tight = is_tight(estimate.total, device.available)
+        for label in labels:
+            label.setText(text)
+            label.setToolTip(tip)
+            label.setStyleSheet(WARNING_STYLE if tight else "")
+        self.memory_estimate = estimate
+
+    def _field_for(self, problem: str) -> QWidget | None:
+        """The field a problem is about, found by the words the core's messages use."""
+        p = problem.lower()
+        d, m, lo, t = self._column.data, self._column.model, self._column.lora, self._column.training
+        table = [
+            ("top blocks", lo.top_blocks),
+            ("rank", lo.rank),
+            ("alpha", lo.alpha),
+            ("dropout", lo.dropout),
+            ("target", lo.targets_box),
+            ("dataset", d.open_button),
+            ("train fraction", d.train_pct),
+            ("validation fraction", d.val_pct),
+            ("train + validation", d.val_pct),
+            ("max length", d.max_length),
+            ("label column", d.label_column),
+            ("text and label", d.label_column),
+            ("max steps", t.max_steps),
+            ("epochs", t.epochs),
+            ("batch size", t.batch_size),
+            ("grad accum", t.grad_accum),
+            ("eval every", t.eval_every),
+            ("eval batches", t.eval_batches),
+            ("learning rate", t.lr),
+            ("weight decay", t.weight_decay),
+            ("device", m.device_combo),
+            ("model", m.model_combo),
+        ]
+        return next((widget for key, widget in table if key in p), None)
+
+    def _fields(self) -> list[QWidget]:
+        d, m, lo, t = self._column.data, self._column.model, self._column.lora, self._column.training
+        return [
+            lo.top_blocks,
+            lo.rank,
+            lo.alpha,
+            lo.dropout,
+            lo.targets_box,
+            d.open_button,
+            d.train_pct,
+            d.val_pct,
+            d.max_length,
+            d.label_column,
+            t.max_steps,
+            t.epochs,
+            t.batch_size,
+            t.grad_accum,
+            t.eval_every,
+            t.eval_batches,
+            t.lr,
+            t.weight_decay,
+            m.device_combo,
+            m.model_combo,
+        ]
