@@ -512,3 +512,14 @@ def test_a_very_large_file_offers_a_sample_that_training_uses(window, qtbot, dat
     qtbot.waitUntil(lambda: window.dataset.table is not None and len(window.dataset.table.frame) == 40, timeout=10_000)
     cfg, _ = window.build_config()
     assert cfg.data.max_rows == 40
+
+
+def test_controllers_hold_no_widgets_of_their_own(window):
+    """The window lays out every widget; a controller only drives them (plain QObjects)."""
+    from PySide6.QtCore import QObject
+    from PySide6.QtWidgets import QWidget
+
+    controllers = (window.dataset, window.model, window.config, window.run, window.adapter)
+    for controller in controllers:
+        assert isinstance(controller, QObject) and not isinstance(controller, QWidget)
+        assert controller.findChildren(QWidget) == []

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pandas as pd
+
 from workbench.core.config import DataConfig, LoRAConfig, ModelConfig, TrainConfig
+from workbench.core.data import Table
 from workbench.core.lora import count_trainable
 from workbench.core.memory import (
     DeviceMemory,
@@ -10,6 +13,7 @@ from workbench.core.memory import (
     estimate_training_memory,
     human_bytes,
     is_tight,
+    longest_text_chars,
     memory_breakdown,
     memory_line,
     padded_length,
@@ -60,6 +64,18 @@ def test_run_estimate_follows_the_config():
     assert estimate_run_memory(cfg.with_changes(device="tpu", precision="bf16"), SMALL, 2).precision == "fp32"
     more_classes = estimate_run_memory(cfg, SMALL, 5)
     assert more_classes.weights > estimate.weights  # a wider classification head
+
+
+def test_longest_text_bounds_the_rows_only_when_the_whole_file_was_read():
+    frame = pd.DataFrame({"text": ["short", "a much longer message", ""], "label": ["a", "b", "a"]})
+    table = Table(frame, "x.csv", "utf-8", "text", "label")
+    assert longest_text_chars(table, "text") == len("a much longer message")
+    assert longest_text_chars(table, "label") == 1
+    assert longest_text_chars(table, None) is None
+    assert longest_text_chars(table, "missing") is None
+    assert longest_text_chars(Table(frame.iloc[:0], "x.csv", "utf-8", "text", "label"), "text") is None
+    sample = Table(frame, "x.csv", "utf-8", "text", "label", truncated_rows=True)
+    assert longest_text_chars(sample, "text") is None  # a longer text may follow the rows read
 
 
 def test_memory_line_says_need_against_the_device():

@@ -31,11 +31,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import cache
+from typing import TYPE_CHECKING
 
 from .config import LoRAConfig, ModelConfig, TrainConfig
 from .device import pick_device, pick_precision
 from .errors import ConfigError
 from .lora import count_trainable
+
+if TYPE_CHECKING:
+    from .data import Table
 
 WARN_FRACTION = 0.8  # above this share of the device's memory the estimate is shown as a warning
 ACTIVATION_VALUES_PER_WIDTH = 17  # per token and block, measured (see the module docstring)
@@ -68,6 +72,15 @@ def padded_length(max_length: int | None, n_positions: int, longest_text_chars: 
     if longest_text_chars is not None:
         limit = min(limit, max(1, math.ceil(longest_text_chars / CHARS_PER_TOKEN)) + 1)
     return max(1, limit)
+
+
+def longest_text_chars(table: Table, text_column: str | None) -> int | None:
+    """Characters of the table's longest text, which bounds the row length (``padded_length``);
+    None when it cannot: no such column, no rows, or only the first rows were read."""
+    frame = table.frame
+    if text_column is None or text_column not in frame.columns or not len(frame) or table.truncated_rows:
+        return None
+    return int(frame[text_column].astype(str).str.len().max())
 
 
 def estimate_training_memory(

@@ -12,7 +12,7 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 from ...core import data as datamod
 from ...core.errors import Cancelled
 from ...core.events import Status
-from ...core.memory import human_bytes
+from ...core.memory import human_bytes, longest_text_chars
 from ...worker import Job, JobPool, Returned, Worker
 from ..data_tab import DataTab
 from ..panels import DataPanel
@@ -212,9 +212,7 @@ class DatasetController(QObject):
             return
         text, label = self._panel.effective_columns((table.text_column, table.label_column))
         self.counts = _label_counts(table.frame, label)
-        self.longest_text = None
-        if text is not None and text in table.frame.columns and len(table.frame) and not table.truncated_rows:
-            self.longest_text = int(table.frame[text].astype(str).str.len().max())
+        self.longest_text = longest_text_chars(table, text)
         self._panel.set_counts(self.counts)
         self.changed.emit()
 
