@@ -165,8 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--compare",
         action="store_true",
-        help="also run transformers + PEFT side by side on the same batches and print ratios "
-        "(needs the test extra and a source checkout)",
+        help="also run transformers + PEFT side by side on the same batches and print ratios (needs the test extra)",
     )
     p.add_argument(
         "--bf16-steps",
@@ -525,8 +524,8 @@ def cmd_runs(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    from .bench import BenchConfig, format_result, run_bench
     from .core import events as ev
-    from .core.bench import BenchConfig, format_result, run_bench
     from .core.device import pick_device, pick_precision
 
     cfg = BenchConfig(
@@ -571,23 +570,13 @@ def cmd_bench(args) -> int:
 
 
 def comparison_driver():
-    """benchmarks/compare_hf_peft.py of a source checkout, loaded as a module."""
-    import importlib.util
+    """The transformers + PEFT comparison, once it is known that both libraries are there."""
+    from .bench import compare_hf_peft
 
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "compare_hf_peft.py"
-    if not script.is_file():
-        raise WorkbenchError(
-            f"--compare needs the benchmark driver {script}, which ships with a source "
-            "checkout only; run it from a clone of the repository"
-        )
-    spec = importlib.util.spec_from_file_location("workbench_compare_hf_peft", script)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    problem = module.missing_reference()
+    problem = compare_hf_peft.missing_reference()
     if problem:
         raise WorkbenchError(f"--compare: {problem}")
-    return module
+    return compare_hf_peft
 
 
 if __name__ == "__main__":

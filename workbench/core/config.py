@@ -40,6 +40,8 @@ LORA_TARGETS: dict[str, str] = {
 }
 ALL_TARGETS: tuple[str, ...] = tuple(LORA_TARGETS)
 
+SMS_SPAM = "sms-spam"  # DataConfig.source value for the built-in dataset (the book's chapter 6 data)
+
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -159,7 +161,7 @@ class LoRAConfig:
 class DataConfig:
     """Which dataset, which columns, and how to split it."""
 
-    source: str = "sms-spam"  # "sms-spam" (downloaded on first use) or a CSV/TSV path
+    source: str = SMS_SPAM  # SMS_SPAM (downloaded on first use) or a CSV/TSV path
     text_column: str | None = None  # None: detect (the column with the longest texts)
     label_column: str | None = None  # None: detect (a column with few distinct values)
     balance: bool = True  # undersample every class to the smallest one (the book's 747 + 747)
@@ -176,7 +178,7 @@ class DataConfig:
         problems = []
         if not self.source:
             problems.append("choose a dataset")
-        elif self.source != "sms-spam" and not os.path.exists(self.source):
+        elif self.source != SMS_SPAM and not os.path.exists(self.source):
             problems.append(f"dataset file {self.source} does not exist")
         if not 0 < self.train_fraction < 1:
             problems.append("train fraction must be between 0 and 1")

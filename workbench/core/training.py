@@ -24,6 +24,7 @@ from . import hub
 from .adapters import AdapterInfo, save_adapter
 from .classify import predict_probabilities
 from .config import TrainConfig
+from .data import EncodedSplit
 from .device import autocast, describe, is_out_of_memory, pick_device, pick_precision
 from .errors import Cancelled, ConfigError, WorkbenchError
 from .events import (
@@ -43,13 +44,6 @@ from .runs import Position, RunFolder, load_checkpoint, save_checkpoint
 from .tokenizer import EOT_ID, load_tokenizer
 
 MAX_MISCLASSIFIED = 200  # kept in the final metrics for the Results list
-
-
-@dataclass
-class EncodedSplit:
-    token_ids: list[list[int]]
-    labels: list[int]
-    texts: list[str]
 
 
 @dataclass
@@ -196,12 +190,12 @@ def _train(cfg: TrainConfig, stop: threading.Event, run: RunFolder, resume) -> I
     step, seen = position.step, position.examples_seen
     for epoch in range(position.epoch, cfg.epochs):
         skip = position.batch_in_epoch if epoch == position.epoch else 0
-        batches = _epoch_batches(prepared, cfg, epoch)
+        batches = epoch_batches(prepared.train, cfg, epoch)
         for index in range(skip, len(batches), cfg.grad_accum):
             if stop.is_set() or step >= total_steps:
                 break
             micro = batches[index : index + cfg.grad_accum]
-            loss, tokens = train_step(model, optimizer, micro, prepared)
+            loss, tokens = train_step(model, optimizer, micro, device, prepared.precision)
             step += 1
             seen += sum(len(b.labels) for b in micro)
             rate = clock.update(sum(len(b.labels) for b in micro), tokens)
@@ -319,13 +313,16 @@ def run_with_progress(message: str, work: Callable, stop: threading.Event) -> It
 # --- steps and evaluation --------------------------------------------------------------------
 
 
-def _epoch_batches(prepared: Prepared, cfg: TrainConfig, epoch: int) -> list[datamod.Batch]:
-    """This epoch's batches, in an order fixed by (seed, epoch) so a resumed run sees the same."""
+def epoch_batches(train: EncodedSplit, cfg: TrainConfig, epoch: int) -> list[datamod.Batch]:
+    """This epoch's batches, in an order fixed by (seed, epoch) so a resumed run sees the same.
+
+    The one definition of the training order: ``workbench bench`` times these very batches.
+    """
     generator = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
     return list(
         datamod.iterate_batches(
-            prepared.train.token_ids,
-            prepared.train.labels,
+            train.token_ids,
+            train.labels,
             cfg.batch_size,
             pad_id=EOT_ID,
             shuffle=True,
@@ -335,15 +332,18 @@ def _epoch_batches(prepared: Prepared, cfg: TrainConfig, epoch: int) -> list[dat
     )
 
 
-def train_step(model: GPT2Classifier, optimizer, micro_batches: list, prepared: Prepared) -> tuple[float, int]:
-    """One optimiser step over one or more micro-batches (gradient accumulation)."""
+def train_step(
+    model: GPT2Classifier, optimizer, micro_batches: list, device: torch.device, precision: str
+) -> tuple[float, int]:
+    """One optimiser step over one or more micro-batches (gradient accumulation); returns the
+    step's loss and the real (non-padding) tokens it read."""
     model.train()
     optimizer.zero_grad(set_to_none=True)
     total = sum(len(b.labels) for b in micro_batches)
     loss_sum, tokens = 0.0, 0
     for batch in micro_batches:
-        ids, lengths, labels = _to_device(batch, prepared.device)
-        with autocast(prepared.device, prepared.precision):
+        ids, lengths, labels = _to_device(batch, device)
+        with autocast(device, precision):
             logits = model(ids, lengths)
         # Weight each micro-batch by its size so accumulation equals one big batch exactly.
         loss = F.cross_entropy(logits.float(), labels, reduction="sum") / total

@@ -12,9 +12,9 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import DataConfig
+from ..config import SMS_SPAM, DataConfig
 from ..errors import DataError
-from .tables import _MISSING_LABELS, SMS_SPAM, Table, _is_number
+from .tables import _MISSING_LABELS, Table, _is_number
 
 # --------------------------------------------------------------------------- labels and splits
 
