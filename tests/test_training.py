@@ -12,8 +12,9 @@ import torch
 from workbench.core import events as ev
 from workbench.core.classify import Classifier
 from workbench.core.config import DataConfig, LoRAConfig, TrainConfig
+from workbench.core.evaluate import classification_metrics
 from workbench.core.runs import RunFolder, list_runs
-from workbench.core.training import classification_metrics, train
+from workbench.core.training import train
 
 SPAM_WORDS = "win cash prize free claim now urgent offer call txt reward".split()
 HAM_WORDS = "see you at lunch tomorrow ok thanks mum home later love".split()
@@ -195,7 +196,8 @@ def test_classifier_on_a_cpu_packs_weights_and_matches_the_training_model(tiny_c
     from test_lora import PACKING
 
     from workbench.core.adapters import load_adapter_weights, read_adapter
-    from workbench.core.classify import PackedLinear, predict_probabilities
+    from workbench.core.classify import PackedLinear
+    from workbench.core.evaluate import predict_probabilities
     from workbench.core.lora import build_lora_model
 
     adapter = list(train(tiny_config(tiny_checkpoint, separable_csv, max_steps=3)))[-1].adapter_path

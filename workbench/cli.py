@@ -400,7 +400,7 @@ def classify_file(classifier, args) -> int:
 def cmd_eval(args) -> int:
     from .core.classify import Classifier
     from .core.data import load_table, make_splits
-    from .core.training import metrics_from_probabilities
+    from .core.evaluate import metrics_from_probabilities
 
     classifier = Classifier.from_adapter(args.adapter, model=args.model, device=args.device, precision=args.precision)
     data = data_config(args)

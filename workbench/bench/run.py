@@ -2,7 +2,7 @@
 
 Everything is timed through the code that real runs use, so a speed-up in the engine shows up
 here unchanged: batches are ``training.epoch_batches`` (the run's shuffling and length
-grouping), a step is ``training.train_step``, evaluation is ``classify.predict_probabilities``
+grouping), a step is ``training.train_step``, evaluation is ``evaluate.predict_probabilities``
 and one message goes through ``classify.Classifier`` with the adapter merged. What is trained on
 is described in ``workload``, the machine's own readings in ``machine``.
 """
@@ -20,8 +20,9 @@ import torch
 
 from ..core import data as datamod
 from ..core.adapters import AdapterInfo
-from ..core.classify import Classifier, PackedLinear, pack_weights_for_cpu, predict_probabilities
+from ..core.classify import Classifier, PackedLinear, pack_weights_for_cpu
 from ..core.device import autocast, cpu_has_fast_bf16, describe, pick_device, pick_precision
+from ..core.evaluate import predict_probabilities
 from ..core.lora import merge_lora
 from ..core.model import GPT2Classifier, param_count
 from ..core.progress import Progress, raise_if_stopped

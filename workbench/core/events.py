@@ -86,7 +86,9 @@ class Misclassified:
 
 
 @dataclass(frozen=True)
-class TestMetrics:
+class EvaluationMetrics:
+    """Scores of a whole split (the test split at a run's end; any split in ``workbench eval``)."""
+
     accuracy: float
     loss: float
     label_names: tuple[str, ...]
@@ -107,7 +109,7 @@ class TrainingFinished:
     run_dir: str
     adapter_path: str  # the adapter as it stood at the end (also when stopped)
     checkpoint: str = ""  # resumable state (LoRA + head + optimiser + step)
-    metrics: TestMetrics | None = None  # test-set metrics; None when stopped
+    metrics: EvaluationMetrics | None = None  # test-set metrics; None when stopped
 
 
 @dataclass(frozen=True)
@@ -139,10 +141,10 @@ def from_json(d: dict):
     return cls(**values)
 
 
-def _metrics_from_dict(m: dict) -> TestMetrics:
+def _metrics_from_dict(m: dict) -> EvaluationMetrics:
     m = dict(m)
     m["misclassified"] = tuple(Misclassified(**x) for x in m.get("misclassified", ()))
     m["confusion"] = tuple(tuple(row) for row in m["confusion"])
     for key in ("label_names", "precision", "recall", "f1", "support"):
         m[key] = tuple(m[key])
-    return TestMetrics(**m)
+    return EvaluationMetrics(**m)

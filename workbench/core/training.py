@@ -22,19 +22,18 @@ import torch.nn.functional as F
 from . import data as datamod
 from . import hub
 from .adapters import AdapterInfo, save_adapter
-from .classify import predict_probabilities
 from .config import TrainConfig
 from .data import EncodedSplit
 from .device import autocast, describe, is_out_of_memory, pick_device, pick_precision
 from .errors import Cancelled, ConfigError, WorkbenchError
+from .evaluate import loss_and_accuracy, score_split
 from .events import (
     EpochEnded,
     Evaluated,
-    Misclassified,
+    EvaluationMetrics,
     RunStarted,
     Status,
     StepDone,
-    TestMetrics,
     TrainingFailed,
     TrainingFinished,
 )
@@ -42,8 +41,6 @@ from .lora import build_lora_model
 from .model import GPT2Classifier, load_model_config, param_count
 from .runs import Position, RunFolder, load_checkpoint, save_checkpoint
 from .tokenizer import EOT_ID, load_tokenizer
-
-MAX_MISCLASSIFIED = 200  # kept in the final metrics for the Results list
 
 
 @dataclass
@@ -216,7 +213,7 @@ def _train(cfg: TrainConfig, stop: threading.Event, run: RunFolder, resume) -> I
         if position.epoch != epoch or position.batch_in_epoch < len(batches):
             break  # stopped, or max_steps reached, inside this epoch
         position = Position(step, epoch + 1, 0, seen)
-        val_loss, val_acc = evaluate(model, prepared.val, prepared, cfg.batch_size)
+        val_loss, val_acc = loss_and_accuracy(model, prepared.val, cfg.batch_size, device, prepared.precision)
         yield Evaluated(step, epoch + 1, seen, math.nan, val_loss, math.nan, val_acc, full=True)
         save_checkpoint(run.checkpoint_path, model, optimizer, position)
         run.log(f"Epoch {epoch + 1}: validation loss {val_loss:.3f}, accuracy {val_acc:.1%}")
@@ -224,7 +221,9 @@ def _train(cfg: TrainConfig, stop: threading.Event, run: RunFolder, resume) -> I
 
     stopped = stop.is_set() and step < total_steps
     save_checkpoint(run.checkpoint_path, model, optimizer, position)
-    metrics = None if stopped else test_metrics(model, prepared, cfg.batch_size)
+    metrics = None
+    if not stopped:  # test scores only for a run that saw all its steps
+        metrics = score_split(model, prepared.test, prepared.label_names, cfg.batch_size, device, prepared.precision)
     info = adapter_info(cfg, prepared, metrics)
     save_adapter(run.adapter_path, model, info)
     run.log(
@@ -362,92 +361,19 @@ def _to_device(batch: datamod.Batch, device: torch.device):
     return tuple(t.pin_memory().to(device, non_blocking=True) for t in tensors)
 
 
-def evaluate(
-    model, split: EncodedSplit, prepared: Prepared, batch_size: int, limit: int | None = None
-) -> tuple[float, float]:
-    """Mean loss and accuracy on the first ``limit`` examples of a split (all when None)."""
-    ids = split.token_ids[:limit] if limit else split.token_ids
-    labels = torch.tensor(split.labels[: len(ids)])
-    if not len(ids):
-        return math.nan, math.nan
-    probs = predict_probabilities(model, ids, batch_size, prepared.device, prepared.precision)
-    return mean_loss(probs, labels), (probs.argmax(-1) == labels).float().mean().item()
-
-
-def mean_loss(probs: torch.Tensor, labels: torch.Tensor) -> float:
-    """Cross-entropy from probabilities (N, C) already computed for the predictions."""
-    return F.nll_loss(torch.log(probs.clamp_min(1e-12)), labels).item()
-
-
 def quick_evaluation(model, prepared: Prepared, cfg: TrainConfig, step: int, epoch: int, seen: int) -> Evaluated:
     """The book's evaluate_model: a few batches of train and validation data, for the curves."""
     n = cfg.eval_batches * cfg.batch_size
     generator = torch.Generator().manual_seed(cfg.seed + step)
     pick = torch.randperm(len(prepared.train.labels), generator=generator)[:n].tolist()
     sample = EncodedSplit([prepared.train.token_ids[i] for i in pick], [prepared.train.labels[i] for i in pick], [])
-    train_loss, train_acc = evaluate(model, sample, prepared, cfg.batch_size)
-    val_loss, val_acc = evaluate(model, prepared.val, prepared, cfg.batch_size, limit=n)
+    device, precision = prepared.device, prepared.precision
+    train_loss, train_acc = loss_and_accuracy(model, sample, cfg.batch_size, device, precision)
+    val_loss, val_acc = loss_and_accuracy(model, prepared.val, cfg.batch_size, device, precision, limit=n)
     return Evaluated(step, epoch, seen, train_loss, val_loss, train_acc, val_acc)
 
 
-def test_metrics(model, prepared: Prepared, batch_size: int) -> TestMetrics:
-    split = prepared.test
-    probs = predict_probabilities(model, split.token_ids, batch_size, prepared.device, prepared.precision)
-    return metrics_from_probabilities(probs, split.labels, prepared.label_names, split.texts)
-
-
-def metrics_from_probabilities(
-    probs: torch.Tensor, labels: list[int], names: tuple[str, ...], texts: list[str] | None = None
-) -> TestMetrics:
-    """Test metrics from predicted probabilities (N, C); with ``texts``, the misclassified ones too."""
-    predicted = probs.argmax(-1).tolist()
-    wrong = (
-        [
-            Misclassified(texts[i], names[t], names[p], round(float(probs[i, p]), 4))
-            for i, (t, p) in enumerate(zip(labels, predicted))
-            if t != p
-        ]
-        if texts
-        else []
-    )
-    loss = mean_loss(probs, torch.tensor(labels))
-    return classification_metrics(labels, predicted, names, loss, tuple(wrong[:MAX_MISCLASSIFIED]))
-
-
-def classification_metrics(
-    true: list[int], predicted: list[int], names: tuple[str, ...], loss: float = math.nan, wrong: tuple = ()
-) -> TestMetrics:
-    """Accuracy, per-class precision/recall/F1 and the confusion matrix (rows: true labels)."""
-    k = len(names)
-    confusion = [[0] * k for _ in range(k)]
-    for t, p in zip(true, predicted):
-        confusion[t][p] += 1
-    precision, recall, f1, support = [], [], [], []
-    for c in range(k):
-        tp = confusion[c][c]
-        predicted_c = sum(confusion[r][c] for r in range(k))
-        actual_c = sum(confusion[c])
-        pr = tp / predicted_c if predicted_c else 0.0
-        rc = tp / actual_c if actual_c else 0.0
-        precision.append(pr)
-        recall.append(rc)
-        f1.append(2 * pr * rc / (pr + rc) if pr + rc else 0.0)
-        support.append(actual_c)
-    accuracy = sum(confusion[c][c] for c in range(k)) / max(1, len(true))
-    return TestMetrics(
-        accuracy,
-        loss,
-        tuple(names),
-        tuple(precision),
-        tuple(recall),
-        tuple(f1),
-        tuple(support),
-        tuple(tuple(row) for row in confusion),
-        wrong,
-    )
-
-
-def adapter_info(cfg: TrainConfig, prepared: Prepared, metrics: TestMetrics | None) -> AdapterInfo:
+def adapter_info(cfg: TrainConfig, prepared: Prepared, metrics: EvaluationMetrics | None) -> AdapterInfo:
     summary = {}
     if metrics:
         summary = {
