@@ -490,26 +490,13 @@ def cmd_import_peft(args) -> int:
 
 
 def cmd_runs(args) -> int:
-    from .core.runs import list_runs
+    from .core.runs import list_runs, run_outcome
 
     rows = []
     for run in list_runs():
-        finished = next(
-            (e for e in reversed(run.events()) if type(e).__name__ in ("TrainingFinished", "TrainingFailed")), None
-        )
-        accuracy = getattr(getattr(finished, "metrics", None), "accuracy", None)
-        state = (
-            "running or crashed"
-            if finished is None
-            else (
-                "failed"
-                if type(finished).__name__ == "TrainingFailed"
-                else "stopped"
-                if finished.stopped
-                else "finished"
-            )
-        )
-        rows.append({"run": run.path.name, "path": str(run.path), "state": state, "test_accuracy": accuracy})
+        outcome = run_outcome(run)
+        accuracy = getattr(getattr(outcome.ended, "metrics", None), "accuracy", None)
+        rows.append({"run": run.path.name, "path": str(run.path), "state": outcome.state, "test_accuracy": accuracy})
     if args.json:
         print(json.dumps(rows))
     elif not rows:

@@ -6,12 +6,19 @@
     log.txt              the lines the CLI and the window's log pane show
     checkpoint.safetensors   LoRA + head + AdamW state + position, to resume or extend
     adapter.safetensors  the trained adapter
+    training.lock        locked while a process trains the run (how "running" differs from "interrupted")
+
+A run's state (``run_state``) comes from its recorded events, in one place for the CLI and the
+window.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -20,7 +27,7 @@ import torch
 
 from . import events as ev
 from .config import TrainConfig
-from .errors import WorkbenchError
+from .errors import ConfigError, WorkbenchError
 from .fileio import write_atomically
 from .paths import runs_dir
 
@@ -67,6 +74,33 @@ class RunFolder:
     def adapter_path(self) -> Path:
         return self.path / "adapter.safetensors"
 
+    @property
+    def lock_path(self) -> Path:
+        return self.path / "training.lock"
+
+    @contextlib.contextmanager
+    def training_lock(self) -> Iterator[None]:
+        """Held while this process trains the run. The operating system lets go of it when the
+        process ends, however it ends, so a crashed run never looks like a running one."""
+        with open(self.lock_path, "ab") as f:
+            if not _try_lock(f):
+                raise ConfigError(f"Another process is training the run {self.path.name}; wait for it to end.")
+            try:
+                yield
+            finally:
+                _unlock(f)
+
+    def is_training(self) -> bool:
+        """Whether a process (this one included) holds the run's training lock now."""
+        try:
+            with open(self.lock_path, "rb") as f:
+                if not _try_lock(f):
+                    return True
+                _unlock(f)
+        except OSError:  # no lock file: never trained since locks existed, or unreadable
+            pass
+        return False
+
     def save_config(self, cfg: TrainConfig) -> None:
         self.config_path.write_text(json.dumps(cfg.to_dict(), indent=2), encoding="utf-8")
 
@@ -92,6 +126,83 @@ class RunFolder:
             except (ValueError, KeyError, TypeError):
                 continue
         return out
+
+
+def _try_lock(f) -> bool:
+    """An exclusive lock on the open file ``f`` without waiting; False when someone holds it.
+    ``flock`` locks belong to the open file, so a second open in the same process conflicts too."""
+    try:
+        if os.name == "nt":
+            import msvcrt
+
+            f.seek(0)
+            msvcrt.locking(f.fileno(), msvcrt.LK_NBLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+def _unlock(f) -> None:
+    if os.name == "nt":
+        import msvcrt
+
+        f.seek(0)
+        msvcrt.locking(f.fileno(), msvcrt.LK_UNLCK, 1)
+    else:
+        import fcntl
+
+        fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+# --- how a run stands ------------------------------------------------------------------------
+
+RUN_STATES = ("finished", "stopped", "failed", "interrupted", "running")
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    state: str  # one of RUN_STATES
+    ended: ev.TrainingFinished | ev.TrainingFailed | None  # the end that decided it (None: no end)
+
+
+def outcome(events: list, *, running: bool = False) -> RunOutcome:
+    """How a run stands, from its recorded events: the way its latest attempt ended.
+
+    An attempt begins at RunStarted and ends at the next TrainingFinished or TrainingFailed. With
+    no end after the latest RunStarted the run is "running" when a process holds it (``running``)
+    and "interrupted" otherwise (the window closed, the machine crashed), whatever an earlier
+    attempt did: a stopped run that was resumed and then cut off is interrupted, not stopped. A
+    failure after an attempt had ended, before any new RunStarted (an extension whose data was
+    gone, Stop while loading), changed nothing in the run and leaves its state as it was.
+    """
+    ended = None
+    for event in events:
+        if isinstance(event, ev.RunStarted):
+            ended = None
+        elif isinstance(event, ev.TrainingFinished):
+            ended = event
+        elif isinstance(event, ev.TrainingFailed) and ended is None:
+            ended = event
+    if ended is None:
+        return RunOutcome("running" if running else "interrupted", None)
+    if isinstance(ended, ev.TrainingFailed):
+        return RunOutcome("failed", ended)
+    return RunOutcome("stopped" if ended.stopped else "finished", ended)
+
+
+def run_outcome(run: RunFolder, events: list | None = None) -> RunOutcome:
+    """``outcome`` of a run folder (its events read unless given), "running" while it is locked."""
+    history = run.events() if events is None else events
+    return outcome(history, running=run.is_training())
+
+
+def run_state(run: RunFolder, events: list | None = None) -> str:
+    """ "finished", "stopped", "failed", "interrupted" or "running": see ``outcome``."""
+    return run_outcome(run, events).state
 
 
 def list_runs(parent: Path | None = None) -> list[RunFolder]:

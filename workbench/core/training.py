@@ -8,6 +8,7 @@ Qt: the CLI prints the events, the window plots them, a test collects them with 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import queue
 import threading
@@ -71,19 +72,32 @@ def train(
     """Run one training; see the module docstring for the events. ``stop`` ends it within one step
     (the adapter and a checkpoint are still written); ``resume`` continues from a checkpoint."""
     stop = stop or threading.Event()
+    hold = contextlib.ExitStack()  # the run's training lock, for as long as this generator runs
     try:
         cfg.check()
+        continuing = run is None and resume is not None
         run = run or _run_folder_for(cfg, resume)
+        hold.enter_context(run.training_lock())
+        if continuing:
+            run.save_config(cfg)  # e.g. more epochs when extending a finished run
     except WorkbenchError as exc:
+        hold.close()
         yield TrainingFailed(str(exc), kind="config")
         return
     except OSError as exc:
+        hold.close()
         yield TrainingFailed(
             f"Cannot create the run folder {exc.filename or ''}: {exc.strerror or exc}. Set "
             "WORKBENCH_DATA_DIR to a writable folder with free space.",
             kind="config",
         )
         return
+    with hold:
+        yield from _recorded(cfg, stop, run, resume)
+
+
+def _recorded(cfg: TrainConfig, stop: threading.Event, run: RunFolder, resume) -> Iterator:
+    """The run's events, each written to its history, every failure turned into TrainingFailed."""
     try:
         for event in _train(cfg, stop, run, resume):
             if not isinstance(event, (Status, StepDone)):
@@ -117,7 +131,6 @@ def _run_folder_for(cfg: TrainConfig, resume: str | Path | None) -> RunFolder:
             raise WorkbenchError(f"Checkpoint {resume} does not exist")
         folder = RunFolder(Path(resume).parent)
         if folder.config_path.is_file():
-            folder.save_config(cfg)  # e.g. more epochs when extending a finished run
             return folder
     return RunFolder.create(cfg)
 
