@@ -103,7 +103,7 @@ def test_real_sms_lengths_are_used_when_present():
 
 def test_flops_per_token_counts_forward_and_input_gradients():
     config = ModelConfig()  # GPT-2 small: 85M matmul weights
-    p = machine.matmul_params(config)
+    p = config.n_layer * config.block_matmul_weights
     assert p == 84_934_656
     assert machine.flops_per_token(config, LoRAConfig()) == 4 * p
     top2 = machine.flops_per_token(config, LoRAConfig(top_blocks=2))  # backward only through 2 blocks

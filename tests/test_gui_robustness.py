@@ -371,7 +371,7 @@ def test_closing_mid_training_keeps_the_run_resumable(qtbot, window, dialogs, tm
     ]
     assert not window.pool.running() and workbench_threads() == []
     (run,) = list_runs()
-    assert run.adapter_path.is_file() and run.checkpoint_path.is_file()
+    assert run.adapter_path.is_file() and run.resume_path.is_file()
     state = run_choices(run, run.events())
     assert state.summary == "stopped early" and state.can_resume
 

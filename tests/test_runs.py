@@ -10,6 +10,7 @@ from test_training import separable_csv, tiny_config, write_separable_csv  # noq
 
 from workbench.cli import main
 from workbench.core import events as ev
+from workbench.core.config import TrainConfig
 from workbench.core.runs import RUN_STATES, RunFolder, list_runs, outcome, run_state
 from workbench.core.training import train
 
@@ -58,7 +59,7 @@ def test_resumed_then_interrupted_run_reads_the_same_in_cli_and_window(tiny_chec
     (run,) = list_runs()
     assert run_state(run) == "stopped" and cli_states(capsys) == {str(run.path): "stopped"}
 
-    resumed = train(cfg, resume=event.checkpoint)
+    resumed = train(cfg, resume=event.resume_path)
     for event in resumed:
         if isinstance(event, ev.StepDone):
             break  # the resumed attempt is training: its generator holds the run
@@ -97,3 +98,34 @@ def test_a_run_another_process_trains_is_running_and_cannot_be_trained_twice(tmp
     finally:
         holder.communicate("\n", timeout=30)
     assert not run.is_training() and run_state(run, []) == "interrupted"  # the lock died with it
+
+
+def test_histories_and_settings_of_earlier_versions_still_load(tmp_path):
+    """The resume file's path was recorded as "checkpoint", and the split had its own data.seed."""
+    run = RunFolder(tmp_path)
+    old_end = {**ev.to_json(FINISHED), "checkpoint": "/runs/r/checkpoint.safetensors"}
+    del old_end["resume_path"]
+    run.metrics_path.write_text(json.dumps(old_end) + "\n", encoding="utf-8")
+    (ended,) = run.events()
+    assert ended.resume_path == "/runs/r/checkpoint.safetensors"
+
+    old_config = TrainConfig().to_dict()
+    del old_config["seed"]
+    old_config["data"]["seed"] = 7
+    run.config_path.write_text(json.dumps(old_config), encoding="utf-8")
+    assert run.config().seed == 7
+    assert "seed" not in TrainConfig().to_dict()["data"]  # one seed now: TrainConfig.seed
+
+
+def test_durations_read_the_same_in_the_terminal_and_the_window():
+    from workbench.core.progress import format_duration
+
+    assert [format_duration(s) for s in (0, 59.4, 59.6, 3599, 3600, 3725.2)] == [
+        "0:00",
+        "0:59",
+        "1:00",
+        "59:59",
+        "1:00:00",
+        "1:02:05",
+    ]
+    assert format_duration(float("nan")) == format_duration(float("inf")) == "?"

@@ -103,7 +103,7 @@ def test_resume_continues_to_the_same_result(tiny_checkpoint, separable_csv):
             stop.set()
     interrupted = event
     assert interrupted.stopped
-    resumed = list(train(cfg, resume=interrupted.checkpoint))[-1]
+    resumed = list(train(cfg, resume=interrupted.resume_path))[-1]
     assert resumed.step == straight.step
     a = Classifier.from_adapter(straight.adapter_path).probabilities(["win cash now", "see you at lunch"])
     b = Classifier.from_adapter(resumed.adapter_path).probabilities(["win cash now", "see you at lunch"])
@@ -131,7 +131,7 @@ def test_run_folder_keeps_settings_history_and_adapter(tiny_checkpoint, separabl
     recorded = run.events()
     assert isinstance(recorded[-1], ev.TrainingFinished) and recorded[-1].metrics == finished.metrics
     assert any(isinstance(e, ev.Evaluated) for e in recorded)
-    assert run.adapter_path.exists() and run.checkpoint_path.exists() and "Finished" in run.log_path.read_text()
+    assert run.adapter_path.exists() and run.resume_path.exists() and "Finished" in run.log_path.read_text()
     assert finished_path.is_dir()
 
 
@@ -172,7 +172,7 @@ def test_metrics_match_hand_computation():
 def test_train_more_epochs_extends_a_finished_run(tiny_checkpoint, separable_csv):
     cfg = tiny_config(tiny_checkpoint, separable_csv, epochs=1, eval_every=1000)
     first = list(train(cfg))[-1]
-    events = list(train(dataclasses.replace(cfg, epochs=2), resume=first.checkpoint))
+    events = list(train(dataclasses.replace(cfg, epochs=2), resume=first.resume_path))
     started = next(e for e in events if isinstance(e, ev.RunStarted))
     finished = events[-1]
     assert started.start_step == first.step and finished.step == 2 * first.step

@@ -14,8 +14,9 @@ import threading
 from pathlib import Path
 
 from . import __version__
-from .core.config import ALL_TARGETS, DEVICES, MODEL_REPOS, PRECISIONS, DataConfig, LoRAConfig, TrainConfig
+from .core.config import ALL_TARGETS, DEVICES, MODEL_REPOS, PRECISIONS, SMS_SPAM, DataConfig, LoRAConfig, TrainConfig
 from .core.errors import WorkbenchError
+from .core.progress import format_duration
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -97,13 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="base model (default: the one the adapter names)")
     add_data_args(p)
     p.add_argument("--split", choices=("test", "val", "train", "all"), default="test")
+    p.add_argument("--seed", type=int, default=123, help="the seed the adapter was trained with: it fixes the split")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--json", action="store_true")
     add_device_args(p)
     p.set_defaults(handler=cmd_eval)
 
     p = sub.add_parser("download", help="download GPT-2 weights (or the SMS dataset) for offline use")
-    p.add_argument("name", choices=[*MODEL_REPOS, "sms-spam"])
+    p.add_argument("name", choices=[*MODEL_REPOS, SMS_SPAM])
     p.set_defaults(handler=cmd_download)
 
     p = sub.add_parser("info", help="show an adapter's metadata")
@@ -142,8 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--data",
-        default="sms-spam",
-        help="sms-spam (the downloaded collection; synthetic lengths like it if absent), synthetic, or a CSV/TSV path",
+        default=SMS_SPAM,
+        help=f"{SMS_SPAM} (the downloaded collection; synthetic lengths like it if absent), synthetic, "
+        "or a CSV/TSV path",
     )
     p.add_argument(
         "--tokenizer",
@@ -182,7 +185,7 @@ def add_model_arg(p: argparse.ArgumentParser) -> None:
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", default="sms-spam", help="sms-spam (downloaded on first use) or a CSV/TSV path")
+    p.add_argument("--data", default=SMS_SPAM, help=f"{SMS_SPAM} (downloaded on first use) or a CSV/TSV path")
     p.add_argument("--text-column", help="column holding the texts (default: detected)")
     p.add_argument("--label-column", help="column holding the labels (default: detected)")
     p.add_argument(
@@ -210,7 +213,6 @@ def data_config(args) -> DataConfig:
         balance=args.balance,
         max_length=args.max_length,
         max_rows=args.max_rows,
-        seed=getattr(args, "seed", 123),
     )
 
 
@@ -348,7 +350,7 @@ class ProgressBar:
         filled = int(self.width * e.step / max(1, e.total_steps))
         self._show(
             f"[{'#' * filled}{'.' * (self.width - filled)}] step {e.step}/{e.total_steps} "
-            f"epoch {e.epoch} loss {e.loss:.3f} {e.examples_per_s:.1f} ex/s ETA {format_seconds(e.eta_s)}"
+            f"epoch {e.epoch} loss {e.loss:.3f} {e.examples_per_s:.1f} ex/s ETA {format_duration(e.eta_s)}"
         )
 
     def clear(self) -> None:
@@ -356,11 +358,6 @@ class ProgressBar:
             sys.stderr.write("\r" + " " * 120 + "\r")
             sys.stderr.flush()
             self.shown = False
-
-
-def format_seconds(s: float) -> str:
-    s = int(s)
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
 # --- classify / eval -------------------------------------------------------------------------
@@ -404,7 +401,7 @@ def cmd_eval(args) -> int:
 
     classifier = Classifier.from_adapter(args.adapter, model=args.model, device=args.device, precision=args.precision)
     data = data_config(args)
-    splits = make_splits(load_table(data), data)
+    splits = make_splits(load_table(data), data, seed=args.seed)
     names = tuple(classifier.info.label_names)
     if tuple(splits.label_names) != names:
         raise WorkbenchError(f"the dataset's labels {list(splits.label_names)} differ from the adapter's {list(names)}")
@@ -435,7 +432,7 @@ def cmd_download(args) -> int:
         text = message or f"Downloading {args.name}"
         bar._show(f"{text}: {done / total:.0%}" if total else f"{text}: {done / 1e6:.1f} MB")
 
-    if args.name == "sms-spam":
+    if args.name == SMS_SPAM:
         path = download_sms_spam(progress=progress)
     else:
         path = hub.resolve_checkpoint(args.name, progress=progress)

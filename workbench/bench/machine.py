@@ -18,22 +18,18 @@ from ..core.config import LoRAConfig, ModelConfig
 # --------------------------------------------------------------------------- the ceiling
 
 
-def matmul_params(config: ModelConfig) -> int:
-    """Weights of the blocks' four matmuls: qkv 3d², proj d², fc 4d², proj 4d² per block."""
-    return 12 * config.n_layer * config.n_embd**2
-
-
 def flops_per_token(config: ModelConfig, lora: LoRAConfig) -> float:
     """Matmul FLOPs one real token costs in a frozen-base LoRA training step.
 
-    A weight multiply-add is 2 FLOPs. The forward pass costs 2·P per token (P = matmul_params).
+    A weight multiply-add is 2 FLOPs. The forward pass costs 2·P per token (P: the blocks' matmul
+    weights, ``n_layer * block_matmul_weights``).
     Backward through a frozen layer needs only the gradient for its input (one more matmul with
     the same weight, 2·P), not the one for its weight (the third matmul full fine-tuning pays,
     which is where the familiar 6·P comes from). So a step costs 4·P per token when every block is
     adapted; blocks below the lowest adapted one run forward only. LoRA's own matmuls, the head
     and attention's T² scores are left out: at rank 16 and ~30 tokens they are a few per cent.
     """
-    per_block = 12 * config.n_embd**2
+    per_block = config.block_matmul_weights
     adapted = len(lora.blocks(config.n_layer))
     return 2.0 * per_block * config.n_layer + 2.0 * per_block * adapted
 

@@ -62,7 +62,7 @@ def load_bench_data(cfg: BenchConfig, checkpoint: Path | None, max_length: int) 
     else:
         table = datamod.read_table(path)
         data_cfg = DataConfig(source=str(path))
-    splits = datamod.make_splits(table, data_cfg)
+    splits = datamod.make_splits(table, data_cfg, seed=cfg.seed)
     train_ids, _ = datamod.encode_texts(splits.train.texts, tokenizer, max_length)
     eval_texts = splits.val.texts + splits.test.texts
     eval_ids, _ = datamod.encode_texts(eval_texts, tokenizer, max_length)

@@ -107,11 +107,20 @@ class ModelConfig:
         _raise_if(self.validate(), "model config")
 
     @property
+    def block_matmul_weights(self) -> int:
+        """Weights of one block's four matmuls: qkv 3d², attention out d², MLP up 4d², down 4d²."""
+        return 12 * self.n_embd**2
+
+    @property
+    def block_params(self) -> int:
+        """One block's parameters: the matmul weights, their biases (9d) and two layer norms (4d)."""
+        return self.block_matmul_weights + 13 * self.n_embd
+
+    @property
     def n_params(self) -> int:
         """Parameters of the transformer (embeddings tied to the LM head, so counted once)."""
-        d, L = self.n_embd, self.n_layer
-        per_block = 12 * d * d + 13 * d  # qkv, proj, fc, proj weights+biases, two layer norms
-        return self.vocab_size * d + self.n_positions * d + L * per_block + 2 * d
+        d = self.n_embd
+        return self.vocab_size * d + self.n_positions * d + self.n_layer * self.block_params + 2 * d
 
 
 @dataclass(frozen=True)
@@ -172,7 +181,7 @@ class DataConfig:
     val_fraction: float = 0.1  # the test set gets what is left
     max_length: int | None = None  # tokens per text; None: the model's context length
     max_rows: int | None = None  # read only a file's first N rows (a sample of a very large file)
-    seed: int = 123  # shuffling, balancing and splitting
+    # Shuffling, balancing and splitting follow the run's one seed, TrainConfig.seed.
 
     def validate(self) -> list[str]:
         problems = []
@@ -213,7 +222,7 @@ class TrainConfig:
     length_grouping: int = 50
     device: str = "auto"  # auto picks CUDA, then Apple MPS, then CPU
     precision: str = "auto"  # auto: bf16 autocast where the device runs it fast, else fp32
-    seed: int = 123  # LoRA initialisation, dropout and batch order
+    seed: int = 123  # the run's one seed: the data split, LoRA initialisation, dropout and batch order
 
     def validate(self) -> list[str]:
         problems = []
@@ -251,6 +260,8 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         """Inverse of ``to_dict``; unknown keys are ignored so old run folders still load."""
+        if "seed" not in d and "seed" in d.get("data", {}):  # files from when the split had its own seed
+            d = {**d, "seed": d["data"]["seed"]}
         data = DataConfig(**_known(DataConfig, d.get("data", {})))
         lora_values = _known(LoRAConfig, d.get("lora", {}))
         if "targets" in lora_values:

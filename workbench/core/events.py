@@ -74,7 +74,7 @@ class EpochEnded:
     examples_seen: int
     val_loss: float
     val_accuracy: float
-    checkpoint: str = ""  # path of the resumable checkpoint written at this epoch's end
+    resume_path: str = ""  # the resume state written at this epoch's end
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ class TrainingFinished:
     elapsed_s: float
     run_dir: str
     adapter_path: str  # the adapter as it stood at the end (also when stopped)
-    checkpoint: str = ""  # resumable state (LoRA + head + optimiser + step)
+    resume_path: str = ""  # the resume state (LoRA + head + optimiser + step)
     metrics: EvaluationMetrics | None = None  # test-set metrics; None when stopped
 
 
@@ -134,6 +134,8 @@ def from_json(d: dict):
     """Rebuild an event written by ``to_json`` (nested metrics included)."""
     d = dict(d)
     cls = _TYPES[d.pop("type")]
+    if "checkpoint" in d:  # histories written before the resume file had its own name
+        d.setdefault("resume_path", d.pop("checkpoint"))
     if cls is TrainingFinished and d.get("metrics"):
         d["metrics"] = _metrics_from_dict(d["metrics"])
     names = {f.name for f in fields(cls)}

@@ -4,7 +4,8 @@
     config.json          the TrainConfig, as JSON
     metrics.jsonl        one event per line (events.to_json), the curves' history
     log.txt              the lines the CLI and the window's log pane show
-    checkpoint.safetensors   LoRA + head + AdamW state + position, to resume or extend
+    checkpoint.safetensors   the resume state: LoRA + head + AdamW state + position, to resume or
+                         extend the run (the file keeps this name so runs of earlier versions resume)
     adapter.safetensors  the trained adapter
     training.lock        locked while a process trains the run (how "running" differs from "interrupted")
 
@@ -26,12 +27,12 @@ from pathlib import Path
 import torch
 
 from . import events as ev
-from .config import TrainConfig
+from .config import SMS_SPAM, TrainConfig
 from .errors import ConfigError, WorkbenchError
 from .fileio import write_atomically
 from .paths import runs_dir
 
-CHECKPOINT_KEY = "lora_workbench_checkpoint"
+RESUME_KEY = "lora_workbench_checkpoint"  # the resume file's metadata key (unchanged: old files load)
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class RunFolder:
     def create(cls, cfg: TrainConfig, parent: Path | None = None) -> RunFolder:
         parent = parent or runs_dir()
         stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-        data = "sms-spam" if cfg.data.source == "sms-spam" else Path(cfg.data.source).stem
+        data = SMS_SPAM if cfg.data.source == SMS_SPAM else Path(cfg.data.source).stem
         base = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{stamp}_{Path(cfg.model).name}_{data}")
         path = parent / base
         n = 1
@@ -67,8 +68,15 @@ class RunFolder:
         return self.path / "log.txt"
 
     @property
-    def checkpoint_path(self) -> Path:
+    def resume_path(self) -> Path:
+        """The resume state. In the code "checkpoint" means a model's weights folder (as on the
+        Hub); only the file name, which people and older runs know, says checkpoint here."""
         return self.path / "checkpoint.safetensors"
+
+    @property
+    def checkpoint_path(self) -> Path:
+        """Old name of ``resume_path``, kept only while the window still asks for it."""
+        return self.resume_path
 
     @property
     def adapter_path(self) -> Path:
@@ -212,7 +220,7 @@ def list_runs(parent: Path | None = None) -> list[RunFolder]:
     return sorted(runs, key=lambda r: r.path.name, reverse=True)
 
 
-# --- resumable checkpoints -------------------------------------------------------------------
+# --- the resume state -------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -225,7 +233,7 @@ class Position:
     examples_seen: int
 
 
-def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, position: Position) -> None:
+def save_resume_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, position: Position) -> None:
     """LoRA + head + AdamW moments + position, as safetensors (no pickle), written atomically."""
     from safetensors.torch import save
 
@@ -235,11 +243,11 @@ def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     for index, state in optimizer.state_dict()["state"].items():
         for key, value in state.items():
             tensors[f"optimizer.{index}.{key}"] = torch.as_tensor(value).detach().float().cpu().contiguous()
-    meta = {CHECKPOINT_KEY: json.dumps(position.__dict__)}
+    meta = {RESUME_KEY: json.dumps(position.__dict__)}
     write_atomically(path, save(tensors, metadata=meta))
 
 
-def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> Position:
+def load_resume_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> Position:
     from safetensors import SafetensorError, safe_open
 
     from .lora import trainable_state_dict
@@ -248,7 +256,7 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}
-        position = Position(**json.loads(meta[CHECKPOINT_KEY]))
+        position = Position(**json.loads(meta[RESUME_KEY]))
     except (SafetensorError, OSError, ValueError, KeyError, TypeError) as exc:
         raise WorkbenchError(f"Cannot resume from {path}: not a readable checkpoint ({exc})") from exc
     params = trainable_state_dict(model)

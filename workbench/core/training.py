@@ -40,7 +40,7 @@ from .events import (
 )
 from .lora import build_lora_model
 from .model import GPT2Classifier, load_model_config, param_count
-from .runs import Position, RunFolder, load_checkpoint, save_checkpoint
+from .runs import Position, RunFolder, load_resume_state, save_resume_state
 from .tokenizer import EOT_ID, load_tokenizer
 
 
@@ -164,7 +164,7 @@ def _train(cfg: TrainConfig, stop: threading.Event, run: RunFolder, resume) -> I
     optimizer = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay
     )
-    position = load_checkpoint(Path(resume), model, optimizer) if resume else Position(0, 0, 0, 0)
+    position = load_resume_state(Path(resume), model, optimizer) if resume else Position(0, 0, 0, 0)
 
     n_batches = datamod.count_batches(len(prepared.train.labels), cfg.batch_size)
     steps_per_epoch = math.ceil(n_batches / cfg.grad_accum)
@@ -228,12 +228,12 @@ def _train(cfg: TrainConfig, stop: threading.Event, run: RunFolder, resume) -> I
         position = Position(step, epoch + 1, 0, seen)
         val_loss, val_acc = loss_and_accuracy(model, prepared.val, cfg.batch_size, device, prepared.precision)
         yield Evaluated(step, epoch + 1, seen, math.nan, val_loss, math.nan, val_acc, full=True)
-        save_checkpoint(run.checkpoint_path, model, optimizer, position)
+        save_resume_state(run.resume_path, model, optimizer, position)
         run.log(f"Epoch {epoch + 1}: validation loss {val_loss:.3f}, accuracy {val_acc:.1%}")
-        yield EpochEnded(epoch + 1, step, seen, val_loss, val_acc, str(run.checkpoint_path))
+        yield EpochEnded(epoch + 1, step, seen, val_loss, val_acc, str(run.resume_path))
 
     stopped = stop.is_set() and step < total_steps
-    save_checkpoint(run.checkpoint_path, model, optimizer, position)
+    save_resume_state(run.resume_path, model, optimizer, position)
     metrics = None
     if not stopped:  # test scores only for a run that saw all its steps
         metrics = score_split(model, prepared.test, prepared.label_names, cfg.batch_size, device, prepared.precision)
@@ -245,7 +245,7 @@ def _train(cfg: TrainConfig, stop: threading.Event, run: RunFolder, resume) -> I
         + (f"; test accuracy {metrics.accuracy:.1%}" if metrics else "")
     )
     yield TrainingFinished(
-        stopped, step, seen, clock.elapsed(), str(run.path), str(run.adapter_path), str(run.checkpoint_path), metrics
+        stopped, step, seen, clock.elapsed(), str(run.path), str(run.adapter_path), str(run.resume_path), metrics
     )
 
 
@@ -263,7 +263,7 @@ def prepare(cfg: TrainConfig, stop: threading.Event) -> Iterator:
     table = yield from run_with_progress(
         "Reading the dataset", lambda progress: datamod.load_table(cfg.data, progress=progress, stop=stop), stop
     )
-    splits = datamod.make_splits(table, cfg.data)
+    splits = datamod.make_splits(table, cfg.data, seed=cfg.seed)
     yield Status("Tokenizing")
     tokenizer = load_tokenizer(checkpoint)
     model_config = load_model_config(checkpoint)

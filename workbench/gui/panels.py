@@ -199,7 +199,9 @@ class DataPanel(QGroupBox):
     def source(self) -> str:
         return SMS_SPAM if self.sms_radio.isChecked() else self._path
 
-    def data_config(self, seed: int) -> DataConfig:
+    def data_config(self, seed: int | None = None) -> DataConfig:
+        """The data settings. ``seed`` is unused (the split follows TrainConfig.seed, the run's one
+        seed); it is accepted until the window stops passing it."""
         return DataConfig(
             source=self.source(),
             text_column=self.text_column.currentData(),
@@ -209,7 +211,6 @@ class DataPanel(QGroupBox):
             val_fraction=self.val_pct.value() / 100,
             max_length=self.max_length.value() or None,
             max_rows=self.max_rows,
-            seed=seed,
         )
 
     def apply(self, cfg: DataConfig) -> None:

@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core.config import TrainConfig
+from ..core.config import SMS_SPAM, TrainConfig
 from ..core.events import Evaluated, TrainingFailed, TrainingFinished
 from ..core.runs import RunFolder, list_runs, run_outcome
 from ..worker import JobPool, Returned, Worker
@@ -76,7 +76,7 @@ def run_choices(run: RunFolder, events: list) -> RunChoices:
     """Anything but a finished or running run can be resumed from its checkpoint: stopped, failed
     after it started (out of memory), or cut off (the window closed, the machine crashed)."""
     state = run_outcome(run, events)
-    checkpoint = run.checkpoint_path.is_file()
+    checkpoint = run.resume_path.is_file()
     reason = ""
     if state.state == "running":
         reason = "Another window or command is training it now."
@@ -97,7 +97,7 @@ def describe_run(run: RunFolder, events: list) -> str:
         cfg = run.config()
     except (OSError, ValueError, KeyError, TypeError):
         return f"{run.path.name}\n(config.json unreadable)"
-    data = "SMS Spam Collection" if cfg.data.source == "sms-spam" else cfg.data.source
+    data = "SMS Spam Collection" if cfg.data.source == SMS_SPAM else cfg.data.source
     lines = [
         f"<b>{run.path.name}</b>",
         f"model: {cfg.model} · data: {data}",

@@ -25,6 +25,7 @@ from PySide6.QtGui import QFont, QTextCursor
 from PySide6.QtWidgets import QGraphicsItem, QHBoxLayout, QLabel, QPlainTextEdit, QProgressBar, QVBoxLayout, QWidget
 
 from ..core.events import Evaluated, RunStarted, StepDone, TrainingFailed, TrainingFinished
+from ..core.progress import format_duration
 from ..core.runs import outcome
 
 # At most 10 redraws a second. A pyqtgraph repaint runs Python on the GUI thread while holding
@@ -178,15 +179,6 @@ class CurvePlotWidget(QWidget):
             self.crosshair.setPos(x)
             self.crosshair.setVisible(True)
             self.readout.setText(f"at {max(0, x):,.0f} examples:  " + " · ".join(parts))
-
-
-def format_duration(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    seconds = int(round(seconds))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 class TrainingTab(QWidget):
