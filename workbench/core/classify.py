@@ -16,7 +16,7 @@ import torch
 from . import hub
 from .adapters import AdapterInfo, check_compatible, load_adapter_weights, read_adapter
 from .config import LORA_TARGETS
-from .device import autocast, describe, pick_device, pick_precision
+from .device import autocast, pick_device, pick_precision
 from .evaluate import predict_probabilities
 from .lora import LoRALinear, apply_lora, merge_lora
 from .model import GPT2Classifier, load_model_config
@@ -68,10 +68,6 @@ class Classifier:
         gpt.to(torch_device)
         pack_weights_for_cpu(gpt, torch_device, chosen)
         return cls(gpt, load_tokenizer(checkpoint), info, torch_device, chosen)
-
-    @property
-    def device_name(self) -> str:
-        return describe(self.device)
 
     def encode(self, text: str) -> list[int]:
         ids = self.tokenizer.encode_ordinary(text)[: self.info.max_length]

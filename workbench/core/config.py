@@ -90,10 +90,6 @@ class ModelConfig:
         config.check()
         return config
 
-    def to_hf_dict(self) -> dict[str, Any]:
-        """A minimal ``config.json`` that transformers reads as a GPT-2 config."""
-        return {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], **asdict(self)}
-
     def validate(self) -> list[str]:
         problems = []
         for name in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head"):

@@ -72,14 +72,6 @@ def human_count(n: int) -> str:
     return str(n)
 
 
-def _group(title: str) -> tuple[QGroupBox, QFormLayout]:
-    box = QGroupBox(title)
-    form = QFormLayout(box)
-    form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
-    form.setContentsMargins(8, 6, 8, 6)
-    return box, form
-
-
 def _spin(lo: int, hi: int, value: int, tip: str, special: str = "") -> QSpinBox:
     spin = QSpinBox()
     spin.setRange(lo, hi)

@@ -51,9 +51,6 @@ class Batch:
     lengths: torch.Tensor  # (B,) int64, real tokens per row
     labels: torch.Tensor  # (B,) int64 class ids
 
-    def to(self, device: torch.device | str) -> Batch:
-        return Batch(self.input_ids.to(device), self.lengths.to(device), self.labels.to(device))
-
 
 def count_batches(n: int, batch_size: int, drop_last: bool = False) -> int:
     return n // batch_size if drop_last else -(-n // batch_size)
