@@ -485,6 +485,7 @@ def large_csv(tmp_path_factory) -> tuple[Path, int]:
     return path, repeats * 10_000
 
 
+@pytest.mark.slow
 def test_large_csv_reports_growing_progress(large_csv):
     path, n_rows = large_csv
     size = path.stat().st_size
@@ -497,6 +498,7 @@ def test_large_csv_reports_growing_progress(large_csv):
     assert {total for _, total in reports} == {size}
 
 
+@pytest.mark.slow
 def test_large_csv_stops_promptly(large_csv):
     path, _ = large_csv
     stop = threading.Event()
@@ -514,6 +516,7 @@ def test_large_csv_stops_promptly(large_csv):
     assert stopped_at[0][1] < path.stat().st_size / 4
 
 
+@pytest.mark.slow
 def test_large_csv_max_rows_gives_a_sample(large_csv):
     path, _ = large_csv
     start = time.perf_counter()
