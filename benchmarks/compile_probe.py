@@ -19,21 +19,21 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from workbench.core import bench
+from workbench.bench import BenchConfig, machine, workload
 from workbench.core.device import pick_device, pick_precision
-from workbench.core.training import Prepared, train_step
+from workbench.core.training import train_step
 
 
-def step_times(model, batches, prepared, steps: int) -> tuple[float, list[float]]:
+def step_times(model, batches, device, precision, steps: int) -> tuple[float, list[float]]:
     """Seconds for the first step (compilation, for a compiled model) and each later step."""
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-5)
     times = []
     for _ in range(steps + 1):
         batch = next(batches)
-        bench._sync(prepared.device)
+        machine.sync(device)
         start = time.perf_counter()
-        train_step(model, optimizer, [batch], prepared)
-        bench._sync(prepared.device)
+        train_step(model, optimizer, [batch], device, precision)
+        machine.sync(device)
         times.append(time.perf_counter() - start)
     return times[0], times[1:]
 
@@ -45,28 +45,16 @@ def main() -> int:
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--steps", type=int, default=40)
     args = parser.parse_args()
-    cfg = bench.BenchConfig(model=args.checkpoint, device=args.device, precision=args.precision)
+    cfg = BenchConfig(model=args.checkpoint, device=args.device, precision=args.precision)
     device = pick_device(cfg.device)
     precision = pick_precision(cfg.precision, device)
-    model, checkpoint = bench.build_bench_model(cfg, 2)
+    model, checkpoint = workload.build_bench_model(cfg, 2)
     model.to(device)
-    data = bench.load_bench_data(cfg, checkpoint, model.config.n_positions)
-    prepared = Prepared(
-        checkpoint=checkpoint,
-        label_names=("ham", "spam"),
-        train=data.train,
-        val=data.eval,
-        test=data.eval,
-        truncated=0,
-        max_length=model.config.n_positions,
-        model=model,
-        device=device,
-        precision=precision,
-    )
+    data = workload.load_bench_data(cfg, checkpoint, model.config.n_positions)
     print(f"{device} {precision}, {data.source}")
     for name, candidate in (("eager", model), ("compiled", torch.compile(model, dynamic=True))):
         first, rest = step_times(
-            candidate, bench.training_batches(data.train, cfg.train_config()), prepared, args.steps
+            candidate, workload.training_batches(data.train, cfg.train_config()), device, precision, args.steps
         )
         later = rest[len(rest) // 2 :]  # after any recompilations for new shapes
         print(

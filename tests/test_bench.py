@@ -5,15 +5,15 @@ and the padding arithmetic, which is deterministic.
 """
 
 import dataclasses
+import itertools
 import json
 import math
 
 import pytest
 from conftest import SMS_FILE, TOKENIZER_DIR, require_shared
 
+from workbench.bench import BenchConfig, machine, run_bench, workload
 from workbench.cli import main
-from workbench.core import bench
-from workbench.core.bench import BenchConfig, run_bench
 from workbench.core.classify import can_pack_weights
 from workbench.core.config import LoRAConfig, ModelConfig, TrainConfig
 from workbench.core.errors import ConfigError
@@ -33,8 +33,8 @@ REQUIRED = {
 @pytest.fixture
 def small_matmul(monkeypatch):
     """The ceiling's 2048³ matmul takes seconds on a busy 2-core box; 128³ exercises the same code."""
-    real = bench.matmul_gflops
-    monkeypatch.setattr(bench, "matmul_gflops", lambda device, dtype=None, n=0, repeats=3: real(device, n=128))
+    real = machine.matmul_gflops
+    monkeypatch.setattr(machine, "matmul_gflops", lambda device, dtype=None, n=0, repeats=3: real(device, n=128))
 
 
 def tiny_bench(checkpoint, **changes) -> BenchConfig:
@@ -73,20 +73,20 @@ def test_run_bench_reports_every_figure(tiny_checkpoint):
 
 
 def test_grouping_by_length_cuts_padding_on_sms_like_lengths():
-    data = bench.synthetic_data(seed=7, max_length=1024, source="synthetic")
+    data = workload.synthetic_data(seed=7, max_length=1024, source="synthetic")
     n_batches = -(-len(data.train.labels) // 8)
 
     def epoch_padding(grouping: int) -> float:
         cfg = TrainConfig(batch_size=8, length_grouping=grouping, seed=7)
-        batches = bench.training_batches(data.train, cfg)
-        return bench.padding_fraction([next(batches) for _ in range(n_batches)])
+        batches = workload.training_batches(data.train, cfg)
+        return workload.padding_fraction([next(batches) for _ in range(n_batches)])
 
     grouped, random_order = epoch_padding(50), epoch_padding(0)
     assert grouped < 0.1 < 0.3 < random_order  # the real split: about 3% against 43%
 
 
 def test_synthetic_lengths_look_like_the_sms_split():
-    lengths = bench.synthetic_lengths(1045, seed=1)
+    lengths = workload.synthetic_lengths(1045, seed=1)
     assert 26 < sum(lengths) / len(lengths) < 34
     assert min(lengths) >= 1 and max(lengths) <= 120
 
@@ -94,7 +94,7 @@ def test_synthetic_lengths_look_like_the_sms_split():
 def test_real_sms_lengths_are_used_when_present():
     require_shared(SMS_FILE)
     cfg = BenchConfig(data=str(SMS_FILE), tokenizer=str(require_shared(TOKENIZER_DIR)))
-    data = bench.load_bench_data(cfg, checkpoint=None, max_length=1024)
+    data = workload.load_bench_data(cfg, checkpoint=None, max_length=1024)
     lengths = [len(ids) for ids in data.train.token_ids]
     assert "real token lengths" in data.source and len(lengths) == 1045  # the book's split
     assert 28 < sum(lengths) / len(lengths) < 33 and max(lengths) <= 120
@@ -103,25 +103,25 @@ def test_real_sms_lengths_are_used_when_present():
 
 def test_flops_per_token_counts_forward_and_input_gradients():
     config = ModelConfig()  # GPT-2 small: 85M matmul weights
-    p = bench.matmul_params(config)
+    p = config.n_layer * config.block_matmul_weights
     assert p == 84_934_656
-    assert bench.flops_per_token(config, LoRAConfig()) == 4 * p
-    top2 = bench.flops_per_token(config, LoRAConfig(top_blocks=2))  # backward only through 2 blocks
+    assert machine.flops_per_token(config, LoRAConfig()) == 4 * p
+    top2 = machine.flops_per_token(config, LoRAConfig(top_blocks=2))  # backward only through 2 blocks
     assert top2 == pytest.approx(2 * p + 2 * p * 2 / 12)
 
 
 def test_config_reports_every_problem_and_random_init_is_explicit(monkeypatch):
     problems = BenchConfig(model="gpt3", data="no/such/file.csv", steps=0, precision="fp8").validate()
     assert len(problems) == 4
-    monkeypatch.setattr(bench.hub, "is_cached", lambda model: False)
+    monkeypatch.setattr(workload.hub, "is_cached", lambda model: False)
     with pytest.raises(ConfigError, match="--random-init"):
-        bench.build_bench_model(BenchConfig(model="gpt2"), 2)
+        workload.build_bench_model(BenchConfig(model="gpt2"), 2)
 
 
 def test_percentile_interpolates():
-    assert bench.percentile([1.0, 2.0, 3.0, 4.0, 5.0], 50) == 3.0
-    assert bench.percentile([10.0, 20.0], 95) == pytest.approx(19.5)
-    assert bench.percentile([7.0], 95) == 7.0
+    assert machine.percentile([1.0, 2.0, 3.0, 4.0, 5.0], 50) == 3.0
+    assert machine.percentile([10.0, 20.0], 95) == pytest.approx(19.5)
+    assert machine.percentile([7.0], 95) == 7.0
 
 
 def test_cli_bench_json(tiny_checkpoint, small_matmul, capsys):
@@ -208,3 +208,15 @@ def test_reference_trains_on_the_same_batches_as_the_engine(tiny_checkpoint):
     assert any("score" in n for n in trainable)
     hf.prepare_classify()
     assert sum(hf.classify()) == pytest.approx(1.0)
+
+
+def test_benchmark_batches_are_trainings_own_epoch_after_epoch():
+    """One batch order: the benchmark takes training.epoch_batches, epoch 0 then epoch 1."""
+    from workbench.core.training import epoch_batches
+
+    data = workload.synthetic_data(seed=3, max_length=1024, source="synthetic", n_train=40, n_eval=4)
+    cfg = TrainConfig(batch_size=8, length_grouping=2, seed=3)
+    expected = epoch_batches(data.train, cfg, 0) + epoch_batches(data.train, cfg, 1)
+    got = list(itertools.islice(workload.training_batches(data.train, cfg), len(expected)))
+    assert [b.input_ids.tolist() for b in got] == [b.input_ids.tolist() for b in expected]
+    assert epoch_batches(data.train, cfg, 0)[0].input_ids.tolist() != expected[5].input_ids.tolist()  # reshuffled

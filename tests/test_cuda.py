@@ -8,8 +8,8 @@ import pytest
 import torch
 from test_training import separable_csv, tiny_config  # noqa: F401 (fixture)
 
+from workbench.bench import BenchConfig, run_bench
 from workbench.core import events as ev
-from workbench.core.bench import BenchConfig, run_bench
 from workbench.core.classify import Classifier
 from workbench.core.config import LoRAConfig
 from workbench.core.lora import build_lora_model

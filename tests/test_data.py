@@ -159,7 +159,7 @@ def test_tsv_extension_means_tab(tmp_path):
 def test_three_or_more_classes(tmp_path):
     lines = [f"{c},text {i} for {c}" for i in range(20) for c in ("pos", "neg", "neutral")]
     table = read_table(write(tmp_path, "d.csv", "sentiment,sentence\n" + "\n".join(lines)))
-    splits = make_splits(table, DataConfig(source=table.source, balance=False))
+    splits = make_splits(table, DataConfig(source=table.source, balance=False), seed=123)
     assert splits.label_names == ["neg", "neutral", "pos"]
     assert splits.class_counts == {"neg": 20, "neutral": 20, "pos": 20}
     for split in (splits.train, splits.val, splits.test):
@@ -249,54 +249,54 @@ def test_load_table_reads_a_user_file_and_the_cached_sms_collection(tmp_path, mo
 def test_missing_column_names_the_available_ones():
     table = table_of(["a", "b"], ["x", "y"])
     with pytest.raises(DataError, match=r"'body' is not in mine.csv\. Its columns are: 'label', 'text'"):
-        make_splits(table, DataConfig(source="x", text_column="body"))
+        make_splits(table, DataConfig(source="x", text_column="body"), seed=123)
 
 
 def test_undetectable_column_names_the_available_ones():
     frame = pd.DataFrame({"only": ["a", "b"]}, dtype=str)
     table = Table(frame, "one.csv", "utf-8", "only", None)
     with pytest.raises(DataError, match="holds the label. Its columns are: 'only'"):
-        make_splits(table, DataConfig(source="x"))
+        make_splits(table, DataConfig(source="x"), seed=123)
 
 
 def test_same_column_for_text_and_label_is_refused():
     with pytest.raises(DataError, match="both 'text'"):
-        make_splits(table_of(["a", "b"], ["x", "y"]), DataConfig(source="x", label_column="text"))
+        make_splits(table_of(["a", "b"], ["x", "y"]), DataConfig(source="x", label_column="text"), seed=123)
 
 
 def test_one_class_is_an_error():
     with pytest.raises(DataError, match="only the label 'ham'.*at least two classes"):
-        make_splits(table_of(["ham"] * 20, [f"t{i}" for i in range(20)]), DataConfig(source="x"))
+        make_splits(table_of(["ham"] * 20, [f"t{i}" for i in range(20)]), DataConfig(source="x"), seed=123)
 
 
 def test_empty_rows_and_duplicates_are_dropped_and_counted():
     labels = ["ham", "ham", "spam", " ", "ham", "spam", "ham "] + ["ham", "spam"] * 20
     texts = ["a", "a", "a", "b", "  ", "c", "a"] + [f"t{i}" for i in range(40)]
     table = table_of(labels, texts)
-    splits = make_splits(table, DataConfig(source="x", balance=False))
+    splits = make_splits(table, DataConfig(source="x", balance=False), seed=123)
     assert splits.dropped_empty == 2  # the blank label and the blank text
     assert splits.dropped_duplicates == 2  # ("a", "ham") twice more; "ham " strips to "ham"
     assert splits.class_counts == {"ham": 21, "spam": 22}
 
-    kept = make_splits(table, DataConfig(source="x", balance=False, drop_duplicates=False))
+    kept = make_splits(table, DataConfig(source="x", balance=False, drop_duplicates=False), seed=123)
     assert kept.dropped_duplicates == 0 and kept.class_counts == {"ham": 23, "spam": 22}
 
 
 def test_duplicates_are_kept_by_default_for_the_sms_collection():
     table = table_of(["ham", "spam"] * 20, ["same", "other"] * 20, source=SMS_SPAM)
-    splits = make_splits(table, DataConfig())
+    splits = make_splits(table, DataConfig(), seed=123)
     assert splits.dropped_duplicates == 0 and splits.class_counts == {"ham": 20, "spam": 20}
 
 
 def test_numeric_labels_sort_numerically():
     table = table_of(["10", "2", "-1"] * 10, [f"t{i}" for i in range(30)])
-    splits = make_splits(table, DataConfig(source="x"))
+    splits = make_splits(table, DataConfig(source="x"), seed=123)
     assert splits.label_names == ["-1", "2", "10"]
 
 
 def test_balance_undersamples_to_the_smallest_class():
     table = table_of(["ham"] * 80 + ["spam"] * 20, [f"t{i}" for i in range(100)])
-    splits = make_splits(table, DataConfig(source="x", balance=True))
+    splits = make_splits(table, DataConfig(source="x", balance=True), seed=123)
     every = splits.train.labels + splits.val.labels + splits.test.labels
     assert collections.Counter(every) == {0: 20, 1: 20}
     assert splits.class_counts == {"ham": 80, "spam": 20}  # before balancing
@@ -304,7 +304,7 @@ def test_balance_undersamples_to_the_smallest_class():
 
 def test_split_sizes_follow_the_book_and_are_stratified():
     table = table_of(["a"] * 60 + ["b"] * 40, [f"t{i}" for i in range(100)])
-    splits = make_splits(table, DataConfig(source="x", balance=False))
+    splits = make_splits(table, DataConfig(source="x", balance=False), seed=123)
     sizes = [len(s.texts) for s in (splits.train, splits.val, splits.test)]
     assert sizes == [70, 10, 20]
     assert [collections.Counter(s.labels) for s in (splits.train, splits.val, splits.test)] == [
@@ -320,16 +320,16 @@ def test_split_sizes_follow_the_book_and_are_stratified():
 
 def test_splits_are_deterministic_for_a_seed():
     table = table_of(["a", "b"] * 50, [f"t{i}" for i in range(100)])
-    first = make_splits(table, DataConfig(source="x", seed=7))
-    again = make_splits(table, DataConfig(source="x", seed=7))
-    other = make_splits(table, DataConfig(source="x", seed=8))
+    first = make_splits(table, DataConfig(source="x"), seed=7)
+    again = make_splits(table, DataConfig(source="x"), seed=7)
+    other = make_splits(table, DataConfig(source="x"), seed=8)
     assert first == again
     assert first.train.texts != other.train.texts
 
 
 def test_a_dataset_too_small_to_split_is_explained():
     with pytest.raises(DataError, match="too small to split: 4 usable rows"):
-        make_splits(table_of(["a", "b", "a", "b"], ["1", "2", "3", "4"]), DataConfig(source="x"))
+        make_splits(table_of(["a", "b", "a", "b"], ["1", "2", "3", "4"]), DataConfig(source="x"), seed=123)
 
 
 @settings(max_examples=60, deadline=None)
@@ -342,7 +342,8 @@ def test_a_dataset_too_small_to_split_is_explained():
 def test_split_totals_and_class_shares_hold_for_any_dataset(counts, train, val, balance):
     labels = [f"c{k}" for k, n in enumerate(counts) for _ in range(n)]
     table = table_of(labels, [f"t{i}" for i in range(len(labels))])
-    splits = make_splits(table, DataConfig(source="x", train_fraction=train, val_fraction=val, balance=balance))
+    cfg = DataConfig(source="x", train_fraction=train, val_fraction=val, balance=balance)
+    splits = make_splits(table, cfg, seed=123)
     n = min(counts) * len(counts) if balance else sum(counts)
     sizes = [len(s.labels) for s in (splits.train, splits.val, splits.test)]
     assert sizes == [int(n * train), int(n * val), n - int(n * train) - int(n * val)]
@@ -484,7 +485,7 @@ def test_real_sms_file_has_every_message(sms_file):
 
 
 def test_real_sms_balanced_split_is_the_books_1045_149_300(sms_file):
-    splits = make_splits(data.read_sms_spam(sms_file), DataConfig())
+    splits = make_splits(data.read_sms_spam(sms_file), DataConfig(), seed=123)
     assert splits.label_names == ["ham", "spam"]
     assert splits.class_counts == {"ham": 4827, "spam": 747}
     assert (splits.dropped_empty, splits.dropped_duplicates) == (0, 0)

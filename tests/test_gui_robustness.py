@@ -364,7 +364,7 @@ def test_model_not_downloaded_and_no_network(qtbot, window, dialogs, monkeypatch
 
 def test_closing_mid_training_keeps_the_run_resumable(qtbot, window, dialogs, tmp_path, tiny_checkpoint, dataset):
     from workbench.core.runs import list_runs
-    from workbench.gui.runs_tab import run_state
+    from workbench.gui.runs_tab import run_choices
 
     window.training_panel.epochs.setValue(500)
     window.start_training()
@@ -375,8 +375,8 @@ def test_closing_mid_training_keeps_the_run_resumable(qtbot, window, dialogs, tm
     ]
     assert not window.pool.running() and workbench_threads() == []
     (run,) = list_runs()
-    assert run.adapter_path.is_file() and run.checkpoint_path.is_file()
-    state = run_state(run, run.events())
+    assert run.adapter_path.is_file() and run.resume_path.is_file()
+    state = run_choices(run, run.events())
     assert state.summary == "stopped early" and state.can_resume
 
     again = make_window(qtbot, tmp_path, tiny_checkpoint, dataset)  # the next session lists it, resumable

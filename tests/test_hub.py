@@ -17,8 +17,10 @@ from _http_server import LocalServer, Route
 from safetensors.torch import save_file
 
 from workbench.core import hub
+from workbench.core.adapters import read_adapter
 from workbench.core.data import sms
-from workbench.core.errors import Cancelled, CheckpointError, DownloadError
+from workbench.core.errors import AdapterError, Cancelled, CheckpointError, DownloadError
+from workbench.core.fileio import PICKLE_SUFFIXES
 
 SMS_LINES = 'ham\tOk lar... Joking wif u oni...\nspam\t"Free entry in 2 a wkly comp\n ham\t trailing space \n'
 
@@ -326,6 +328,17 @@ def test_folder_with_only_pickled_weights_is_refused(tmp_path):
     message = str(caught.value)
     assert "pytorch_model.bin" in message and "pickle" in message and "safetensors" in message
     assert not hub.is_cached(str(tmp_path))
+
+
+@pytest.mark.parametrize("suffix", sorted(PICKLE_SUFFIXES | {".PTH", ".Pickle"}))
+def test_every_pickle_suffix_is_named_as_a_pickle(tmp_path, suffix):
+    """One list of pickle suffixes for the model folder and the adapter file, in any case."""
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / f"weights{suffix}").write_bytes(b"not even a pickle")
+    with pytest.raises(CheckpointError, match=f"only pickled PyTorch weights \\(weights{suffix}\\)"):
+        hub.resolve_checkpoint(str(tmp_path))
+    with pytest.raises(AdapterError, match="looks like a PyTorch pickle"):
+        read_adapter(tmp_path / f"weights{suffix}")
 
 
 def test_folder_missing_files_lists_them(tmp_path):

@@ -36,7 +36,7 @@ from workbench.core.config import DataConfig, LoRAConfig, TrainConfig
 from workbench.core.data import make_splits, read_table, save_table
 from workbench.core.errors import AdapterError, Cancelled, DataError, WorkbenchError
 from workbench.core.lora import build_lora_model
-from workbench.core.runs import Position, save_checkpoint
+from workbench.core.runs import Position, save_resume_state
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fault simulation reads /proc/self/fd")
 
@@ -321,7 +321,7 @@ def test_empty_file(tmp_path, tiny_checkpoint, capsys):
 def test_file_with_one_class(tmp_path, tiny_checkpoint, capsys):
     path = write_csv(tmp_path / "one.csv", [(f"text {i}", "ham") for i in range(30)])
     with pytest.raises(DataError, match="only the label 'ham'.*at least two classes"):
-        make_splits(read_table(path), DataConfig(source=str(path)))
+        make_splits(read_table(path), DataConfig(source=str(path)), seed=123)
     code, _, err = run_cli(capsys, *train_argv(tiny_checkpoint, path, tmp_path / "a.safetensors"))
     assert_one_line_error(code, err, "only the label 'ham'")
 
@@ -336,7 +336,7 @@ def _with_missing_labels(path: Path) -> tuple[Path, int]:
 
 def test_missing_labels_are_dropped_and_counted(tmp_path, tiny_checkpoint, capsys):
     path, n_missing = _with_missing_labels(tmp_path / "gaps.csv")
-    splits = make_splits(read_table(path), DataConfig(source=str(path)))
+    splits = make_splits(read_table(path), DataConfig(source=str(path)), seed=123)
     assert splits.dropped_empty == n_missing
     assert splits.label_names == ["ham", "spam"] and splits.class_counts == {"ham": 40, "spam": 40}
     events = list(training.train(tiny_train_config(tiny_checkpoint, path)))
@@ -358,7 +358,7 @@ def test_numbers_as_text_are_accepted_unchanged(tmp_path, tiny_checkpoint, capsy
     table = read_table(path)
     assert table.text_column == "text" and table.label_column == "label"
     assert table.frame["text"].tolist() == [text for text, _ in rows]  # "0070" keeps its zeros, "1e30" stays
-    splits = make_splits(table, DataConfig(source=str(path)))
+    splits = make_splits(table, DataConfig(source=str(path)), seed=123)
     assert sorted(splits.train.texts + splits.val.texts + splits.test.texts) == sorted(t for t, _ in rows)
 
     code, _, err = run_cli(capsys, *train_argv(tiny_checkpoint, path, tmp_path / "a.safetensors"))
@@ -485,6 +485,7 @@ def large_csv(tmp_path_factory) -> tuple[Path, int]:
     return path, repeats * 10_000
 
 
+@pytest.mark.slow
 def test_large_csv_reports_growing_progress(large_csv):
     path, n_rows = large_csv
     size = path.stat().st_size
@@ -497,6 +498,7 @@ def test_large_csv_reports_growing_progress(large_csv):
     assert {total for _, total in reports} == {size}
 
 
+@pytest.mark.slow
 def test_large_csv_stops_promptly(large_csv):
     path, _ = large_csv
     stop = threading.Event()
@@ -514,6 +516,7 @@ def test_large_csv_stops_promptly(large_csv):
     assert stopped_at[0][1] < path.stat().st_size / 4
 
 
+@pytest.mark.slow
 def test_large_csv_max_rows_gives_a_sample(large_csv):
     path, _ = large_csv
     start = time.perf_counter()
@@ -692,7 +695,7 @@ def test_full_disk_keeps_existing_files_byte_identical(tiny_checkpoint, adapter,
     checkpoint, table = folder / "checkpoint.safetensors", folder / "predictions.csv"
     model = build_lora_model(tiny_checkpoint, LoRAConfig(rank=2, alpha=4), 2, seed=1)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad])
-    save_checkpoint(checkpoint, model, optimizer, Position(1, 0, 1, 8))
+    save_resume_state(checkpoint, model, optimizer, Position(1, 0, 1, 8))
     table.write_text("text,label\nold,ham\n")
     before = {p: p.read_bytes() for p in (target, checkpoint, table)}
     _, info = read_adapter(adapter)
@@ -703,7 +706,7 @@ def test_full_disk_keeps_existing_files_byte_identical(tiny_checkpoint, adapter,
     with pytest.raises(AdapterError, match="No space left on device.*kept at"):
         copy_adapter(adapter, target)
     with pytest.raises(WorkbenchError, match="No space left on device"):
-        save_checkpoint(checkpoint, model, optimizer, Position(2, 0, 2, 16))
+        save_resume_state(checkpoint, model, optimizer, Position(2, 0, 2, 16))
     with pytest.raises(DataError, match="No space left on device"):
         save_table(read_table(write_csv(tmp_path / "t.csv", two_classes())).frame, table)
     assert {p: p.read_bytes() for p in before} == before
@@ -753,13 +756,13 @@ def test_full_disk_at_a_checkpoint_fails_the_run_cleanly(tiny_checkpoint, adapte
     out = tmp_path / "adapter.safetensors"
     out.write_bytes(adapter.read_bytes())
     before = out.read_bytes()
-    real_save = training.save_checkpoint
+    real_save = training.save_resume_state
 
     def save_on_a_full_disk(path, *args, **kwargs):
         disk.fill(Path(path).parent)
         return real_save(path, *args, **kwargs)
 
-    monkeypatch.setattr(training, "save_checkpoint", save_on_a_full_disk)
+    monkeypatch.setattr(training, "save_resume_state", save_on_a_full_disk)
     data = write_csv(tmp_path / "d.csv", two_classes())
     failed = list(training.train(tiny_train_config(tiny_checkpoint, data)))[-1]
     assert isinstance(failed, ev.TrainingFailed) and "No space left on device" in failed.message

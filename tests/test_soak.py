@@ -15,8 +15,11 @@ import threading
 import time
 
 import psutil
+import pytest
 from PySide6.QtCore import QCoreApplication, QEvent, QThread
 from test_gui import dataset, dialogs, make_window  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.slow
 
 CYCLES = 30
 MAX_RSS_GROWTH = 0.10  # after the last cycle vs after the warm-up cycles

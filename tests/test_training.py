@@ -12,8 +12,9 @@ import torch
 from workbench.core import events as ev
 from workbench.core.classify import Classifier
 from workbench.core.config import DataConfig, LoRAConfig, TrainConfig
+from workbench.core.evaluate import classification_metrics
 from workbench.core.runs import RunFolder, list_runs
-from workbench.core.training import classification_metrics, train
+from workbench.core.training import train
 
 SPAM_WORDS = "win cash prize free claim now urgent offer call txt reward".split()
 HAM_WORDS = "see you at lunch tomorrow ok thanks mum home later love".split()
@@ -102,7 +103,7 @@ def test_resume_continues_to_the_same_result(tiny_checkpoint, separable_csv):
             stop.set()
     interrupted = event
     assert interrupted.stopped
-    resumed = list(train(cfg, resume=interrupted.checkpoint))[-1]
+    resumed = list(train(cfg, resume=interrupted.resume_path))[-1]
     assert resumed.step == straight.step
     a = Classifier.from_adapter(straight.adapter_path).probabilities(["win cash now", "see you at lunch"])
     b = Classifier.from_adapter(resumed.adapter_path).probabilities(["win cash now", "see you at lunch"])
@@ -130,7 +131,7 @@ def test_run_folder_keeps_settings_history_and_adapter(tiny_checkpoint, separabl
     recorded = run.events()
     assert isinstance(recorded[-1], ev.TrainingFinished) and recorded[-1].metrics == finished.metrics
     assert any(isinstance(e, ev.Evaluated) for e in recorded)
-    assert run.adapter_path.exists() and run.checkpoint_path.exists() and "Finished" in run.log_path.read_text()
+    assert run.adapter_path.exists() and run.resume_path.exists() and "Finished" in run.log_path.read_text()
     assert finished_path.is_dir()
 
 
@@ -171,7 +172,7 @@ def test_metrics_match_hand_computation():
 def test_train_more_epochs_extends_a_finished_run(tiny_checkpoint, separable_csv):
     cfg = tiny_config(tiny_checkpoint, separable_csv, epochs=1, eval_every=1000)
     first = list(train(cfg))[-1]
-    events = list(train(dataclasses.replace(cfg, epochs=2), resume=first.checkpoint))
+    events = list(train(dataclasses.replace(cfg, epochs=2), resume=first.resume_path))
     started = next(e for e in events if isinstance(e, ev.RunStarted))
     finished = events[-1]
     assert started.start_step == first.step and finished.step == 2 * first.step
@@ -195,7 +196,8 @@ def test_classifier_on_a_cpu_packs_weights_and_matches_the_training_model(tiny_c
     from test_lora import PACKING
 
     from workbench.core.adapters import load_adapter_weights, read_adapter
-    from workbench.core.classify import PackedLinear, predict_probabilities
+    from workbench.core.classify import PackedLinear
+    from workbench.core.evaluate import predict_probabilities
     from workbench.core.lora import build_lora_model
 
     adapter = list(train(tiny_config(tiny_checkpoint, separable_csv, max_steps=3)))[-1].adapter_path

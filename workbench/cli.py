@@ -14,8 +14,9 @@ import threading
 from pathlib import Path
 
 from . import __version__
-from .core.config import ALL_TARGETS, DEVICES, MODEL_REPOS, PRECISIONS, DataConfig, LoRAConfig, TrainConfig
+from .core.config import ALL_TARGETS, DEVICES, MODEL_REPOS, PRECISIONS, SMS_SPAM, DataConfig, LoRAConfig, TrainConfig
 from .core.errors import WorkbenchError
+from .core.progress import format_duration
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -97,13 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="base model (default: the one the adapter names)")
     add_data_args(p)
     p.add_argument("--split", choices=("test", "val", "train", "all"), default="test")
+    p.add_argument("--seed", type=int, default=123, help="the seed the adapter was trained with: it fixes the split")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--json", action="store_true")
     add_device_args(p)
     p.set_defaults(handler=cmd_eval)
 
     p = sub.add_parser("download", help="download GPT-2 weights (or the SMS dataset) for offline use")
-    p.add_argument("name", choices=[*MODEL_REPOS, "sms-spam"])
+    p.add_argument("name", choices=[*MODEL_REPOS, SMS_SPAM])
     p.set_defaults(handler=cmd_download)
 
     p = sub.add_parser("info", help="show an adapter's metadata")
@@ -142,8 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--data",
-        default="sms-spam",
-        help="sms-spam (the downloaded collection; synthetic lengths like it if absent), synthetic, or a CSV/TSV path",
+        default=SMS_SPAM,
+        help=f"{SMS_SPAM} (the downloaded collection; synthetic lengths like it if absent), synthetic, "
+        "or a CSV/TSV path",
     )
     p.add_argument(
         "--tokenizer",
@@ -165,8 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--compare",
         action="store_true",
-        help="also run transformers + PEFT side by side on the same batches and print ratios "
-        "(needs the test extra and a source checkout)",
+        help="also run transformers + PEFT side by side on the same batches and print ratios (needs the test extra)",
     )
     p.add_argument(
         "--bf16-steps",
@@ -183,7 +185,7 @@ def add_model_arg(p: argparse.ArgumentParser) -> None:
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", default="sms-spam", help="sms-spam (downloaded on first use) or a CSV/TSV path")
+    p.add_argument("--data", default=SMS_SPAM, help=f"{SMS_SPAM} (downloaded on first use) or a CSV/TSV path")
     p.add_argument("--text-column", help="column holding the texts (default: detected)")
     p.add_argument("--label-column", help="column holding the labels (default: detected)")
     p.add_argument(
@@ -211,7 +213,6 @@ def data_config(args) -> DataConfig:
         balance=args.balance,
         max_length=args.max_length,
         max_rows=args.max_rows,
-        seed=getattr(args, "seed", 123),
     )
 
 
@@ -349,7 +350,7 @@ class ProgressBar:
         filled = int(self.width * e.step / max(1, e.total_steps))
         self._show(
             f"[{'#' * filled}{'.' * (self.width - filled)}] step {e.step}/{e.total_steps} "
-            f"epoch {e.epoch} loss {e.loss:.3f} {e.examples_per_s:.1f} ex/s ETA {format_seconds(e.eta_s)}"
+            f"epoch {e.epoch} loss {e.loss:.3f} {e.examples_per_s:.1f} ex/s ETA {format_duration(e.eta_s)}"
         )
 
     def clear(self) -> None:
@@ -357,11 +358,6 @@ class ProgressBar:
             sys.stderr.write("\r" + " " * 120 + "\r")
             sys.stderr.flush()
             self.shown = False
-
-
-def format_seconds(s: float) -> str:
-    s = int(s)
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
 # --- classify / eval -------------------------------------------------------------------------
@@ -401,11 +397,11 @@ def classify_file(classifier, args) -> int:
 def cmd_eval(args) -> int:
     from .core.classify import Classifier
     from .core.data import load_table, make_splits
-    from .core.training import metrics_from_probabilities
+    from .core.evaluate import metrics_from_probabilities
 
     classifier = Classifier.from_adapter(args.adapter, model=args.model, device=args.device, precision=args.precision)
     data = data_config(args)
-    splits = make_splits(load_table(data), data)
+    splits = make_splits(load_table(data), data, seed=args.seed)
     names = tuple(classifier.info.label_names)
     if tuple(splits.label_names) != names:
         raise WorkbenchError(f"the dataset's labels {list(splits.label_names)} differ from the adapter's {list(names)}")
@@ -436,7 +432,7 @@ def cmd_download(args) -> int:
         text = message or f"Downloading {args.name}"
         bar._show(f"{text}: {done / total:.0%}" if total else f"{text}: {done / 1e6:.1f} MB")
 
-    if args.name == "sms-spam":
+    if args.name == SMS_SPAM:
         path = download_sms_spam(progress=progress)
     else:
         path = hub.resolve_checkpoint(args.name, progress=progress)
@@ -491,26 +487,13 @@ def cmd_import_peft(args) -> int:
 
 
 def cmd_runs(args) -> int:
-    from .core.runs import list_runs
+    from .core.runs import list_runs, run_outcome
 
     rows = []
     for run in list_runs():
-        finished = next(
-            (e for e in reversed(run.events()) if type(e).__name__ in ("TrainingFinished", "TrainingFailed")), None
-        )
-        accuracy = getattr(getattr(finished, "metrics", None), "accuracy", None)
-        state = (
-            "running or crashed"
-            if finished is None
-            else (
-                "failed"
-                if type(finished).__name__ == "TrainingFailed"
-                else "stopped"
-                if finished.stopped
-                else "finished"
-            )
-        )
-        rows.append({"run": run.path.name, "path": str(run.path), "state": state, "test_accuracy": accuracy})
+        outcome = run_outcome(run)
+        accuracy = getattr(getattr(outcome.ended, "metrics", None), "accuracy", None)
+        rows.append({"run": run.path.name, "path": str(run.path), "state": outcome.state, "test_accuracy": accuracy})
     if args.json:
         print(json.dumps(rows))
     elif not rows:
@@ -525,8 +508,8 @@ def cmd_runs(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    from .bench import BenchConfig, format_result, run_bench
     from .core import events as ev
-    from .core.bench import BenchConfig, format_result, run_bench
     from .core.device import pick_device, pick_precision
 
     cfg = BenchConfig(
@@ -571,23 +554,13 @@ def cmd_bench(args) -> int:
 
 
 def comparison_driver():
-    """benchmarks/compare_hf_peft.py of a source checkout, loaded as a module."""
-    import importlib.util
+    """The transformers + PEFT comparison, once it is known that both libraries are there."""
+    from .bench import compare_hf_peft
 
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "compare_hf_peft.py"
-    if not script.is_file():
-        raise WorkbenchError(
-            f"--compare needs the benchmark driver {script}, which ships with a source "
-            "checkout only; run it from a clone of the repository"
-        )
-    spec = importlib.util.spec_from_file_location("workbench_compare_hf_peft", script)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    problem = module.missing_reference()
+    problem = compare_hf_peft.missing_reference()
     if problem:
         raise WorkbenchError(f"--compare: {problem}")
-    return module
+    return compare_hf_peft
 
 
 if __name__ == "__main__":

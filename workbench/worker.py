@@ -33,9 +33,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
 
 from .core.events import Status
-
-# (done, total or None, message), the core's progress-callback shape.
-Progress = Callable[[int, int | None, str], None]
+from .core.progress import Progress
 
 PROGRESS_INTERVAL_S = 0.05  # progress callbacks are forwarded at most ~20 times a second
 COALESCE_INTERVAL_S = 0.05  # coalesced events reach the GUI thread at most ~20 times a second

@@ -18,13 +18,13 @@ import torch
 
 from .config import LoRAConfig, ModelConfig
 from .errors import AdapterError, WorkbenchError
-from .fileio import write_atomically
+from .fileio import is_pickle_name, write_atomically
 from .lora import adapter_shapes, trainable_state_dict
 from .model import GPT2Classifier
+from .tokenizer import EOT_ID
 
 FORMAT_VERSION = 1
 METADATA_KEY = "lora_workbench"
-PICKLE_SUFFIXES = {".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle"}
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class AdapterInfo:
     lora: LoRAConfig
     label_names: tuple[str, ...]
     max_length: int  # tokens per text used in training
-    pad_token_id: int = 50256
+    pad_token_id: int = EOT_ID
     metrics: dict = field(default_factory=dict)  # final test metrics (accuracy, …) when known
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     package_version: str = ""
@@ -56,7 +56,7 @@ class AdapterInfo:
             lora=LoRAConfig(**lora),
             label_names=tuple(d["label_names"]),
             max_length=int(d["max_length"]),
-            pad_token_id=int(d.get("pad_token_id", 50256)),
+            pad_token_id=int(d.get("pad_token_id", EOT_ID)),
             metrics=dict(d.get("metrics", {})),
             created=d.get("created", ""),
             package_version=d.get("package_version", ""),
@@ -228,7 +228,7 @@ def _refuse_non_adapter(path: Path) -> None:
     is_safetensors = head[8:9] == b"{" and 0 < header_length <= size - 8
     pickle_opcode = head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")  # PROTO 2-5
     is_pickle = not is_safetensors and (pickle_opcode or head[:4] == b"PK\x03\x04")  # or torch.save's zip
-    if path.suffix.lower() in PICKLE_SUFFIXES or is_pickle:
+    if is_pickle_name(path) or is_pickle:
         raise AdapterError(
             f"{path.name} looks like a PyTorch pickle. Pickles can run code when opened, so they are "
             "never loaded; use a .safetensors adapter."

@@ -16,9 +16,8 @@ import torch
 from . import hub
 from .adapters import AdapterInfo, check_compatible, load_adapter_weights, read_adapter
 from .config import LORA_TARGETS
-from .data import pad_batch
-from .device import autocast, describe, pick_device, pick_precision
-from .errors import Cancelled
+from .device import autocast, pick_device, pick_precision
+from .evaluate import predict_probabilities
 from .lora import LoRALinear, apply_lora, merge_lora
 from .model import GPT2Classifier, load_model_config
 from .tokenizer import EOT_ID, load_tokenizer
@@ -69,10 +68,6 @@ class Classifier:
         gpt.to(torch_device)
         pack_weights_for_cpu(gpt, torch_device, chosen)
         return cls(gpt, load_tokenizer(checkpoint), info, torch_device, chosen)
-
-    @property
-    def device_name(self) -> str:
-        return describe(self.device)
 
     def encode(self, text: str) -> list[int]:
         ids = self.tokenizer.encode_ordinary(text)[: self.info.max_length]
@@ -172,34 +167,6 @@ def _block_linears(model: GPT2Classifier):
         for path in LORA_TARGETS.values():
             parent, _, name = f"transformer.h.{i}.{path}".rpartition(".")
             yield model.get_submodule(parent), name
-
-
-@torch.inference_mode()
-def predict_probabilities(
-    model: GPT2Classifier,
-    token_ids: list[list[int]],
-    batch_size: int,
-    device: torch.device,
-    precision: str,
-    stop: threading.Event | None = None,
-    progress=None,
-) -> torch.Tensor:
-    """Class probabilities (N, C) in input order. Texts are batched by length, so padding costs
-    almost nothing; ``stop`` is checked between batches."""
-    model.eval()
-    order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
-    probs = torch.empty(len(token_ids), model.num_classes)
-    for start in range(0, len(order), batch_size):
-        if stop is not None and stop.is_set():
-            raise Cancelled("Classification stopped")
-        rows = order[start : start + batch_size]
-        batch = pad_batch([token_ids[i] for i in rows], [0] * len(rows), EOT_ID)
-        with autocast(device, precision):
-            logits = model(batch.input_ids.to(device), batch.lengths.to(device))
-        probs[rows] = torch.softmax(logits.float(), dim=-1).cpu()
-        if progress:
-            progress(min(start + batch_size, len(order)), len(order), "Classifying")
-    return probs
 
 
 def classify_table(

@@ -40,6 +40,8 @@ LORA_TARGETS: dict[str, str] = {
 }
 ALL_TARGETS: tuple[str, ...] = tuple(LORA_TARGETS)
 
+SMS_SPAM = "sms-spam"  # DataConfig.source value for the built-in dataset (the book's chapter 6 data)
+
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -88,10 +90,6 @@ class ModelConfig:
         config.check()
         return config
 
-    def to_hf_dict(self) -> dict[str, Any]:
-        """A minimal ``config.json`` that transformers reads as a GPT-2 config."""
-        return {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], **asdict(self)}
-
     def validate(self) -> list[str]:
         problems = []
         for name in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head"):
@@ -105,11 +103,20 @@ class ModelConfig:
         _raise_if(self.validate(), "model config")
 
     @property
+    def block_matmul_weights(self) -> int:
+        """Weights of one block's four matmuls: qkv 3d², attention out d², MLP up 4d², down 4d²."""
+        return 12 * self.n_embd**2
+
+    @property
+    def block_params(self) -> int:
+        """One block's parameters: the matmul weights, their biases (9d) and two layer norms (4d)."""
+        return self.block_matmul_weights + 13 * self.n_embd
+
+    @property
     def n_params(self) -> int:
         """Parameters of the transformer (embeddings tied to the LM head, so counted once)."""
-        d, L = self.n_embd, self.n_layer
-        per_block = 12 * d * d + 13 * d  # qkv, proj, fc, proj weights+biases, two layer norms
-        return self.vocab_size * d + self.n_positions * d + L * per_block + 2 * d
+        d = self.n_embd
+        return self.vocab_size * d + self.n_positions * d + self.n_layer * self.block_params + 2 * d
 
 
 @dataclass(frozen=True)
@@ -159,7 +166,7 @@ class LoRAConfig:
 class DataConfig:
     """Which dataset, which columns, and how to split it."""
 
-    source: str = "sms-spam"  # "sms-spam" (downloaded on first use) or a CSV/TSV path
+    source: str = SMS_SPAM  # SMS_SPAM (downloaded on first use) or a CSV/TSV path
     text_column: str | None = None  # None: detect (the column with the longest texts)
     label_column: str | None = None  # None: detect (a column with few distinct values)
     balance: bool = True  # undersample every class to the smallest one (the book's 747 + 747)
@@ -170,13 +177,13 @@ class DataConfig:
     val_fraction: float = 0.1  # the test set gets what is left
     max_length: int | None = None  # tokens per text; None: the model's context length
     max_rows: int | None = None  # read only a file's first N rows (a sample of a very large file)
-    seed: int = 123  # shuffling, balancing and splitting
+    # Shuffling, balancing and splitting follow the run's one seed, TrainConfig.seed.
 
     def validate(self) -> list[str]:
         problems = []
         if not self.source:
             problems.append("choose a dataset")
-        elif self.source != "sms-spam" and not os.path.exists(self.source):
+        elif self.source != SMS_SPAM and not os.path.exists(self.source):
             problems.append(f"dataset file {self.source} does not exist")
         if not 0 < self.train_fraction < 1:
             problems.append("train fraction must be between 0 and 1")
@@ -211,7 +218,7 @@ class TrainConfig:
     length_grouping: int = 50
     device: str = "auto"  # auto picks CUDA, then Apple MPS, then CPU
     precision: str = "auto"  # auto: bf16 autocast where the device runs it fast, else fp32
-    seed: int = 123  # LoRA initialisation, dropout and batch order
+    seed: int = 123  # the run's one seed: the data split, LoRA initialisation, dropout and batch order
 
     def validate(self) -> list[str]:
         problems = []
@@ -249,6 +256,8 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         """Inverse of ``to_dict``; unknown keys are ignored so old run folders still load."""
+        if "seed" not in d and "seed" in d.get("data", {}):  # files from when the split had its own seed
+            d = {**d, "seed": d["data"]["seed"]}
         data = DataConfig(**_known(DataConfig, d.get("data", {})))
         lora_values = _known(LoRAConfig, d.get("lora", {}))
         if "targets" in lora_values:

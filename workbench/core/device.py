@@ -17,7 +17,6 @@ class DeviceInfo:
 
     key: str  # what --device takes: "cuda:0", "mps", "cpu"
     name: str  # what a person reads: "NVIDIA GeForce RTX 4070 (8.0 GB)"
-    memory_bytes: int | None  # dedicated memory, when known
 
 
 def available_devices() -> list[DeviceInfo]:
@@ -26,10 +25,10 @@ def available_devices() -> list[DeviceInfo]:
         for i in range(torch.cuda.device_count()):
             props = torch.cuda.get_device_properties(i)
             gb = props.total_memory / 1024**3
-            devices.append(DeviceInfo(f"cuda:{i}", f"{props.name} ({gb:.1f} GB)", props.total_memory))
+            devices.append(DeviceInfo(f"cuda:{i}", f"{props.name} ({gb:.1f} GB)"))
     if torch.backends.mps.is_available():
-        devices.append(DeviceInfo("mps", "Apple GPU (MPS)", None))
-    devices.append(DeviceInfo("cpu", f"CPU ({platform.processor() or platform.machine()})", None))
+        devices.append(DeviceInfo("mps", "Apple GPU (MPS)"))
+    devices.append(DeviceInfo("cpu", f"CPU ({platform.processor() or platform.machine()})"))
     return devices
 
 

@@ -74,7 +74,7 @@ class EpochEnded:
     examples_seen: int
     val_loss: float
     val_accuracy: float
-    checkpoint: str = ""  # path of the resumable checkpoint written at this epoch's end
+    resume_path: str = ""  # the resume state written at this epoch's end
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,9 @@ class Misclassified:
 
 
 @dataclass(frozen=True)
-class TestMetrics:
+class EvaluationMetrics:
+    """Scores of a whole split (the test split at a run's end; any split in ``workbench eval``)."""
+
     accuracy: float
     loss: float
     label_names: tuple[str, ...]
@@ -106,8 +108,8 @@ class TrainingFinished:
     elapsed_s: float
     run_dir: str
     adapter_path: str  # the adapter as it stood at the end (also when stopped)
-    checkpoint: str = ""  # resumable state (LoRA + head + optimiser + step)
-    metrics: TestMetrics | None = None  # test-set metrics; None when stopped
+    resume_path: str = ""  # the resume state (LoRA + head + optimiser + step)
+    metrics: EvaluationMetrics | None = None  # test-set metrics; None when stopped
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,8 @@ def from_json(d: dict):
     """Rebuild an event written by ``to_json`` (nested metrics included)."""
     d = dict(d)
     cls = _TYPES[d.pop("type")]
+    if "checkpoint" in d:  # histories written before the resume file had its own name
+        d.setdefault("resume_path", d.pop("checkpoint"))
     if cls is TrainingFinished and d.get("metrics"):
         d["metrics"] = _metrics_from_dict(d["metrics"])
     names = {f.name for f in fields(cls)}
@@ -139,10 +143,10 @@ def from_json(d: dict):
     return cls(**values)
 
 
-def _metrics_from_dict(m: dict) -> TestMetrics:
+def _metrics_from_dict(m: dict) -> EvaluationMetrics:
     m = dict(m)
     m["misclassified"] = tuple(Misclassified(**x) for x in m.get("misclassified", ()))
     m["confusion"] = tuple(tuple(row) for row in m["confusion"])
     for key in ("label_names", "precision", "recall", "f1", "support"):
         m[key] = tuple(m[key])
-    return TestMetrics(**m)
+    return EvaluationMetrics(**m)

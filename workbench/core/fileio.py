@@ -8,6 +8,14 @@ from pathlib import Path
 
 from .errors import OutputError
 
+# Files the workbench never opens: PyTorch checkpoints and pickles run code when they are loaded.
+PICKLE_SUFFIXES = frozenset({".bin", ".ckpt", ".pickle", ".pkl", ".pt", ".pth"})
+
+
+def is_pickle_name(path: Path) -> bool:
+    """Whether the file's name says pickle (its bytes may say so too: see ``adapters``)."""
+    return path.suffix.lower() in PICKLE_SUFFIXES
+
 
 def write_atomically(path: Path, payload: bytes) -> None:
     """Write ``payload`` to ``path`` so that a reader sees the old file or the new one, never half.

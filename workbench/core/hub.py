@@ -18,11 +18,11 @@ from typing import Any
 
 from .config import MODEL_REPOS
 from .errors import CheckpointError, WorkbenchError
+from .fileio import is_pickle_name
 from .progress import Progress, raise_if_stopped
 
 CHECKPOINT_FILES = ("config.json", "model.safetensors")
 TOKENIZER_FILES = ("vocab.json", "merges.txt")
-_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
 _PROBE_TIMEOUT = 10.0  # seconds to wait for the Hub's first answer
 
@@ -246,7 +246,7 @@ def _local_folder_problem(folder: Path) -> str | None:
     missing = [name for name in CHECKPOINT_FILES if not (folder / name).is_file()]
     if not missing:
         return None
-    pickles = sorted(p.name for p in folder.iterdir() if p.suffix in _PICKLE_SUFFIXES and p.is_file())
+    pickles = sorted(p.name for p in folder.iterdir() if is_pickle_name(p) and p.is_file())
     if "model.safetensors" in missing and pickles:
         return (
             f"{folder} has only pickled PyTorch weights ({', '.join(pickles)}). The workbench does not "

@@ -93,10 +93,9 @@ def estimate_training_memory(
     blocks = len(lora.blocks(L))
     bytes_per_value = 2 if precision == "bf16" else 4
     activations = blocks * batch_size * seq_len * ACTIVATION_VALUES_PER_WIDTH * C * bytes_per_value
-    block_params = 12 * C * C + 13 * C  # as ModelConfig.n_params counts a block
     return MemoryEstimate(
         weights=(model.n_params + trainable) * 4,
-        weight_copies=blocks * block_params * 2 if precision == "bf16" else 0,
+        weight_copies=blocks * model.block_params * 2 if precision == "bf16" else 0,
         activations=activations,
         gradients=trainable * 4,
         optimizer=trainable * 8,

@@ -34,6 +34,7 @@ from .errors import AdapterError, CheckpointError, ConfigError, shorten
 from .fileio import write_atomically
 from .lora import adapter_shapes
 from .model import load_model_config
+from .tokenizer import EOT_ID
 
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
@@ -166,7 +167,7 @@ def import_peft(
         lora=lora,
         label_names=label_names,
         max_length=max_length,
-        pad_token_id=_stored(extra, "pad_token_id", int, 50256),
+        pad_token_id=_stored(extra, "pad_token_id", int, EOT_ID),
         metrics=_stored(extra, "metrics", dict, {}),
     )
     if isinstance(extra.get("created"), str):  # when it was trained, not when it was converted

@@ -6,6 +6,7 @@ between steps and raise ``Cancelled`` (a thread is never killed from outside).
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable
 
@@ -13,6 +14,15 @@ from .errors import Cancelled
 
 # (done units, total units or None when unknown, what is happening) — bytes for downloads.
 Progress = Callable[[int, int | None, str], None]
+
+
+def format_duration(seconds: float) -> str:
+    """A time left or taken as M:SS, or H:MM:SS from an hour up ("?" when not known yet)."""
+    if not math.isfinite(seconds):
+        return "?"
+    h, rest = divmod(int(round(seconds)), 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 def raise_if_stopped(stop: threading.Event | None, what: str) -> None:

@@ -8,6 +8,7 @@ Qt: the CLI prints the events, the window plots them, a test collects them with 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import queue
 import threading
@@ -22,34 +23,25 @@ import torch.nn.functional as F
 from . import data as datamod
 from . import hub
 from .adapters import AdapterInfo, save_adapter
-from .classify import predict_probabilities
 from .config import TrainConfig
+from .data import EncodedSplit
 from .device import autocast, describe, is_out_of_memory, pick_device, pick_precision
 from .errors import Cancelled, ConfigError, WorkbenchError
+from .evaluate import loss_and_accuracy, score_split
 from .events import (
     EpochEnded,
     Evaluated,
-    Misclassified,
+    EvaluationMetrics,
     RunStarted,
     Status,
     StepDone,
-    TestMetrics,
     TrainingFailed,
     TrainingFinished,
 )
 from .lora import build_lora_model
 from .model import GPT2Classifier, load_model_config, param_count
-from .runs import Position, RunFolder, load_checkpoint, save_checkpoint
+from .runs import Position, RunFolder, load_resume_state, save_resume_state
 from .tokenizer import EOT_ID, load_tokenizer
-
-MAX_MISCLASSIFIED = 200  # kept in the final metrics for the Results list
-
-
-@dataclass
-class EncodedSplit:
-    token_ids: list[list[int]]
-    labels: list[int]
-    texts: list[str]
 
 
 @dataclass
@@ -80,19 +72,32 @@ def train(
     """Run one training; see the module docstring for the events. ``stop`` ends it within one step
     (the adapter and a checkpoint are still written); ``resume`` continues from a checkpoint."""
     stop = stop or threading.Event()
+    hold = contextlib.ExitStack()  # the run's training lock, for as long as this generator runs
     try:
         cfg.check()
+        continuing = run is None and resume is not None
         run = run or _run_folder_for(cfg, resume)
+        hold.enter_context(run.training_lock())
+        if continuing:
+            run.save_config(cfg)  # e.g. more epochs when extending a finished run
     except WorkbenchError as exc:
+        hold.close()
         yield TrainingFailed(str(exc), kind="config")
         return
     except OSError as exc:
+        hold.close()
         yield TrainingFailed(
             f"Cannot create the run folder {exc.filename or ''}: {exc.strerror or exc}. Set "
             "WORKBENCH_DATA_DIR to a writable folder with free space.",
             kind="config",
         )
         return
+    with hold:
+        yield from _recorded(cfg, stop, run, resume)
+
+
+def _recorded(cfg: TrainConfig, stop: threading.Event, run: RunFolder, resume) -> Iterator:
+    """The run's events, each written to its history, every failure turned into TrainingFailed."""
     try:
         for event in _train(cfg, stop, run, resume):
             if not isinstance(event, (Status, StepDone)):
@@ -126,7 +131,6 @@ def _run_folder_for(cfg: TrainConfig, resume: str | Path | None) -> RunFolder:
             raise WorkbenchError(f"Checkpoint {resume} does not exist")
         folder = RunFolder(Path(resume).parent)
         if folder.config_path.is_file():
-            folder.save_config(cfg)  # e.g. more epochs when extending a finished run
             return folder
     return RunFolder.create(cfg)
 
@@ -160,7 +164,7 @@ def _train(cfg: TrainConfig, stop: threading.Event, run: RunFolder, resume) -> I
     optimizer = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay
     )
-    position = load_checkpoint(Path(resume), model, optimizer) if resume else Position(0, 0, 0, 0)
+    position = load_resume_state(Path(resume), model, optimizer) if resume else Position(0, 0, 0, 0)
 
     n_batches = datamod.count_batches(len(prepared.train.labels), cfg.batch_size)
     steps_per_epoch = math.ceil(n_batches / cfg.grad_accum)
@@ -196,12 +200,12 @@ def _train(cfg: TrainConfig, stop: threading.Event, run: RunFolder, resume) -> I
     step, seen = position.step, position.examples_seen
     for epoch in range(position.epoch, cfg.epochs):
         skip = position.batch_in_epoch if epoch == position.epoch else 0
-        batches = _epoch_batches(prepared, cfg, epoch)
+        batches = epoch_batches(prepared.train, cfg, epoch)
         for index in range(skip, len(batches), cfg.grad_accum):
             if stop.is_set() or step >= total_steps:
                 break
             micro = batches[index : index + cfg.grad_accum]
-            loss, tokens = train_step(model, optimizer, micro, prepared)
+            loss, tokens = train_step(model, optimizer, micro, device, prepared.precision)
             step += 1
             seen += sum(len(b.labels) for b in micro)
             rate = clock.update(sum(len(b.labels) for b in micro), tokens)
@@ -222,15 +226,17 @@ def _train(cfg: TrainConfig, stop: threading.Event, run: RunFolder, resume) -> I
         if position.epoch != epoch or position.batch_in_epoch < len(batches):
             break  # stopped, or max_steps reached, inside this epoch
         position = Position(step, epoch + 1, 0, seen)
-        val_loss, val_acc = evaluate(model, prepared.val, prepared, cfg.batch_size)
+        val_loss, val_acc = loss_and_accuracy(model, prepared.val, cfg.batch_size, device, prepared.precision)
         yield Evaluated(step, epoch + 1, seen, math.nan, val_loss, math.nan, val_acc, full=True)
-        save_checkpoint(run.checkpoint_path, model, optimizer, position)
+        save_resume_state(run.resume_path, model, optimizer, position)
         run.log(f"Epoch {epoch + 1}: validation loss {val_loss:.3f}, accuracy {val_acc:.1%}")
-        yield EpochEnded(epoch + 1, step, seen, val_loss, val_acc, str(run.checkpoint_path))
+        yield EpochEnded(epoch + 1, step, seen, val_loss, val_acc, str(run.resume_path))
 
     stopped = stop.is_set() and step < total_steps
-    save_checkpoint(run.checkpoint_path, model, optimizer, position)
-    metrics = None if stopped else test_metrics(model, prepared, cfg.batch_size)
+    save_resume_state(run.resume_path, model, optimizer, position)
+    metrics = None
+    if not stopped:  # test scores only for a run that saw all its steps
+        metrics = score_split(model, prepared.test, prepared.label_names, cfg.batch_size, device, prepared.precision)
     info = adapter_info(cfg, prepared, metrics)
     save_adapter(run.adapter_path, model, info)
     run.log(
@@ -239,7 +245,7 @@ def _train(cfg: TrainConfig, stop: threading.Event, run: RunFolder, resume) -> I
         + (f"; test accuracy {metrics.accuracy:.1%}" if metrics else "")
     )
     yield TrainingFinished(
-        stopped, step, seen, clock.elapsed(), str(run.path), str(run.adapter_path), str(run.checkpoint_path), metrics
+        stopped, step, seen, clock.elapsed(), str(run.path), str(run.adapter_path), str(run.resume_path), metrics
     )
 
 
@@ -257,7 +263,7 @@ def prepare(cfg: TrainConfig, stop: threading.Event) -> Iterator:
     table = yield from run_with_progress(
         "Reading the dataset", lambda progress: datamod.load_table(cfg.data, progress=progress, stop=stop), stop
     )
-    splits = datamod.make_splits(table, cfg.data)
+    splits = datamod.make_splits(table, cfg.data, seed=cfg.seed)
     yield Status("Tokenizing")
     tokenizer = load_tokenizer(checkpoint)
     model_config = load_model_config(checkpoint)
@@ -319,13 +325,16 @@ def run_with_progress(message: str, work: Callable, stop: threading.Event) -> It
 # --- steps and evaluation --------------------------------------------------------------------
 
 
-def _epoch_batches(prepared: Prepared, cfg: TrainConfig, epoch: int) -> list[datamod.Batch]:
-    """This epoch's batches, in an order fixed by (seed, epoch) so a resumed run sees the same."""
+def epoch_batches(train: EncodedSplit, cfg: TrainConfig, epoch: int) -> list[datamod.Batch]:
+    """This epoch's batches, in an order fixed by (seed, epoch) so a resumed run sees the same.
+
+    The one definition of the training order: ``workbench bench`` times these very batches.
+    """
     generator = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
     return list(
         datamod.iterate_batches(
-            prepared.train.token_ids,
-            prepared.train.labels,
+            train.token_ids,
+            train.labels,
             cfg.batch_size,
             pad_id=EOT_ID,
             shuffle=True,
@@ -335,15 +344,18 @@ def _epoch_batches(prepared: Prepared, cfg: TrainConfig, epoch: int) -> list[dat
     )
 
 
-def train_step(model: GPT2Classifier, optimizer, micro_batches: list, prepared: Prepared) -> tuple[float, int]:
-    """One optimiser step over one or more micro-batches (gradient accumulation)."""
+def train_step(
+    model: GPT2Classifier, optimizer, micro_batches: list, device: torch.device, precision: str
+) -> tuple[float, int]:
+    """One optimiser step over one or more micro-batches (gradient accumulation); returns the
+    step's loss and the real (non-padding) tokens it read."""
     model.train()
     optimizer.zero_grad(set_to_none=True)
     total = sum(len(b.labels) for b in micro_batches)
     loss_sum, tokens = 0.0, 0
     for batch in micro_batches:
-        ids, lengths, labels = _to_device(batch, prepared.device)
-        with autocast(prepared.device, prepared.precision):
+        ids, lengths, labels = _to_device(batch, device)
+        with autocast(device, precision):
             logits = model(ids, lengths)
         # Weight each micro-batch by its size so accumulation equals one big batch exactly.
         loss = F.cross_entropy(logits.float(), labels, reduction="sum") / total
@@ -362,92 +374,19 @@ def _to_device(batch: datamod.Batch, device: torch.device):
     return tuple(t.pin_memory().to(device, non_blocking=True) for t in tensors)
 
 
-def evaluate(
-    model, split: EncodedSplit, prepared: Prepared, batch_size: int, limit: int | None = None
-) -> tuple[float, float]:
-    """Mean loss and accuracy on the first ``limit`` examples of a split (all when None)."""
-    ids = split.token_ids[:limit] if limit else split.token_ids
-    labels = torch.tensor(split.labels[: len(ids)])
-    if not len(ids):
-        return math.nan, math.nan
-    probs = predict_probabilities(model, ids, batch_size, prepared.device, prepared.precision)
-    return mean_loss(probs, labels), (probs.argmax(-1) == labels).float().mean().item()
-
-
-def mean_loss(probs: torch.Tensor, labels: torch.Tensor) -> float:
-    """Cross-entropy from probabilities (N, C) already computed for the predictions."""
-    return F.nll_loss(torch.log(probs.clamp_min(1e-12)), labels).item()
-
-
 def quick_evaluation(model, prepared: Prepared, cfg: TrainConfig, step: int, epoch: int, seen: int) -> Evaluated:
     """The book's evaluate_model: a few batches of train and validation data, for the curves."""
     n = cfg.eval_batches * cfg.batch_size
     generator = torch.Generator().manual_seed(cfg.seed + step)
     pick = torch.randperm(len(prepared.train.labels), generator=generator)[:n].tolist()
     sample = EncodedSplit([prepared.train.token_ids[i] for i in pick], [prepared.train.labels[i] for i in pick], [])
-    train_loss, train_acc = evaluate(model, sample, prepared, cfg.batch_size)
-    val_loss, val_acc = evaluate(model, prepared.val, prepared, cfg.batch_size, limit=n)
+    device, precision = prepared.device, prepared.precision
+    train_loss, train_acc = loss_and_accuracy(model, sample, cfg.batch_size, device, precision)
+    val_loss, val_acc = loss_and_accuracy(model, prepared.val, cfg.batch_size, device, precision, limit=n)
     return Evaluated(step, epoch, seen, train_loss, val_loss, train_acc, val_acc)
 
 
-def test_metrics(model, prepared: Prepared, batch_size: int) -> TestMetrics:
-    split = prepared.test
-    probs = predict_probabilities(model, split.token_ids, batch_size, prepared.device, prepared.precision)
-    return metrics_from_probabilities(probs, split.labels, prepared.label_names, split.texts)
-
-
-def metrics_from_probabilities(
-    probs: torch.Tensor, labels: list[int], names: tuple[str, ...], texts: list[str] | None = None
-) -> TestMetrics:
-    """Test metrics from predicted probabilities (N, C); with ``texts``, the misclassified ones too."""
-    predicted = probs.argmax(-1).tolist()
-    wrong = (
-        [
-            Misclassified(texts[i], names[t], names[p], round(float(probs[i, p]), 4))
-            for i, (t, p) in enumerate(zip(labels, predicted))
-            if t != p
-        ]
-        if texts
-        else []
-    )
-    loss = mean_loss(probs, torch.tensor(labels))
-    return classification_metrics(labels, predicted, names, loss, tuple(wrong[:MAX_MISCLASSIFIED]))
-
-
-def classification_metrics(
-    true: list[int], predicted: list[int], names: tuple[str, ...], loss: float = math.nan, wrong: tuple = ()
-) -> TestMetrics:
-    """Accuracy, per-class precision/recall/F1 and the confusion matrix (rows: true labels)."""
-    k = len(names)
-    confusion = [[0] * k for _ in range(k)]
-    for t, p in zip(true, predicted):
-        confusion[t][p] += 1
-    precision, recall, f1, support = [], [], [], []
-    for c in range(k):
-        tp = confusion[c][c]
-        predicted_c = sum(confusion[r][c] for r in range(k))
-        actual_c = sum(confusion[c])
-        pr = tp / predicted_c if predicted_c else 0.0
-        rc = tp / actual_c if actual_c else 0.0
-        precision.append(pr)
-        recall.append(rc)
-        f1.append(2 * pr * rc / (pr + rc) if pr + rc else 0.0)
-        support.append(actual_c)
-    accuracy = sum(confusion[c][c] for c in range(k)) / max(1, len(true))
-    return TestMetrics(
-        accuracy,
-        loss,
-        tuple(names),
-        tuple(precision),
-        tuple(recall),
-        tuple(f1),
-        tuple(support),
-        tuple(tuple(row) for row in confusion),
-        wrong,
-    )
-
-
-def adapter_info(cfg: TrainConfig, prepared: Prepared, metrics: TestMetrics | None) -> AdapterInfo:
+def adapter_info(cfg: TrainConfig, prepared: Prepared, metrics: EvaluationMetrics | None) -> AdapterInfo:
     summary = {}
     if metrics:
         summary = {

@@ -31,9 +31,9 @@ from PySide6.QtWidgets import (
 )
 
 from .. import __version__
-from ..core.adapters import PICKLE_SUFFIXES
 from ..core.config import TrainConfig
 from ..core.events import RunStarted
+from ..core.fileio import PICKLE_SUFFIXES
 from ..core.paths import data_dir
 from ..core.runs import RunFolder
 from ..resources import resource_path

@@ -63,14 +63,6 @@ def human_count(n: int) -> str:
     return str(n)
 
 
-def _group(title: str) -> tuple[QGroupBox, QFormLayout]:
-    box = QGroupBox(title)
-    form = QFormLayout(box)
-    form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
-    form.setContentsMargins(8, 6, 8, 6)
-    return box, form
-
-
 def _spin(lo: int, hi: int, value: int, tip: str, special: str = "") -> QSpinBox:
     spin = QSpinBox()
     spin.setRange(lo, hi)
@@ -190,7 +182,8 @@ class DataPanel(QGroupBox):
     def source(self) -> str:
         return SMS_SPAM if self.sms_radio.isChecked() else self._path
 
-    def data_config(self, seed: int) -> DataConfig:
+    def data_config(self) -> DataConfig:
+        """The data settings (the split follows TrainConfig.seed, the run's one seed)."""
         return DataConfig(
             source=self.source(),
             text_column=self.text_column.currentData(),
@@ -200,7 +193,6 @@ class DataPanel(QGroupBox):
             val_fraction=self.val_pct.value() / 100,
             max_length=self.max_length.value() or None,
             max_rows=self.max_rows,
-            seed=seed,
         )
 
     def apply(self, cfg: DataConfig) -> None:

@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core.events import TestMetrics
+from ..core.events import EvaluationMetrics
 
 
 def _item(text: str, align_right: bool = False) -> QTableWidgetItem:
@@ -118,7 +118,7 @@ class ResultsTab(QWidget):
         top.addWidget(self.headline, 1)
         layout.addLayout(top)
         layout.addWidget(splitter, 1)
-        self.metrics: TestMetrics | None = None
+        self.metrics: EvaluationMetrics | None = None
 
     def clear(self, message: str = "No results yet: they appear here when a training run finishes.") -> None:
         self.metrics = None
@@ -128,7 +128,7 @@ class ResultsTab(QWidget):
         self.confusion.setColumnCount(0)
         self.wrong_table.setRowCount(0)
 
-    def show_metrics(self, metrics: TestMetrics, where: str = "") -> None:
+    def show_metrics(self, metrics: EvaluationMetrics, where: str = "") -> None:
         self.metrics = metrics
         n = sum(metrics.support)
         self.headline.setText(

@@ -27,9 +27,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core.config import TrainConfig
-from ..core.events import Evaluated, RunStarted, TrainingFailed, TrainingFinished
-from ..core.runs import RunFolder, list_runs
+from ..core.config import SMS_SPAM, TrainConfig
+from ..core.events import Evaluated, TrainingFailed, TrainingFinished
+from ..core.runs import RunFolder, list_runs, run_outcome
 from ..worker import JobPool, Returned, Worker
 
 # Colours that stay distinct for the first ten runs compared (matplotlib's tab10).
@@ -47,47 +47,47 @@ RUN_COLORS = (
 )
 
 
-@dataclass(frozen=True)
-class RunState:
-    """Where a run stands, from its history: what a person may do with it next."""
+# How the Runs tab words each of core.runs.RUN_STATES.
+STATE_LABELS = {
+    "finished": "finished",
+    "stopped": "stopped early",
+    "failed": "failed",
+    "interrupted": "interrupted",
+    "running": "training now",
+}
 
-    summary: str  # "finished", "stopped early", "failed", "interrupted"
-    can_resume: bool  # stopped or crashed, with a checkpoint to continue from
+
+@dataclass(frozen=True)
+class RunChoices:
+    """A run's state (``core.runs.outcome``) and what a person may do with it next."""
+
+    state: str  # one of core.runs.RUN_STATES
+    can_resume: bool  # stopped, failed or cut off, with a checkpoint to continue from
     can_extend: bool  # finished, with a checkpoint: "Train N more epochs"
     reason: str = ""  # why Resume / Train more is not offered
     ended: TrainingFinished | TrainingFailed | None = None  # how its latest attempt ended
 
+    @property
+    def summary(self) -> str:
+        return STATE_LABELS[self.state]
 
-def run_state(run: RunFolder, events: list) -> RunState:
-    """A run is complete when its latest attempt (everything after its last RunStarted) ended with
-    TrainingFinished(stopped=False). Anything else with a checkpoint can be resumed: stopped, failed
+
+def run_choices(run: RunFolder, events: list) -> RunChoices:
+    """Anything but a finished or running run can be resumed from its checkpoint: stopped, failed
     after it started (out of memory), or cut off (the window closed, the machine crashed)."""
-    complete, started, last_end = False, False, None
-    for event in events:
-        if isinstance(event, RunStarted):
-            complete, started, last_end = False, True, None
-        elif isinstance(event, TrainingFinished):
-            complete, last_end = not event.stopped, event
-        elif isinstance(event, TrainingFailed):
-            last_end = event
-    checkpoint = run.checkpoint_path.is_file()
-    if complete:
-        summary = "finished"
-    elif isinstance(last_end, TrainingFinished):
-        summary = "stopped early"
-    elif isinstance(last_end, TrainingFailed):
-        summary = "failed"
-    else:
-        summary = "interrupted" if started else "never started"
+    state = run_outcome(run, events)
+    checkpoint = run.resume_path.is_file()
     reason = ""
-    if not checkpoint:
+    if state.state == "running":
+        reason = "Another window or command is training it now."
+    elif not checkpoint:
         reason = "It has no checkpoint to continue from (one is written at each epoch's end and on Stop)."
-    return RunState(
-        summary,
-        can_resume=checkpoint and not complete,
-        can_extend=checkpoint and complete,
+    return RunChoices(
+        state.state,
+        can_resume=checkpoint and state.state in ("stopped", "failed", "interrupted"),
+        can_extend=checkpoint and state.state == "finished",
         reason=reason,
-        ended=last_end,
+        ended=state.ended,
     )
 
 
@@ -97,25 +97,27 @@ def describe_run(run: RunFolder, events: list) -> str:
         cfg = run.config()
     except (OSError, ValueError, KeyError, TypeError):
         return f"{run.path.name}\n(config.json unreadable)"
-    data = "SMS Spam Collection" if cfg.data.source == "sms-spam" else cfg.data.source
+    data = "SMS Spam Collection" if cfg.data.source == SMS_SPAM else cfg.data.source
     lines = [
         f"<b>{run.path.name}</b>",
         f"model: {cfg.model} · data: {data}",
         f"LoRA r={cfg.lora.rank}, alpha={cfg.lora.alpha:g}, layers: {', '.join(cfg.lora.targets)}",
         f"epochs {cfg.epochs} · batch {cfg.batch_size} · lr {cfg.lr:g} · seed {cfg.seed}",
     ]
-    state = run_state(run, events)
+    state = run_choices(run, events)
     end = state.ended
     if isinstance(end, TrainingFinished):
         accuracy = f" · test accuracy {end.metrics.accuracy:.1%}" if end.metrics else ""
         lines.append(f"{state.summary} after {end.step} steps ({end.elapsed_s:.0f} s){accuracy}")
     elif isinstance(end, TrainingFailed):
         lines.append(f"failed: {end.message}")
+    elif state.state == "running":
+        lines.append("training now")
     else:
         lines.append("did not finish (no end recorded: the window was closed or the program stopped)")
     if state.can_resume:
         lines.append("It can be resumed from its last checkpoint.")
-    elif state.reason and state.summary != "finished":
+    elif state.reason and state.state != "finished":
         lines.append(state.reason)
     lines.append(f"adapter: {'yes' if run.adapter_path.exists() else 'none'}")
     return "<br>".join(lines)
@@ -336,10 +338,10 @@ class RunsTab(QWidget):
         rows = sorted(self.list.row(item) for item in self.list.selectedItems())
         return [self.list.item(row).data(Qt.ItemDataRole.UserRole) for row in rows]
 
-    def state(self, run: RunFolder) -> RunState | None:
+    def state(self, run: RunFolder) -> RunChoices | None:
         """The run's state, once its history has been read (None before)."""
         events = self._events.get(str(run.path))
-        return None if events is None else run_state(run, events)
+        return None if events is None else run_choices(run, events)
 
     def _set_buttons(self, run: RunFolder | None) -> None:
         idle = not self._training

@@ -25,6 +25,8 @@ from PySide6.QtGui import QFont, QTextCursor
 from PySide6.QtWidgets import QGraphicsItem, QHBoxLayout, QLabel, QPlainTextEdit, QProgressBar, QVBoxLayout, QWidget
 
 from ..core.events import Evaluated, RunStarted, StepDone, TrainingFailed, TrainingFinished
+from ..core.progress import format_duration
+from ..core.runs import outcome
 
 # At most 10 redraws a second. A pyqtgraph repaint runs Python on the GUI thread while holding
 # the GIL, which also slows the training thread, so fewer redraws mean faster training too.
@@ -179,15 +181,6 @@ class CurvePlotWidget(QWidget):
             self.readout.setText(f"at {max(0, x):,.0f} examples:  " + " · ".join(parts))
 
 
-def format_duration(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    seconds = int(round(seconds))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-
-
 class TrainingTab(QWidget):
     """Curves, progress and log of the current (or a reopened) run."""
 
@@ -291,18 +284,14 @@ class TrainingTab(QWidget):
 
     def replay(self, events: list) -> TrainingFinished | TrainingFailed | None:
         """Put a run's recorded curves back (a reopened run, or one about to be resumed) and
-        return how its latest attempt ended (None: it did not, it was interrupted)."""
-        ended = None
+        return how its latest attempt ended (``core.runs.outcome``; None: it was interrupted)."""
         for event in events:
             if isinstance(event, RunStarted):
                 self.run_started(event)
-                ended = None
             elif isinstance(event, Evaluated):
                 self.evaluated(event)
-            elif isinstance(event, (TrainingFinished, TrainingFailed)):
-                ended = event
         self._redraw()
-        return ended
+        return outcome(events).ended
 
     def add_log(self, line: str) -> None:
         """Queue a line for the log; lines are appended together on the next redraw tick."""

@@ -4,10 +4,11 @@ The submodules are ordered bottom-up (tables <- sms, splits; batches stands alon
 re-exports the names the rest of the workbench uses, so callers write ``from .data import ...``.
 """
 
-from .batches import Batch, count_batches, encode_texts, iterate_batches, pad_batch
+from ..config import SMS_SPAM
+from .batches import Batch, EncodedSplit, count_batches, encode_texts, iterate_batches, pad_batch
 from .sms import SMS_SPAM_FILE, SMS_SPAM_FOLDER, download_sms_spam, load_table, read_sms_spam, sms_spam_path
 from .splits import DatasetSplits, LabeledTexts, make_splits
-from .tables import SMS_SPAM, Table, read_table, save_table
+from .tables import Table, read_table, save_table
 
 __all__ = [
     "SMS_SPAM",
@@ -15,6 +16,7 @@ __all__ = [
     "SMS_SPAM_FOLDER",
     "Batch",
     "DatasetSplits",
+    "EncodedSplit",
     "LabeledTexts",
     "Table",
     "count_batches",

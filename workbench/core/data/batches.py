@@ -37,13 +37,19 @@ def encode_texts(texts: list[str], tokenizer: Any, max_length: int) -> tuple[lis
 
 
 @dataclass
+class EncodedSplit:
+    """One split, tokenized: what training, evaluation and the benchmark iterate over."""
+
+    token_ids: list[list[int]]
+    labels: list[int]
+    texts: list[str]  # the texts themselves, for listing misclassified ones (may be empty)
+
+
+@dataclass
 class Batch:
     input_ids: torch.Tensor  # (B, T) int64, right-padded with pad_id to this batch's longest row
     lengths: torch.Tensor  # (B,) int64, real tokens per row
     labels: torch.Tensor  # (B,) int64 class ids
-
-    def to(self, device: torch.device | str) -> Batch:
-        return Batch(self.input_ids.to(device), self.lengths.to(device), self.labels.to(device))
 
 
 def count_batches(n: int, batch_size: int, drop_last: bool = False) -> int:

@@ -21,11 +21,11 @@ from typing import Any
 
 import pandas as pd
 
-from ..config import DataConfig
+from ..config import SMS_SPAM, DataConfig
 from ..errors import DataError, DownloadError
 from ..paths import cache_dir
 from ..progress import Progress, raise_if_stopped
-from .tables import SMS_SPAM, Table, read_table
+from .tables import Table, read_table
 
 _CHUNK = 64 * 1024
 _USER_AGENT = "lora-workbench (python-urllib)"

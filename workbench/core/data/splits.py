@@ -12,9 +12,9 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import DataConfig
+from ..config import SMS_SPAM, DataConfig
 from ..errors import DataError
-from .tables import _MISSING_LABELS, SMS_SPAM, Table, _is_number
+from .tables import _MISSING_LABELS, Table, _is_number
 
 # --------------------------------------------------------------------------- labels and splits
 
@@ -36,8 +36,9 @@ class DatasetSplits:
     dropped_duplicates: int  # repeats of an earlier (text, label) pair
 
 
-def make_splits(table: Table, cfg: DataConfig) -> DatasetSplits:
-    """Clean, balance and split a table into train/validation/test, reproducibly for ``cfg.seed``.
+def make_splits(table: Table, cfg: DataConfig, *, seed: int) -> DatasetSplits:
+    """Clean, balance and split a table into train/validation/test, reproducibly for ``seed`` (the
+    run's ``TrainConfig.seed``, so `workbench eval` given the same seed scores the same test set).
 
     Sizes follow the book's ``random_split``: int(n*train), int(n*val), and the rest for test;
     within those totals every class gets its proportional share (stratified), so a small or
@@ -69,7 +70,7 @@ def make_splits(table: Table, cfg: DataConfig) -> DatasetSplits:
         by_class[label].append(text)
     class_counts = {name: len(by_class[name]) for name in label_names}
 
-    rng = random.Random(cfg.seed)
+    rng = random.Random(seed)
     if cfg.balance:
         smallest = min(class_counts.values())
         by_class = {name: rng.sample(items, smallest) for name, items in by_class.items()}

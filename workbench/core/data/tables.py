@@ -25,8 +25,6 @@ from ..errors import DataError, WorkbenchError
 from ..fileio import write_atomically
 from ..progress import Progress, raise_if_stopped
 
-SMS_SPAM = "sms-spam"  # DataConfig.source value for the built-in dataset
-
 _SAMPLE_BYTES = 256 * 1024  # enough lines to sniff the delimiter, quoting and header
 _CHUNK_ROWS = 50_000  # rows per pandas chunk: progress and cancellation granularity
 _EXTRA_FIELDS = 8  # slack for rows with more separators than the sample showed

@@ -52,7 +52,7 @@ class ConfigController(QObject):
             values["lr"] = TrainConfig().lr
         cfg = TrainConfig(
             model=c.model.model(),
-            data=c.data.data_config(seed=values["seed"]),
+            data=c.data.data_config(),
             lora=c.lora.lora_config(),
             device=c.model.device(),
             **values,

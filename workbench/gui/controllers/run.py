@@ -87,7 +87,7 @@ class RunController(QObject):
                 self._dialogs, "Cannot resume", f"The settings of {run.path.name} cannot be read ({exc})."
             )
             return
-        if not run.checkpoint_path.is_file():
+        if not run.resume_path.is_file():
             QMessageBox.warning(
                 self._dialogs,
                 "Cannot resume",
@@ -97,7 +97,7 @@ class RunController(QObject):
         if extra_epochs:
             # max_steps off: "N more epochs" means whole epochs, whatever limit the first run had.
             cfg = cfg.with_changes(epochs=cfg.epochs + extra_epochs, max_steps=None)
-        self._start(cfg, resume=str(run.checkpoint_path), history=events, log_path=run.log_path)
+        self._start(cfg, resume=str(run.resume_path), history=events, log_path=run.log_path)
 
     def stop(self) -> None:
         if self._job is not None:
