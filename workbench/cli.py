@@ -467,11 +467,36 @@ def cmd_info(args) -> int:
     )
     print(f"labels       {', '.join(info.label_names)}")
     print(f"max length   {info.max_length} tokens")
+    for name, value in format_recipe(info.data):
+        print(f"{name:<12} {value}")
     print(f"parameters   {sum(t.numel() for t in tensors.values()):,}")
     if info.metrics:
         print(f"metrics      {json.dumps(info.metrics)}")
     print(f"created      {info.created} (workbench {info.package_version}, format {info.format_version})")
     return 0
+
+
+def format_recipe(recipe) -> list[tuple[str, str]]:
+    """``info``'s lines about the training data (adapters from before it was recorded say so)."""
+    if recipe is None:
+        return [("data", "not recorded (adapter saved before data recipes, or imported from PEFT)")]
+    d = recipe.dataset
+    spellings = [
+        f"{name} = {', '.join(repr(v) for v in values)}"
+        for name, values in zip(recipe.label_names, recipe.label_values)
+        if list(values) != [name]
+    ]
+    return [
+        ("data", f"{d.name} ({d.size:,} bytes, sha256 {d.short_hash()}…)"),
+        ("columns", f"text {recipe.text_column!r}, label {recipe.label_column!r}"),
+        (
+            "split",
+            recipe.describe_split()
+            + ("; duplicates dropped" if recipe.drop_duplicates else "; duplicates kept")
+            + (f"; first {recipe.max_rows:,} rows" if recipe.max_rows else ""),
+        ),
+        *([("label values", "; ".join(spellings))] if spellings else []),
+    ]
 
 
 def cmd_export_peft(args) -> int:

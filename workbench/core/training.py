@@ -68,6 +68,7 @@ class Prepared:
     precision: str
     dropped_empty: int = 0
     dropped_duplicates: int = 0
+    recipe: datamod.DataRecipe | None = None  # how the data was chosen and split, for the adapter
 
 
 def train(
@@ -257,6 +258,11 @@ def prepare(cfg: TrainConfig, stop: threading.Event) -> Iterator:
     table = yield from run_with_progress(
         "Reading the dataset", lambda progress: datamod.load_table(cfg.data, progress=progress, stop=stop), stop
     )
+    dataset = yield from run_with_progress(
+        "Fingerprinting the dataset",
+        lambda progress: datamod.identify_dataset(cfg.data.source, progress=progress, stop=stop),
+        stop,
+    )
     splits = datamod.make_splits(table, cfg.data)
     yield Status("Tokenizing")
     tokenizer = load_tokenizer(checkpoint)
@@ -284,6 +290,7 @@ def prepare(cfg: TrainConfig, stop: threading.Event) -> Iterator:
         model=model,
         device=device,
         precision=pick_precision(cfg.precision, device),
+        recipe=datamod.recipe_for(cfg.data, splits, dataset, max_length),
     )
 
 
@@ -463,6 +470,7 @@ def adapter_info(cfg: TrainConfig, prepared: Prepared, metrics: TestMetrics | No
         max_length=prepared.max_length,
         pad_token_id=EOT_ID,
         metrics=summary,
+        data=prepared.recipe,
     )
 
 
