@@ -14,6 +14,7 @@ from workbench.core.adapters import AdapterInfo, read_adapter, save_adapter_tens
 from workbench.core.config import DataConfig
 from workbench.core.data import identify_dataset, make_splits, read_table, recipe_for
 from workbench.core.data import recipe as recipe_module
+from workbench.core.errors import WorkbenchError
 from workbench.core.training import train
 
 
@@ -108,3 +109,104 @@ def test_a_damaged_recipe_is_unreadable_metadata(damage):
     assert DataRecipe.from_dict(base).seed == 1
     with pytest.raises((ValueError, KeyError, TypeError)):
         DataRecipe.from_dict({**base, **damage})
+
+
+# --------------------------------------------------------------------------- eval rebuilds the split
+
+
+def _train_recording_test_rows(tiny_checkpoint, data, seed, monkeypatch):
+    """Train, and keep the exact texts the run's final test metrics were computed on."""
+    from workbench.core import training
+
+    seen = {}
+    real = training.test_metrics
+
+    def recording(model, prepared, batch_size):
+        seen["texts"], seen["labels"] = list(prepared.test.texts), list(prepared.test.labels)
+        return real(model, prepared, batch_size)
+
+    monkeypatch.setattr(training, "test_metrics", recording)
+    cfg = tiny_config(tiny_checkpoint, data, epochs=2, seed=seed)
+    cfg = cfg.with_changes(data=DataConfig(source=str(data), seed=seed))
+    finished = list(train(cfg))[-1]
+    assert isinstance(finished, ev.TrainingFinished), finished
+    return finished, seen
+
+
+@pytest.mark.parametrize("seed", [7, 123])
+def test_eval_scores_exactly_the_runs_test_rows(tiny_checkpoint, tmp_path, monkeypatch, seed):
+    from workbench.core.adapter_eval import evaluate_adapter_on, rows_to_score
+    from workbench.core.classify import Classifier
+
+    data = write_separable_csv(tmp_path / "data.csv", n=120)
+    finished, seen = _train_recording_test_rows(tiny_checkpoint, data, seed, monkeypatch)
+    classifier = Classifier.from_adapter(finished.adapter_path, precision="fp32")
+
+    rows = rows_to_score(data, classifier.info)  # default: the training file's test split
+    assert rows.split == "test" and rows.texts == seen["texts"] and rows.labels == seen["labels"]
+    assert f"seed {seed}" in rows.description
+    other_seed = make_splits(read_table(data), DataConfig(source=str(data), seed=seed + 1)).test.texts
+    assert sorted(other_seed) != sorted(seen["texts"])  # the seed matters: a guessed one scores other rows
+
+    result = evaluate_adapter_on(data, classifier)
+    assert result.metrics.accuracy == finished.metrics.accuracy
+    assert result.metrics.confusion == finished.metrics.confusion
+    assert result.metrics.loss == pytest.approx(finished.metrics.loss, abs=1e-4)
+    assert rows_to_score(data, classifier.info, "val").texts != rows.texts
+
+
+def test_eval_cli_refuses_a_changed_file_unless_every_row_is_asked_for(tiny_checkpoint, tmp_path, monkeypatch, capsys):
+    data = write_separable_csv(tmp_path / "data.csv", n=120)
+    finished, seen = _train_recording_test_rows(tiny_checkpoint, data, 7, monkeypatch)
+    adapter = finished.adapter_path
+
+    assert main(["eval", "--adapter", adapter, "--data", str(data), "--precision", "fp32", "--json"]) == 0
+    scored = json.loads(capsys.readouterr().out)
+    assert scored["split"] == "test" and scored["rows"] == len(seen["texts"])
+    assert scored["accuracy"] == finished.metrics.accuracy
+
+    recorded = hashlib.sha256(data.read_bytes()).hexdigest()
+    with open(data, "a", encoding="utf-8") as f:
+        f.write("one more message,ham\n")
+    now = hashlib.sha256(data.read_bytes()).hexdigest()
+    for split in ([], ["--split", "test"]):
+        assert main(["eval", "--adapter", adapter, "--data", str(data), *split]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1
+        assert "data.csv has changed" in err and now[:12] in err and recorded[:12] in err and "--split all" in err
+
+    assert main(["eval", "--adapter", adapter, "--data", str(data), "--split", "all", "--precision", "fp32"]) == 0
+    out = capsys.readouterr().out
+    assert "Scored every row of data.csv: 121 rows (a changed copy of the training file" in out
+    assert "121 examples" in out
+
+
+def test_a_file_never_seen_is_scored_whole(tiny_checkpoint, tmp_path, monkeypatch, capsys):
+    data = write_separable_csv(tmp_path / "data.csv", n=120)
+    finished, _ = _train_recording_test_rows(tiny_checkpoint, data, 7, monkeypatch)
+    other = write_separable_csv(tmp_path / "other.csv", n=30, seed=5)
+    with open(other, "a", encoding="utf-8") as f:
+        f.write("a repeated message,ham\na repeated message,ham\nno label here,NA\n")
+
+    assert main(["eval", "--adapter", finished.adapter_path, "--data", str(other), "--precision", "fp32"]) == 0
+    out = capsys.readouterr().out
+    # every row with a text and a label, repeats included; the NA row is not a class
+    assert "Scored every row of other.csv: 32 rows (a file this adapter was not trained on)" in out
+    assert main(["eval", "--adapter", finished.adapter_path, "--data", str(other), "--split", "test"]) == 2
+    assert "not the file this adapter was trained on (data.csv)" in capsys.readouterr().err
+
+
+def test_training_file_with_every_row_says_it_is_not_held_out(tiny_checkpoint, tmp_path, monkeypatch):
+    from workbench.core.adapter_eval import rows_to_score
+
+    data = write_separable_csv(tmp_path / "data.csv", n=120)
+    finished, _ = _train_recording_test_rows(tiny_checkpoint, data, 7, monkeypatch)
+    _, info = read_adapter(finished.adapter_path)
+    rows = rows_to_score(data, info, "all")
+    assert len(rows.texts) == 120 and "not a held-out score" in rows.description
+    with pytest.raises(WorkbenchError, match="made with --text-column 'message', not 'label'"):
+        rows_to_score(data, info, "test", text_column="label")
+    old = dataclasses.replace(info, data=None)
+    with pytest.raises(WorkbenchError, match="does not record how its training data was split"):
+        rows_to_score(data, old, "test")
+    assert "does not record its training data" in rows_to_score(data, old).description

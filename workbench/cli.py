@@ -92,11 +92,24 @@ def build_parser() -> argparse.ArgumentParser:
     add_device_args(p)
     p.set_defaults(handler=cmd_classify)
 
-    p = sub.add_parser("eval", help="test metrics of an adapter on a dataset")
+    p = sub.add_parser(
+        "eval",
+        help="test metrics of an adapter on a dataset",
+        description="On the file an adapter was trained on, score exactly that run's held-out test rows "
+        "(its recorded seed and split); on any other file, score every row.",
+    )
     p.add_argument("--adapter", required=True)
     p.add_argument("--model", help="base model (default: the one the adapter names)")
-    add_data_args(p)
-    p.add_argument("--split", choices=("test", "val", "train", "all"), default="test")
+    p.add_argument("--data", default="sms-spam", help="sms-spam or a CSV/TSV path (default sms-spam)")
+    p.add_argument("--text-column", help="column holding the texts (default: the run's, else detected)")
+    p.add_argument("--label-column", help="column holding the labels (default: the run's, else detected)")
+    p.add_argument("--max-rows", type=int, default=None, help="read only the first N rows (default: as trained)")
+    p.add_argument(
+        "--split",
+        choices=("test", "val", "train", "all"),
+        default=None,
+        help="which of the run's rows to score (default: test on the training file, all on another file)",
+    )
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--json", action="store_true")
     add_device_args(p)
@@ -399,27 +412,30 @@ def classify_file(classifier, args) -> int:
 
 
 def cmd_eval(args) -> int:
+    from dataclasses import asdict
+
+    from .core.adapter_eval import evaluate_adapter_on
     from .core.classify import Classifier
-    from .core.data import load_table, make_splits
-    from .core.training import metrics_from_probabilities
 
     classifier = Classifier.from_adapter(args.adapter, model=args.model, device=args.device, precision=args.precision)
-    data = data_config(args)
-    splits = make_splits(load_table(data), data)
-    names = tuple(classifier.info.label_names)
-    if tuple(splits.label_names) != names:
-        raise WorkbenchError(f"the dataset's labels {list(splits.label_names)} differ from the adapter's {list(names)}")
-    parts = [splits.train, splits.val, splits.test] if args.split == "all" else [getattr(splits, args.split)]
-    texts = [t for part in parts for t in part.texts]
-    labels = [y for part in parts for y in part.labels]
-    probs = classifier.probabilities(texts, batch_size=args.batch_size)
-    metrics = metrics_from_probabilities(probs, labels, names)
+    result = evaluate_adapter_on(
+        args.data,
+        classifier,
+        args.split,
+        text_column=args.text_column,
+        label_column=args.label_column,
+        max_rows=args.max_rows,
+        batch_size=args.batch_size,
+    )
     if args.json:
-        from dataclasses import asdict
-
-        print(json.dumps({"split": args.split, **asdict(metrics)}))
+        print(
+            json.dumps(
+                {"split": result.split, "rows": result.rows, "scored": result.description, **asdict(result.metrics)}
+            )
+        )
     else:
-        print(format_metrics(metrics))
+        print(f"Scored {result.description}")
+        print(format_metrics(result.metrics))
     return 0
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from ..config import DataConfig
 from ..errors import DataError
 from ..progress import Progress, raise_if_stopped
-from .sms import sms_spam_path
+from .sms import download_sms_spam
 from .splits import DatasetSplits
 from .tables import SMS_SPAM
 
@@ -42,7 +42,10 @@ def identify_dataset(
     """Name, size and SHA-256 of a dataset file (``sms-spam``: the downloaded collection), read in
     1 MB chunks so a file of any size hashes in constant memory."""
     built_in = str(source) == SMS_SPAM
-    path = sms_spam_path() if built_in else Path(source)
+    path = download_sms_spam(progress=progress, stop=stop) if built_in else Path(source)  # no-op once there
+    if not built_in and not path.is_file():
+        what = "is a folder" if path.is_dir() else "does not exist"
+        raise DataError(f"Dataset file {path} {what}. Check the path, or choose another file.")
     digest = hashlib.sha256()
     done = 0
     try:
