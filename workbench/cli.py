@@ -212,7 +212,10 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
 def add_device_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help=f"{'|'.join(DEVICES)} or cuda:N (default auto)")
     p.add_argument(
-        "--precision", default="auto", choices=PRECISIONS, help="auto: bf16 where the device runs it fast, else fp32"
+        "--precision",
+        default="auto",
+        choices=PRECISIONS,
+        help="auto: whichever ran faster when measured on this device (once, then cached)",
     )
 
 
@@ -277,6 +280,8 @@ def cmd_train(args) -> int:
                     f"{event.total_params:,} parameters; run folder {event.run_dir}",
                     flush=True,
                 )
+                if cfg.precision == "auto" and event.precision_reason:
+                    print(f"precision: {event.precision_reason}", flush=True)
                 if event.truncated:
                     print(f"{event.truncated} texts longer than {event.max_length} tokens were truncated", flush=True)
                 if event.dropped_empty or event.dropped_duplicates:
@@ -569,6 +574,7 @@ def cmd_bench(args) -> int:
     from .core import events as ev
     from .core.bench import BenchConfig, format_result, run_bench
     from .core.device import pick_device, pick_precision
+    from .core.precision import choose_precision
 
     cfg = BenchConfig(
         model=args.model,
@@ -589,6 +595,8 @@ def cmd_bench(args) -> int:
     result = run_bench(cfg, progress=lambda done, total, message="": bar.status(ev.Status(message, done, total)))
     bar.clear()
     output = result.to_dict()
+    # Why this precision, as run_bench chose it (the verdict is cached: this does not measure again).
+    output["precision_reason"] = choose_precision(args.precision, pick_device(args.device)).reason
     if driver is not None:
         bf16_steps = args.bf16_steps
         if bf16_steps is None:
@@ -605,6 +613,7 @@ def cmd_bench(args) -> int:
         print(json.dumps(output))
         return 0
     print(format_result(result))
+    print(f"precision: {output['precision_reason']}")
     if driver is not None:
         print()
         print(driver.format_comparison(output["compare"]))

@@ -210,7 +210,7 @@ class TrainConfig:
     # so a batch pads to almost nothing; 0 pads batches of random lengths. Order stays random.
     length_grouping: int = 50
     device: str = "auto"  # auto picks CUDA, then Apple MPS, then CPU
-    precision: str = "auto"  # auto: bf16 autocast where the device runs it fast, else fp32
+    precision: str = "auto"  # auto: bf16 autocast or fp32, whichever ran faster here (precision.py)
     seed: int = 123  # LoRA initialisation, dropout and batch order
 
     def validate(self) -> list[str]:
