@@ -25,6 +25,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
+        from .gui.qt_platform import window_problem  # asks before Qt, which would abort (exit 134)
+
+        problem = window_problem()
+        if problem:
+            print(f"workbench: error: {problem}", file=sys.stderr)
+            return EXIT_USAGE
         from .gui.main_window import run_app  # Qt only when the window is wanted
 
         return run_app(sys.argv[:1])

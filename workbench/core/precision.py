@@ -130,9 +130,10 @@ def measure(device: torch.device, width: int, rows: int | None = None) -> tuple[
 
 
 def probe_rows(width: int) -> int:
-    """8 x 32 tokens at GPT-2 small's width; fewer at larger widths so every size probes in about
-    the same time (the work grows with width squared)."""
-    return max(32, PROBE_BATCH * PROBE_TOKENS * 768 * 768 // (width * width))
+    """8 x 32 tokens up to GPT-2 small's width; fewer at larger widths so every size probes in
+    about the same time (the work grows with width squared)."""
+    tokens = PROBE_BATCH * PROBE_TOKENS
+    return max(32, min(tokens, tokens * 768 * 768 // (width * width)))
 
 
 def cache_key(device: torch.device, width: int) -> str:
