@@ -49,7 +49,8 @@ def test_missing_libraries_are_named_with_the_apt_line():
 
 
 def test_a_display_nobody_answers_at_is_named():
-    problem = window_problem({"DISPLAY": ":42"}, system="linux", missing_libraries=fine_libraries, reachable=lambda d: False)
+    env = {"DISPLAY": ":42"}
+    problem = window_problem(env, system="linux", missing_libraries=fine_libraries, reachable=lambda d: False)
     assert "no X server answers at DISPLAY=:42" in problem
 
 
