@@ -129,3 +129,14 @@ def test_bench_says_why_it_chose(monkeypatch, tiny_checkpoint, capsys):
     assert "precision: bf16 0.52x the speed of fp32 here" in out and "using fp32" in out
     assert main([*argv, "--classify-runs", "2", "--rank", "4", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["precision"] == "fp32"
+
+
+def test_known_precision_never_measures(monkeypatch):
+    calls = fake_probe(monkeypatch, 10.0, 4.0)
+    assert prec.known_precision("auto", CPU, 96) is None  # not measured yet: the caller shows fp32 or waits
+    assert prec.known_precision("bf16", CPU, 96).precision == "bf16"
+    assert calls == []
+    prec.choose_precision("auto", CPU, 96)
+    monkeypatch.setattr(prec, "_verdicts", {})
+    assert prec.known_precision("auto", CPU, 96).precision == "bf16"  # from the cache file
+    assert len(calls) == 1

@@ -82,6 +82,16 @@ def choose_precision(requested: str, device: torch.device, width: int = 768) -> 
     )
 
 
+def known_precision(requested: str, device: torch.device, width: int = 768) -> PrecisionChoice | None:
+    """``choose_precision`` without measuring: None when ``auto`` has no verdict for this device yet.
+    For callers on a GUI thread (a memory estimate), which must not stall for the probe."""
+    if requested == "auto":
+        key = cache_key(device, width)
+        if key not in _verdicts and key not in _read_cache():
+            return None
+    return choose_precision(requested, device, width)
+
+
 def precision_verdict(device: torch.device, width: int) -> PrecisionVerdict:
     """This process's verdict, else the cached one, else a fresh measurement (then cached)."""
     key = cache_key(device, width)
