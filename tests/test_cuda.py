@@ -1,4 +1,5 @@
-"""The CUDA path: same numbers as the CPU, bf16 learns as fp32 does, a real out-of-memory is caught.
+"""The CUDA path: same numbers as the CPU, bf16 learns as fp32 does, a real out-of-memory is caught,
+auto measures the GPU.
 
 Skipped where PyTorch sees no NVIDIA GPU (CI has none); run on a GPU machine with
 ``python -m pytest tests/test_cuda.py``.
@@ -52,9 +53,9 @@ def test_cuda_logits_equal_cpu_logits(tiny_checkpoint):
 
 def test_training_on_cuda_in_bf16_learns_like_the_cpu_in_fp32(tiny_checkpoint, separable_csv):
     on_cpu = list(train(tiny_config(tiny_checkpoint, separable_csv, device="cpu", precision="fp32")))
-    on_gpu = list(train(tiny_config(tiny_checkpoint, separable_csv, device="cuda", precision="auto")))
+    on_gpu = list(train(tiny_config(tiny_checkpoint, separable_csv, device="cuda", precision="bf16")))
     started = next(e for e in on_gpu if isinstance(e, ev.RunStarted))
-    assert "CUDA" in started.device and started.precision == "bf16"  # auto picks bf16 on a bf16 GPU
+    assert "CUDA" in started.device and started.precision == "bf16"  # forced: auto measures, and may pick fp32
     cpu_done, gpu_done = on_cpu[-1], on_gpu[-1]
     assert isinstance(gpu_done, ev.TrainingFinished), gpu_done
     assert gpu_done.metrics.accuracy >= 0.95
@@ -107,9 +108,18 @@ def test_bench_on_cuda_reports_allocated_memory(tiny_checkpoint):
             eval_examples=16,
             classify_runs=3,
             device="cuda",
+            precision="bf16",  # forced: what auto picks is the probe's verdict on this GPU
             matmul_size=256,
         )
     )
     assert result.cuda_max_allocated_mb is not None and result.cuda_max_allocated_mb > 0
     assert result.precision == "bf16" and "CUDA" in result.device
     assert result.train_examples_per_s > 0
+
+
+def test_auto_measures_the_gpu_and_says_why():
+    from workbench.core import precision
+
+    choice = precision.choose_precision("auto", torch.device("cuda"), 768)
+    assert choice.precision in ("fp32", "bf16") and "the speed of fp32 here" in choice.reason
+    print(choice.reason)  # the verdict on this GPU, for the session's notes

@@ -105,8 +105,12 @@ def test_resume_continues_to_the_same_result(tiny_checkpoint, separable_csv):
     assert interrupted.stopped
     resumed = list(train(cfg, resume=interrupted.resume_path))[-1]
     assert resumed.step == straight.step
-    a = Classifier.from_adapter(straight.adapter_path).probabilities(["win cash now", "see you at lunch"])
-    b = Classifier.from_adapter(resumed.adapter_path).probabilities(["win cash now", "see you at lunch"])
+    a = Classifier.from_adapter(straight.adapter_path, precision="fp32").probabilities(
+        ["win cash now", "see you at lunch"]
+    )
+    b = Classifier.from_adapter(resumed.adapter_path, precision="fp32").probabilities(
+        ["win cash now", "see you at lunch"]
+    )
     assert torch.allclose(a, b, atol=1e-5)
 
 

@@ -26,6 +26,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
+        from .gui.qt_platform import window_problem  # asks before Qt, which would abort (exit 134)
+
+        problem = window_problem()
+        if problem:
+            print(f"workbench: error: {problem}", file=sys.stderr)
+            return EXIT_USAGE
         from .gui.main_window import run_app  # Qt only when the window is wanted
 
         return run_app(sys.argv[:1])
@@ -93,12 +99,24 @@ def build_parser() -> argparse.ArgumentParser:
     add_device_args(p)
     p.set_defaults(handler=cmd_classify)
 
-    p = sub.add_parser("eval", help="test metrics of an adapter on a dataset")
+    p = sub.add_parser(
+        "eval",
+        help="test metrics of an adapter on a dataset",
+        description="On the file an adapter was trained on, score exactly that run's held-out test rows "
+        "(its recorded seed and split); on any other file, score every row.",
+    )
     p.add_argument("--adapter", required=True)
     p.add_argument("--model", help="base model (default: the one the adapter names)")
-    add_data_args(p)
-    p.add_argument("--split", choices=("test", "val", "train", "all"), default="test")
-    p.add_argument("--seed", type=int, default=123, help="the seed the adapter was trained with: it fixes the split")
+    p.add_argument("--data", default="sms-spam", help="sms-spam or a CSV/TSV path (default sms-spam)")
+    p.add_argument("--text-column", help="column holding the texts (default: the run's, else detected)")
+    p.add_argument("--label-column", help="column holding the labels (default: the run's, else detected)")
+    p.add_argument("--max-rows", type=int, default=None, help="read only the first N rows (default: as trained)")
+    p.add_argument(
+        "--split",
+        choices=("test", "val", "train", "all"),
+        default=None,
+        help="which of the run's rows to score (default: test on the training file, all on another file)",
+    )
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--json", action="store_true")
     add_device_args(p)
@@ -201,7 +219,10 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
 def add_device_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help=f"{'|'.join(DEVICES)} or cuda:N (default auto)")
     p.add_argument(
-        "--precision", default="auto", choices=PRECISIONS, help="auto: bf16 where the device runs it fast, else fp32"
+        "--precision",
+        default="auto",
+        choices=PRECISIONS,
+        help="auto: whichever ran faster when measured on this device (once, then cached)",
     )
 
 
@@ -265,6 +286,8 @@ def cmd_train(args) -> int:
                     f"{event.total_params:,} parameters; run folder {event.run_dir}",
                     flush=True,
                 )
+                if cfg.precision == "auto" and event.precision_reason:
+                    print(f"precision: {event.precision_reason}", flush=True)
                 if event.truncated:
                     print(f"{event.truncated} texts longer than {event.max_length} tokens were truncated", flush=True)
                 if event.dropped_empty or event.dropped_duplicates:
@@ -395,27 +418,30 @@ def classify_file(classifier, args) -> int:
 
 
 def cmd_eval(args) -> int:
+    from dataclasses import asdict
+
+    from .core.adapter_eval import evaluate_adapter_on
     from .core.classify import Classifier
-    from .core.data import load_table, make_splits
-    from .core.evaluate import metrics_from_probabilities
 
     classifier = Classifier.from_adapter(args.adapter, model=args.model, device=args.device, precision=args.precision)
-    data = data_config(args)
-    splits = make_splits(load_table(data), data, seed=args.seed)
-    names = tuple(classifier.info.label_names)
-    if tuple(splits.label_names) != names:
-        raise WorkbenchError(f"the dataset's labels {list(splits.label_names)} differ from the adapter's {list(names)}")
-    parts = [splits.train, splits.val, splits.test] if args.split == "all" else [getattr(splits, args.split)]
-    texts = [t for part in parts for t in part.texts]
-    labels = [y for part in parts for y in part.labels]
-    probs = classifier.probabilities(texts, batch_size=args.batch_size)
-    metrics = metrics_from_probabilities(probs, labels, names)
+    result = evaluate_adapter_on(
+        args.data,
+        classifier,
+        args.split,
+        text_column=args.text_column,
+        label_column=args.label_column,
+        max_rows=args.max_rows,
+        batch_size=args.batch_size,
+    )
     if args.json:
-        from dataclasses import asdict
-
-        print(json.dumps({"split": args.split, **asdict(metrics)}))
+        print(
+            json.dumps(
+                {"split": result.split, "rows": result.rows, "scored": result.description, **asdict(result.metrics)}
+            )
+        )
     else:
-        print(format_metrics(metrics))
+        print(f"Scored {result.description}")
+        print(format_metrics(result.metrics))
     return 0
 
 
@@ -463,11 +489,36 @@ def cmd_info(args) -> int:
     )
     print(f"labels       {', '.join(info.label_names)}")
     print(f"max length   {info.max_length} tokens")
+    for name, value in format_recipe(info.data):
+        print(f"{name:<12} {value}")
     print(f"parameters   {sum(t.numel() for t in tensors.values()):,}")
     if info.metrics:
         print(f"metrics      {json.dumps(info.metrics)}")
     print(f"created      {info.created} (workbench {info.package_version}, format {info.format_version})")
     return 0
+
+
+def format_recipe(recipe) -> list[tuple[str, str]]:
+    """``info``'s lines about the training data (adapters from before it was recorded say so)."""
+    if recipe is None:
+        return [("data", "not recorded (adapter saved before data recipes, or imported from PEFT)")]
+    d = recipe.dataset
+    spellings = [
+        f"{name} = {', '.join(repr(v) for v in values)}"
+        for name, values in zip(recipe.label_names, recipe.label_values)
+        if list(values) != [name]
+    ]
+    return [
+        ("data", f"{d.name} ({d.size:,} bytes, sha256 {d.short_hash()}…)"),
+        ("columns", f"text {recipe.text_column!r}, label {recipe.label_column!r}"),
+        (
+            "split",
+            recipe.describe_split()
+            + ("; duplicates dropped" if recipe.drop_duplicates else "; duplicates kept")
+            + (f"; first {recipe.max_rows:,} rows" if recipe.max_rows else ""),
+        ),
+        *([("label values", "; ".join(spellings))] if spellings else []),
+    ]
 
 
 def cmd_export_peft(args) -> int:
@@ -511,6 +562,7 @@ def cmd_bench(args) -> int:
     from .bench import BenchConfig, format_result, run_bench
     from .core import events as ev
     from .core.device import pick_device, pick_precision
+    from .core.precision import choose_precision
 
     cfg = BenchConfig(
         model=args.model,
@@ -531,6 +583,8 @@ def cmd_bench(args) -> int:
     result = run_bench(cfg, progress=lambda done, total, message="": bar.status(ev.Status(message, done, total)))
     bar.clear()
     output = result.to_dict()
+    # Why this precision, as run_bench chose it (the verdict is cached: this does not measure again).
+    output["precision_reason"] = choose_precision(args.precision, pick_device(args.device)).reason
     if driver is not None:
         bf16_steps = args.bf16_steps
         if bf16_steps is None:
@@ -547,6 +601,7 @@ def cmd_bench(args) -> int:
         print(json.dumps(output))
         return 0
     print(format_result(result))
+    print(f"precision: {output['precision_reason']}")
     if driver is not None:
         print()
         print(driver.format_comparison(output["compare"]))

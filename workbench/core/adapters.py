@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from .config import LoRAConfig, ModelConfig
+from .data.recipe import DataRecipe
 from .errors import AdapterError, WorkbenchError
 from .fileio import is_pickle_name, write_atomically
 from .lora import adapter_shapes, trainable_state_dict
@@ -41,6 +42,9 @@ class AdapterInfo:
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     package_version: str = ""
     format_version: int = FORMAT_VERSION
+    # How the training data was chosen and split; None in adapters saved before it was recorded
+    # (and in imported PEFT adapters), which therefore cannot rebuild their held-out split.
+    data: DataRecipe | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -61,6 +65,7 @@ class AdapterInfo:
             created=d.get("created", ""),
             package_version=d.get("package_version", ""),
             format_version=int(d.get("format_version", FORMAT_VERSION)),
+            data=DataRecipe.from_dict(d["data"]) if d.get("data") else None,
         )
 
     def describe_base(self) -> str:

@@ -64,7 +64,7 @@ class Classifier:
         load_adapter_weights(gpt, tensors, info)
         merge_lora(gpt)
         torch_device = pick_device(device)
-        chosen = pick_precision(precision, torch_device)
+        chosen = pick_precision(precision, torch_device, info.model_config.n_embd)
         gpt.to(torch_device)
         pack_weights_for_cpu(gpt, torch_device, chosen)
         return cls(gpt, load_tokenizer(checkpoint), info, torch_device, chosen)

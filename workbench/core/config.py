@@ -5,7 +5,8 @@ on every linear layer of GPT-2 small; AdamW lr 5e-5, weight decay 0.1; 5 epochs,
 evaluation every 50 steps on 5 batches; balanced SMS spam split 70/10/20).
 
 Each ``validate()`` returns every problem it finds (empty list: fine) instead of stopping at the
-first, so the window can mark all bad fields at once; ``check()`` raises them together.
+first, each a ``Problem(field, message)`` naming the setting it is about, so the window can mark
+all bad fields at once; ``check()`` raises them together as one ConfigError.
 """
 
 from __future__ import annotations
@@ -46,9 +47,38 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
-def _raise_if(problems: list[str], what: str) -> None:
+@dataclass(frozen=True)
+class Problem(str):
+    """One thing wrong with the settings: which setting (``field``, its attribute path from a
+    TrainConfig: "lora.rank", "data.source", "epochs"; "model_config.n_embd" for a checkpoint's
+    architecture) and what is wrong, for a person (``message``). A window marks the widget of
+    ``field``; no caller needs to read the message to know where it belongs.
+
+    Temporarily also a ``str`` equal to its message, so code written for the plain-string problems
+    of before (joining them, matching them by substring) keeps working until it is moved to
+    ``field``; drop the ``str`` base then.
+    """
+
+    field: str
+    message: str
+
+    def __new__(cls, field: str, message: str) -> Problem:
+        return super().__new__(cls, message)
+
+    def __getnewargs__(self) -> tuple[str, str]:  # copy and pickle rebuild it from both parts
+        return (self.field, self.message)
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __ne__(self, other: object) -> bool:  # str's own __ne__ would compare the messages only
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+
+def _raise_if(problems: list[Problem], what: str) -> None:
     if problems:
-        raise ConfigError(f"Invalid {what}: " + "; ".join(problems))
+        raise ConfigError(f"Invalid {what}: " + "; ".join(str(p) for p in problems))
 
 
 @dataclass(frozen=True)
@@ -90,13 +120,15 @@ class ModelConfig:
         config.check()
         return config
 
-    def validate(self) -> list[str]:
+    def validate(self) -> list[Problem]:
         problems = []
         for name in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head"):
             if getattr(self, name) <= 0:
-                problems.append(f"{name} must be positive")
+                problems.append(Problem(f"model_config.{name}", f"{name} must be positive"))
         if self.n_head > 0 and self.n_embd % self.n_head:
-            problems.append(f"n_embd {self.n_embd} is not divisible by n_head {self.n_head}")
+            problems.append(
+                Problem("model_config.n_embd", f"n_embd {self.n_embd} is not divisible by n_head {self.n_head}")
+            )
         return problems
 
     def check(self) -> None:
@@ -133,24 +165,28 @@ class LoRAConfig:
     def scaling(self) -> float:
         return self.alpha / self.rank
 
-    def validate(self, n_layer: int | None = None) -> list[str]:
+    def validate(self, n_layer: int | None = None) -> list[Problem]:
         problems = []
         if not isinstance(self.rank, int) or self.rank <= 0:
-            problems.append("rank must be a whole number ≥ 1")
+            problems.append(Problem("lora.rank", "rank must be a whole number ≥ 1"))
         if not self.alpha > 0:
-            problems.append("alpha must be greater than 0")
+            problems.append(Problem("lora.alpha", "alpha must be greater than 0"))
         if not 0.0 <= self.dropout < 1.0:
-            problems.append("dropout must be in [0, 1)")
+            problems.append(Problem("lora.dropout", "dropout must be in [0, 1)"))
         if not self.targets:
-            problems.append("choose at least one target layer")
+            problems.append(Problem("lora.targets", "choose at least one target layer"))
         unknown = [t for t in self.targets if t not in LORA_TARGETS]
         if unknown:
-            problems.append(f"unknown target(s) {', '.join(unknown)}; choose from {', '.join(ALL_TARGETS)}")
+            problems.append(
+                Problem("lora.targets", f"unknown target(s) {', '.join(unknown)}; choose from {', '.join(ALL_TARGETS)}")
+            )
         if self.top_blocks is not None:
             if self.top_blocks <= 0:
-                problems.append("top blocks must be ≥ 1 (or empty for all blocks)")
+                problems.append(Problem("lora.top_blocks", "top blocks must be ≥ 1 (or empty for all blocks)"))
             elif n_layer is not None and self.top_blocks > n_layer:
-                problems.append(f"top blocks {self.top_blocks} exceeds the model's {n_layer} blocks")
+                problems.append(
+                    Problem("lora.top_blocks", f"top blocks {self.top_blocks} exceeds the model's {n_layer} blocks")
+                )
         return problems
 
     def check(self, n_layer: int | None = None) -> None:
@@ -179,22 +215,22 @@ class DataConfig:
     max_rows: int | None = None  # read only a file's first N rows (a sample of a very large file)
     # Shuffling, balancing and splitting follow the run's one seed, TrainConfig.seed.
 
-    def validate(self) -> list[str]:
+    def validate(self) -> list[Problem]:
         problems = []
         if not self.source:
-            problems.append("choose a dataset")
+            problems.append(Problem("data.source", "choose a dataset"))
         elif self.source != SMS_SPAM and not os.path.exists(self.source):
-            problems.append(f"dataset file {self.source} does not exist")
+            problems.append(Problem("data.source", f"dataset file {self.source} does not exist"))
         if not 0 < self.train_fraction < 1:
-            problems.append("train fraction must be between 0 and 1")
+            problems.append(Problem("data.train_fraction", "train fraction must be between 0 and 1"))
         if not 0 < self.val_fraction < 1:
-            problems.append("validation fraction must be between 0 and 1")
+            problems.append(Problem("data.val_fraction", "validation fraction must be between 0 and 1"))
         if self.train_fraction + self.val_fraction >= 1:
-            problems.append("train + validation fractions must leave room for a test set")
+            problems.append(Problem("data.val_fraction", "train + validation fractions must leave room for a test set"))
         if self.max_rows is not None and self.max_rows < 1:
-            problems.append("sample rows must be ≥ 1 (or empty for the whole file)")
+            problems.append(Problem("data.max_rows", "sample rows must be ≥ 1 (or empty for the whole file)"))
         if self.max_length is not None and self.max_length < 2:
-            problems.append("max length must be at least 2 tokens")
+            problems.append(Problem("data.max_length", "max length must be at least 2 tokens"))
         return problems
 
 
@@ -217,33 +253,37 @@ class TrainConfig:
     # so a batch pads to almost nothing; 0 pads batches of random lengths. Order stays random.
     length_grouping: int = 50
     device: str = "auto"  # auto picks CUDA, then Apple MPS, then CPU
-    precision: str = "auto"  # auto: bf16 autocast where the device runs it fast, else fp32
+    precision: str = "auto"  # auto: bf16 autocast or fp32, whichever ran faster here (precision.py)
     seed: int = 123  # the run's one seed: the data split, LoRA initialisation, dropout and batch order
 
-    def validate(self) -> list[str]:
+    def validate(self) -> list[Problem]:
         problems = []
         if not self.model:
-            problems.append("choose a model")
+            problems.append(Problem("model", "choose a model"))
         elif self.model not in MODEL_REPOS and not os.path.isdir(self.model):
-            problems.append(f"model {self.model!r} is neither a GPT-2 size ({', '.join(MODEL_REPOS)}) nor a folder")
+            problems.append(
+                Problem(
+                    "model", f"model {self.model!r} is neither a GPT-2 size ({', '.join(MODEL_REPOS)}) nor a folder"
+                )
+            )
         problems += self.data.validate()
         problems += self.lora.validate()
         for name in ("epochs", "batch_size", "grad_accum", "eval_every", "eval_batches"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
-                problems.append(f"{name.replace('_', ' ')} must be a whole number ≥ 1")
+                problems.append(Problem(name, f"{name.replace('_', ' ')} must be a whole number ≥ 1"))
         if not self.lr > 0:
-            problems.append("learning rate must be greater than 0")
+            problems.append(Problem("lr", "learning rate must be greater than 0"))
         if self.weight_decay < 0:
-            problems.append("weight decay must be ≥ 0")
+            problems.append(Problem("weight_decay", "weight decay must be ≥ 0"))
         if self.length_grouping < 0:
-            problems.append("length grouping must be ≥ 0")
+            problems.append(Problem("length_grouping", "length grouping must be ≥ 0"))
         if self.max_steps is not None and self.max_steps < 1:
-            problems.append("max steps must be ≥ 1")
+            problems.append(Problem("max_steps", "max steps must be ≥ 1"))
         if self.device not in DEVICES:
-            problems.append(f"device must be one of {', '.join(DEVICES)}")
+            problems.append(Problem("device", f"device must be one of {', '.join(DEVICES)}"))
         if self.precision not in PRECISIONS:
-            problems.append(f"precision must be one of {', '.join(PRECISIONS)}")
+            problems.append(Problem("precision", f"precision must be one of {', '.join(PRECISIONS)}"))
         return problems
 
     def check(self) -> None:

@@ -9,6 +9,7 @@ from functools import lru_cache
 import torch
 
 from .errors import ConfigError
+from .precision import choose_precision
 
 
 @dataclass(frozen=True)
@@ -59,20 +60,16 @@ def describe(device: torch.device) -> str:
     return f"CPU ({torch.get_num_threads()} threads)"
 
 
-def pick_precision(requested: str, device: torch.device) -> str:
-    """ "bf16" or "fp32". auto takes bf16 only where it is fast: CUDA with native bf16, or a CPU
-    with AVX512-BF16/AMX. Elsewhere bf16 is emulated and slower than fp32."""
-    if requested in ("fp32", "bf16"):
-        return requested
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    if device.type == "cpu":
-        return "bf16" if cpu_has_fast_bf16() else "fp32"
-    return "fp32"
+def pick_precision(requested: str, device: torch.device, width: int = 768) -> str:
+    """ "bf16" or "fp32": as asked, or for "auto" whichever ran the model's matmuls faster here
+    (measured once per device; see precision.py)."""
+    return choose_precision(requested, device, width).precision
 
 
 @lru_cache(maxsize=1)
 def cpu_has_fast_bf16() -> bool:
+    """Whether the CPU advertises AVX512-BF16 or AMX. Shown by ``bench`` only; it never decides the
+    precision, because the flag does not tell whether bf16 is faster (precision.py measures)."""
     flags = _cpu_flags()
     return bool({"avx512_bf16", "amx_bf16"} & flags)
 

@@ -25,7 +25,7 @@ from . import hub
 from .adapters import AdapterInfo, save_adapter
 from .config import TrainConfig
 from .data import EncodedSplit
-from .device import autocast, describe, is_out_of_memory, pick_device, pick_precision
+from .device import autocast, describe, is_out_of_memory, pick_device
 from .errors import Cancelled, ConfigError, WorkbenchError
 from .evaluate import loss_and_accuracy, score_split
 from .events import (
@@ -40,6 +40,7 @@ from .events import (
 )
 from .lora import build_lora_model
 from .model import GPT2Classifier, load_model_config, param_count
+from .precision import choose_precision
 from .runs import Position, RunFolder, load_resume_state, save_resume_state
 from .tokenizer import EOT_ID, load_tokenizer
 
@@ -60,6 +61,8 @@ class Prepared:
     precision: str
     dropped_empty: int = 0
     dropped_duplicates: int = 0
+    recipe: datamod.DataRecipe | None = None  # how the data was chosen and split, for the adapter
+    precision_reason: str = ""  # why this precision: "bf16 0.73x the speed of fp32 here: using fp32"
 
 
 def train(
@@ -189,11 +192,13 @@ def _train(cfg: TrainConfig, stop: threading.Event, run: RunFolder, resume) -> I
         start_step=position.step,
         dropped_empty=prepared.dropped_empty,
         dropped_duplicates=prepared.dropped_duplicates,
+        precision_reason=prepared.precision_reason,
     )
     run.log(
         f"Training {cfg.model} on {started.device} ({started.precision}): "
         f"{started.n_train}/{started.n_val}/{started.n_test} examples, {started.trainable_params:,} trainable"
     )
+    run.log(f"Precision: {prepared.precision_reason}")
     yield started
 
     clock = Throughput(total_steps, already_done=position.step)
@@ -263,6 +268,11 @@ def prepare(cfg: TrainConfig, stop: threading.Event) -> Iterator:
     table = yield from run_with_progress(
         "Reading the dataset", lambda progress: datamod.load_table(cfg.data, progress=progress, stop=stop), stop
     )
+    dataset = yield from run_with_progress(
+        "Fingerprinting the dataset",
+        lambda progress: datamod.identify_dataset(cfg.data.source, progress=progress, stop=stop),
+        stop,
+    )
     splits = datamod.make_splits(table, cfg.data, seed=cfg.seed)
     yield Status("Tokenizing")
     tokenizer = load_tokenizer(checkpoint)
@@ -277,6 +287,9 @@ def prepare(cfg: TrainConfig, stop: threading.Event) -> Iterator:
     yield Status("Building the model")
     device = pick_device(cfg.device)
     model = build_lora_model(checkpoint, cfg.lora, len(splits.label_names), cfg.seed).to(device)
+    if cfg.precision == "auto":
+        yield Status("Measuring fp32 and bf16 speed on this device (once)")
+    precision = choose_precision(cfg.precision, device, model_config.n_embd)
     return Prepared(
         checkpoint=checkpoint,
         label_names=tuple(splits.label_names),
@@ -289,7 +302,9 @@ def prepare(cfg: TrainConfig, stop: threading.Event) -> Iterator:
         dropped_duplicates=splits.dropped_duplicates,
         model=model,
         device=device,
-        precision=pick_precision(cfg.precision, device),
+        precision=precision.precision,
+        precision_reason=precision.reason,
+        recipe=datamod.recipe_for(cfg.data, splits, dataset, max_length, seed=cfg.seed),
     )
 
 
@@ -402,6 +417,7 @@ def adapter_info(cfg: TrainConfig, prepared: Prepared, metrics: EvaluationMetric
         max_length=prepared.max_length,
         pad_token_id=EOT_ID,
         metrics=summary,
+        data=prepared.recipe,
     )
 
 

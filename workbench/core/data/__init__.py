@@ -1,13 +1,14 @@
 """Datasets: reading tables, the built-in SMS collection, splits, and batches.
 
-The submodules are ordered bottom-up (tables <- sms, splits; batches stands alone); this package
+The submodules are ordered bottom-up (tables <- sms, splits <- recipe; batches stands alone); this package
 re-exports the names the rest of the workbench uses, so callers write ``from .data import ...``.
 """
 
 from ..config import SMS_SPAM
 from .batches import Batch, EncodedSplit, count_batches, encode_texts, iterate_batches, pad_batch
+from .recipe import DataRecipe, DatasetIdentity, identify_dataset, recipe_for
 from .sms import SMS_SPAM_FILE, SMS_SPAM_FOLDER, download_sms_spam, load_table, read_sms_spam, sms_spam_path
-from .splits import DatasetSplits, LabeledTexts, make_splits
+from .splits import DatasetSplits, LabeledTexts, UsableRows, count_classes, make_splits, usable_rows
 from .tables import Table, read_table, save_table
 
 __all__ = [
@@ -15,19 +16,26 @@ __all__ = [
     "SMS_SPAM_FILE",
     "SMS_SPAM_FOLDER",
     "Batch",
+    "DataRecipe",
+    "DatasetIdentity",
     "DatasetSplits",
     "EncodedSplit",
     "LabeledTexts",
     "Table",
+    "UsableRows",
     "count_batches",
+    "count_classes",
     "download_sms_spam",
     "encode_texts",
+    "identify_dataset",
     "iterate_batches",
     "load_table",
     "make_splits",
     "pad_batch",
     "read_sms_spam",
     "read_table",
+    "recipe_for",
     "save_table",
     "sms_spam_path",
+    "usable_rows",
 ]

@@ -9,7 +9,7 @@ through the same path, with its own columns, labels and (by default) duplicate r
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import SMS_SPAM, DataConfig
@@ -34,6 +34,70 @@ class DatasetSplits:
     class_counts: dict[str, int]  # per label after dropping empty rows and duplicates, before balancing
     dropped_empty: int  # rows with an empty text, or a missing label ("", NA, NaN, null, #N/A, ...)
     dropped_duplicates: int  # repeats of an earlier (text, label) pair
+    # What the split was made from, for the adapter's data recipe (see recipe.py).
+    text_column: str = ""
+    label_column: str = ""
+    drop_duplicates: bool = True  # the resolved setting (DataConfig.drop_duplicates None: by source)
+    label_values: dict[str, tuple[str, ...]] = field(default_factory=dict)  # name -> spellings in the file
+
+
+@dataclass(frozen=True)
+class UsableRows:
+    """A table's rows as training sees them: (text, label) pairs after the one cleaning rule."""
+
+    rows: list[tuple[str, str]]
+    text_column: str
+    label_column: str
+    dropped_empty: int
+    dropped_duplicates: int
+    drop_duplicates: bool
+    label_values: dict[str, tuple[str, ...]]  # each label's original spellings (" spam", "spam"), a few
+
+    def class_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for _, label in self.rows:
+            counts[label] = counts.get(label, 0) + 1
+        return {name: counts[name] for name in _sorted_labels(set(counts))}
+
+
+MAX_SPELLINGS = 4  # original spellings kept per label: enough to show, bounded for a messy column
+
+
+def usable_rows(table: Table, cfg: DataConfig, *, drop_duplicates: bool | None = None) -> UsableRows:
+    """The rows of ``table`` that can train or score: a text that is not blank and a label that is
+    not missing (``NA``, ``null``, ``#N/A``, … as pandas, R, SQL and Excel write it), labels
+    stripped; exact repeats of a (text, label) pair dropped where ``cfg`` (or ``drop_duplicates``)
+    says so. The one cleaning rule: splits, class counts and evaluation all read rows through here."""
+    text_column, label_column = _chosen_columns(table, cfg)
+    frame = table.frame
+    texts = frame[text_column].fillna("").astype(str).tolist()
+    raw_labels = frame[label_column].fillna("").astype(str).tolist()
+    rows: list[tuple[str, str]] = []
+    spellings: dict[str, list[str]] = {}
+    for text, raw in zip(texts, raw_labels):
+        label = raw.strip()
+        if not text.strip() or label in _MISSING_LABELS:
+            continue
+        rows.append((text, label))
+        seen = spellings.setdefault(label, [])
+        if raw not in seen and len(seen) < MAX_SPELLINGS:
+            seen.append(raw)
+    dropped_empty = len(texts) - len(rows)
+    if drop_duplicates is None:
+        drop_duplicates = cfg.drop_duplicates if cfg.drop_duplicates is not None else table.source != SMS_SPAM
+    dropped_duplicates = 0
+    if drop_duplicates:
+        unique = list(dict.fromkeys(rows))  # keeps the first of each (text, label)
+        dropped_duplicates = len(rows) - len(unique)
+        rows = unique
+    values = {label: tuple(found) for label, found in spellings.items()}
+    return UsableRows(rows, text_column, label_column, dropped_empty, dropped_duplicates, drop_duplicates, values)
+
+
+def count_classes(table: Table, cfg: DataConfig) -> dict[str, int]:
+    """Usable rows per label, exactly as ``make_splits`` counts them before balancing (in its label
+    order): what a window shows next to the label column, so it never counts "NA" as a class."""
+    return usable_rows(table, cfg).class_counts()
 
 
 def make_splits(table: Table, cfg: DataConfig, *, seed: int) -> DatasetSplits:
@@ -44,19 +108,8 @@ def make_splits(table: Table, cfg: DataConfig, *, seed: int) -> DatasetSplits:
     within those totals every class gets its proportional share (stratified), so a small or
     skewed dataset still has every class in every split.
     """
-    text_column, label_column = _chosen_columns(table, cfg)
-    frame = table.frame
-    texts = frame[text_column].fillna("").astype(str).tolist()
-    labels = [label.strip() for label in frame[label_column].fillna("").astype(str).tolist()]
-
-    rows = [(text, label) for text, label in zip(texts, labels) if text.strip() and label not in _MISSING_LABELS]
-    dropped_empty = len(texts) - len(rows)
-    drop_duplicates = cfg.drop_duplicates if cfg.drop_duplicates is not None else table.source != SMS_SPAM
-    dropped_duplicates = 0
-    if drop_duplicates:
-        unique = list(dict.fromkeys(rows))  # keeps the first of each (text, label)
-        dropped_duplicates = len(rows) - len(unique)
-        rows = unique
+    usable = usable_rows(table, cfg)
+    rows, label_column = usable.rows, usable.label_column
 
     label_names = _sorted_labels({label for _, label in rows})
     if len(label_names) < 2:
@@ -78,7 +131,19 @@ def make_splits(table: Table, cfg: DataConfig, *, seed: int) -> DatasetSplits:
         rng.shuffle(items)
 
     train, val, test = _stratified_split(by_class, label_names, cfg, rng, table)
-    return DatasetSplits(train, val, test, label_names, class_counts, dropped_empty, dropped_duplicates)
+    return DatasetSplits(
+        train,
+        val,
+        test,
+        label_names,
+        class_counts,
+        usable.dropped_empty,
+        usable.dropped_duplicates,
+        text_column=usable.text_column,
+        label_column=label_column,
+        drop_duplicates=usable.drop_duplicates,
+        label_values={name: usable.label_values[name] for name in label_names},
+    )
 
 
 def _short(label: str, limit: int = 24) -> str:

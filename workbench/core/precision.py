@@ -1,0 +1,220 @@
+"""``--precision auto`` by measurement: time the model's own matmuls in fp32 and bf16, keep the faster.
+
+CPU flags do not say whether bf16 pays. Measured side by side (issue 10): on one Xeon with
+AVX512-BF16 bf16 autocast trained at 0.54x the speed of fp32, on another machine with the same
+flag bf16 matmuls ran 4.5x faster; on an H200, GPT-2 small at batch 8 trained faster in fp32.
+Under autocast the frozen fp32 weights are cast to bf16 on every call (autocast caches casts only
+for weights that take gradients), and for GPT-2's small matrices that cast can cost what the
+faster matmul saves. So the first time a device is used, the four linear layers of one GPT-2 block
+at the model's width run forward and backward on a batch of 8 x 32 tokens, under autocast exactly
+as training runs them, for a few tenths of a second; the verdict is cached per device, PyTorch
+version and width in the user cache (``precision.json``).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import torch
+import torch.nn.functional as F
+
+from .errors import WorkbenchError
+from .fileio import write_atomically
+from .paths import cache_dir
+
+CACHE_FILE = "precision.json"
+CACHE_FORMAT = 1
+# A default training batch of SMS-length messages (mean 25 tokens; length grouping pads a batch to
+# about its longest).
+PROBE_BATCH, PROBE_TOKENS = 8, 32
+PROBE_MIN_REPEATS, PROBE_MAX_REPEATS = 2, 20
+PROBE_BUDGET_S = 0.2  # timed repetitions beyond the minimum stop after this; warm-up comes on top
+# bf16 rounds every activation to 8 bits of mantissa; it must win clearly, not within timing noise.
+BF16_MARGIN = 1.1
+
+_verdicts: dict[str, PrecisionVerdict] = {}  # this process's verdicts, by cache key
+
+
+@dataclass(frozen=True)
+class PrecisionVerdict:
+    """One measurement: the block's matmuls in each precision, the fastest repetition of each."""
+
+    fp32_ms: float
+    bf16_ms: float
+    measured: str  # when (UTC, ISO 8601)
+
+    @property
+    def speedup(self) -> float:
+        """bf16's speed as a multiple of fp32's (above 1: bf16 is faster)."""
+        return self.fp32_ms / self.bf16_ms if self.bf16_ms > 0 else 0.0
+
+    @property
+    def precision(self) -> str:
+        return "bf16" if self.speedup >= BF16_MARGIN else "fp32"
+
+
+@dataclass(frozen=True)
+class PrecisionChoice:
+    precision: str  # "fp32" or "bf16"
+    reason: str  # for the log: "bf16 0.73x the speed of fp32 here: using fp32"
+
+
+def choose_precision(requested: str, device: torch.device, width: int = 768) -> PrecisionChoice:
+    """The precision to run in, and why. ``fp32``/``bf16`` are taken as asked; ``auto`` measures
+    (once per device, PyTorch version and model width, then cached)."""
+    if requested in ("fp32", "bf16"):
+        return PrecisionChoice(requested, f"{requested} as asked")
+    if device.type == "cuda" and not _cuda_has_native_bf16(device):
+        return PrecisionChoice("fp32", "this GPU has no native bf16: using fp32")
+    try:
+        verdict = precision_verdict(device, width)
+    except RuntimeError as exc:  # bf16 autocast unsupported here (an old MPS, an odd build)
+        return PrecisionChoice("fp32", f"bf16 does not run here ({str(exc).splitlines()[0][:80]}): using fp32")
+    too_little = ", too little to give up fp32's precision" if 1 < verdict.speedup < BF16_MARGIN else ""
+    return PrecisionChoice(
+        verdict.precision,
+        f"bf16 {verdict.speedup:.2f}x the speed of fp32 here{too_little} "
+        f"(measured {verdict.measured[:10]}, width {width}): using {verdict.precision}",
+    )
+
+
+def known_precision(requested: str, device: torch.device, width: int = 768) -> PrecisionChoice | None:
+    """``choose_precision`` without measuring: None when ``auto`` has no verdict for this device yet.
+    For callers on a GUI thread (a memory estimate), which must not stall for the probe."""
+    if requested == "auto":
+        key = cache_key(device, width)
+        if key not in _verdicts and key not in _read_cache():
+            return None
+    return choose_precision(requested, device, width)
+
+
+def precision_verdict(device: torch.device, width: int) -> PrecisionVerdict:
+    """This process's verdict, else the cached one, else a fresh measurement (then cached)."""
+    key = cache_key(device, width)
+    if key in _verdicts:
+        return _verdicts[key]
+    verdict = _read_cache().get(key)
+    if verdict is None:
+        fp32_ms, bf16_ms = measure(device, width)
+        verdict = PrecisionVerdict(fp32_ms, bf16_ms, datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        _write_cache(key, verdict)
+    _verdicts[key] = verdict
+    return verdict
+
+
+def measure(device: torch.device, width: int, rows: int | None = None) -> tuple[float, float]:
+    """Milliseconds for a training step's matmuls in one GPT-2 block's four linear layers (qkv,
+    attention output, MLP up, MLP down) on ``rows`` tokens: forward, and backward to the input as
+    LoRA training needs it (the frozen weights take no gradient). In fp32 and under bf16 autocast,
+    the fastest of alternating repetitions each, after one warm-up (kernel choice, allocator)."""
+    rows = rows or probe_rows(width)
+    g = torch.Generator().manual_seed(0)
+    shapes = [(width, 3 * width), (width, width), (width, 4 * width), (4 * width, width)]  # (in, out)
+    weights = [(torch.randn(n_out, n_in, generator=g) * 0.02).to(device) for n_in, n_out in shapes]
+    inputs = {n_in: torch.randn(rows, n_in, generator=g).to(device).requires_grad_() for n_in, _ in shapes}
+
+    def one_pass(precision: str) -> float:
+        _synchronize(device)
+        start = time.perf_counter()
+        for weight in weights:
+            x = inputs[weight.shape[1]]
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+                y = F.linear(x, weight)
+            torch.autograd.grad(y, x, torch.ones_like(y))  # training's backward: the input's gradient
+        _synchronize(device)
+        return time.perf_counter() - start
+
+    one_pass("fp32"), one_pass("bf16")  # warm-up
+    times: dict[str, list[float]] = {"fp32": [], "bf16": []}
+    started = time.perf_counter()
+    while len(times["fp32"]) < PROBE_MAX_REPEATS:
+        for precision in ("fp32", "bf16"):  # alternate, so a burst of load hits both alike
+            times[precision].append(one_pass(precision))
+        if len(times["fp32"]) >= PROBE_MIN_REPEATS and time.perf_counter() - started > PROBE_BUDGET_S:
+            break
+    return min(times["fp32"]) * 1e3, min(times["bf16"]) * 1e3
+
+
+def probe_rows(width: int) -> int:
+    """8 x 32 tokens up to GPT-2 small's width; fewer at larger widths so every size probes in
+    about the same time (the work grows with width squared)."""
+    tokens = PROBE_BATCH * PROBE_TOKENS
+    return max(32, min(tokens, tokens * 768 * 768 // (width * width)))
+
+
+def cache_key(device: torch.device, width: int) -> str:
+    return f"{device_name(device)} | torch {torch.__version__} | width {width}"
+
+
+def device_name(device: torch.device) -> str:
+    """What the verdict belongs to: the GPU's or the CPU's model name."""
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"cuda: {torch.cuda.get_device_name(index)}"
+    if device.type == "cpu":
+        return f"cpu: {_cpu_model_name()}"
+    return device.type
+
+
+def _cpu_model_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def _cuda_has_native_bf16(device: torch.device) -> bool:
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # older PyTorch: no emulation to exclude
+        return torch.cuda.is_bf16_supported()
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+# --------------------------------------------------------------------------- the cache file
+
+
+def _read_cache() -> dict[str, PrecisionVerdict]:
+    """The cached verdicts; an unreadable or damaged file counts as empty (measure again)."""
+    try:
+        data = json.loads((cache_dir() / CACHE_FILE).read_text(encoding="utf-8"))
+        if data.get("format") != CACHE_FORMAT:
+            return {}
+        return {
+            str(key): PrecisionVerdict(float(v["fp32_ms"]), float(v["bf16_ms"]), str(v["measured"]))
+            for key, v in data["verdicts"].items()
+            if float(v["fp32_ms"]) > 0 and float(v["bf16_ms"]) > 0
+        }
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
+def _write_cache(key: str, verdict: PrecisionVerdict) -> None:
+    """Add one verdict to the file, atomically; a cache that cannot be written is only slower."""
+    verdicts = _read_cache()
+    verdicts[key] = verdict
+    payload = {
+        "format": CACHE_FORMAT,
+        "verdicts": {
+            k: {"fp32_ms": round(v.fp32_ms, 4), "bf16_ms": round(v.bf16_ms, 4), "measured": v.measured}
+            for k, v in verdicts.items()
+        },
+    }
+    try:
+        write_atomically(cache_dir() / CACHE_FILE, json.dumps(payload, indent=1).encode("utf-8"))
+    except (WorkbenchError, OSError):
+        pass
