@@ -101,7 +101,13 @@ def test_bf16_that_does_not_run_means_fp32(monkeypatch):
 
 
 def test_the_probe_runs_the_block_shapes_in_both_precisions():
-    fp32_ms, bf16_ms = prec.measure(CPU, width=8, rows=4)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        fp32_ms, bf16_ms = prec.measure(CPU, width=8, rows=4)
+        assert torch.get_num_threads() == 2  # measured on one thread, then given back
+    finally:
+        torch.set_num_threads(threads)
     assert fp32_ms > 0 and bf16_ms > 0
     assert prec.probe_rows(768) == prec.probe_rows(64) == 8 * 32 and 32 <= prec.probe_rows(1600) < 8 * 32
 

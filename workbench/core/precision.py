@@ -9,6 +9,12 @@ faster matmul saves. So the first time a device is used, the four linear layers 
 at the model's width run forward and backward on a batch of 8 x 32 tokens, under autocast exactly
 as training runs them, for a few tenths of a second; the verdict is cached per device, PyTorch
 version and width in the user cache (``precision.json``).
+
+On a CPU the probe runs on one thread. Whether bf16 pays is a property of the core's instruction
+set (AMX tiles, AVX512-BF16 dot products, or emulation), and one thread measures it steadily: on
+the shared 2-core build machine, four 2-thread probes gave bf16/fp32 speed ratios from 0.66 to
+2.01, because an OpenMP barrier waits for whichever thread the scheduler paused; four 1-thread
+probes gave 2.2 to 3.7 (AMX). The 1-thread pass also finished sooner there (63 ms against 170-500).
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ CACHE_FORMAT = 1
 # about its longest).
 PROBE_BATCH, PROBE_TOKENS = 8, 32
 PROBE_MIN_REPEATS, PROBE_MAX_REPEATS = 2, 20
-PROBE_BUDGET_S = 0.2  # timed repetitions beyond the minimum stop after this; warm-up comes on top
+PROBE_BUDGET_S = 0.1  # timed repetitions beyond the minimum stop after this; warm-up comes on top
 # bf16 rounds every activation to 8 bits of mantissa; it must win clearly, not within timing noise.
 BF16_MARGIN = 1.1
 
@@ -128,14 +134,20 @@ def measure(device: torch.device, width: int, rows: int | None = None) -> tuple[
         _synchronize(device)
         return time.perf_counter() - start
 
-    one_pass("fp32"), one_pass("bf16")  # warm-up
-    times: dict[str, list[float]] = {"fp32": [], "bf16": []}
-    started = time.perf_counter()
-    while len(times["fp32"]) < PROBE_MAX_REPEATS:
-        for precision in ("fp32", "bf16"):  # alternate, so a burst of load hits both alike
-            times[precision].append(one_pass(precision))
-        if len(times["fp32"]) >= PROBE_MIN_REPEATS and time.perf_counter() - started > PROBE_BUDGET_S:
-            break
+    threads = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(1)  # see the module docstring: one core's ratio, free of scheduling noise
+    try:
+        one_pass("fp32"), one_pass("bf16")  # warm-up
+        times: dict[str, list[float]] = {"fp32": [], "bf16": []}
+        started = time.perf_counter()
+        while len(times["fp32"]) < PROBE_MAX_REPEATS:
+            for precision in ("fp32", "bf16"):  # alternate, so a burst of load hits both alike
+                times[precision].append(one_pass(precision))
+            if len(times["fp32"]) >= PROBE_MIN_REPEATS and time.perf_counter() - started > PROBE_BUDGET_S:
+                break
+    finally:
+        torch.set_num_threads(threads)
     return min(times["fp32"]) * 1e3, min(times["bf16"]) * 1e3
 
 
