@@ -19,6 +19,7 @@ from .core.errors import WorkbenchError
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a Ctrl+C'd command
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("workbench: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -281,11 +282,12 @@ def cmd_train(args) -> int:
                 bar.clear()
                 copy_adapter(event.adapter_path, out)
                 print(format_finished(event, out), flush=True)
-                return 0
+                return EXIT_INTERRUPTED if event.stopped else 0
             elif isinstance(event, ev.TrainingFailed):
                 bar.clear()
-                print(f"workbench: error: {event.message}", file=sys.stderr)
-                return EXIT_USAGE if event.kind == "config" else EXIT_FAILED
+                prefix = "workbench: " if event.kind == "cancelled" else "workbench: error: "
+                print(prefix + event.message, file=sys.stderr)
+                return {"config": EXIT_USAGE, "cancelled": EXIT_INTERRUPTED}.get(event.kind, EXIT_FAILED)
     finally:
         signal.signal(signal.SIGINT, previous)
     return EXIT_FAILED

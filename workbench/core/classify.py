@@ -61,7 +61,7 @@ class Classifier:
         base = model or info.base_model
         checkpoint = hub.resolve_checkpoint(base, progress=progress, stop=stop)
         check_compatible(info, load_model_config(checkpoint), base)
-        gpt = apply_lora(GPT2Classifier.from_checkpoint(checkpoint, len(info.label_names)), info.lora)
+        gpt = apply_lora(GPT2Classifier.from_checkpoint(checkpoint, len(info.label_names), stop), info.lora)
         load_adapter_weights(gpt, tensors, info)
         merge_lora(gpt)
         torch_device = pick_device(device)

@@ -43,6 +43,8 @@ from .runs import Position, RunFolder, load_checkpoint, save_checkpoint
 from .tokenizer import EOT_ID, load_tokenizer
 
 MAX_MISCLASSIFIED = 200  # kept in the final metrics for the Results list
+# A run stopped before its first step writes nothing: an adapter at the output stays as it was.
+STOPPED_BEFORE_TRAINING = "Stopped before training: no adapter written."
 
 
 @dataclass
@@ -78,7 +80,8 @@ def train(
     resume: str | Path | None = None,
 ) -> Iterator:
     """Run one training; see the module docstring for the events. ``stop`` ends it within one step
-    (the adapter and a checkpoint are still written); ``resume`` continues from a checkpoint."""
+    (the adapter and a checkpoint are still written once a step was trained; before that nothing
+    is written and the run fails as "cancelled"); ``resume`` continues from a checkpoint."""
     stop = stop or threading.Event()
     try:
         cfg.check()
@@ -99,7 +102,7 @@ def train(
                 run.record(event)
             yield event
     except Cancelled:
-        yield _failed(run, TrainingFailed("Stopped before training began.", kind="cancelled", run_dir=str(run.path)))
+        yield _failed(run, TrainingFailed(STOPPED_BEFORE_TRAINING, kind="cancelled", run_dir=str(run.path)))
     except WorkbenchError as exc:
         kind = "config" if isinstance(exc, ConfigError) else "error"
         yield _failed(run, TrainingFailed(str(exc), kind=kind, run_dir=str(run.path)))
@@ -194,6 +197,7 @@ def _train(cfg: TrainConfig, stop: threading.Event, run: RunFolder, resume) -> I
 
     clock = Throughput(total_steps, already_done=position.step)
     step, seen = position.step, position.examples_seen
+    first_step = step
     for epoch in range(position.epoch, cfg.epochs):
         skip = position.batch_in_epoch if epoch == position.epoch else 0
         batches = _epoch_batches(prepared, cfg, epoch)
@@ -222,15 +226,25 @@ def _train(cfg: TrainConfig, stop: threading.Event, run: RunFolder, resume) -> I
         if position.epoch != epoch or position.batch_in_epoch < len(batches):
             break  # stopped, or max_steps reached, inside this epoch
         position = Position(step, epoch + 1, 0, seen)
-        val_loss, val_acc = evaluate(model, prepared.val, prepared, cfg.batch_size)
+        try:
+            val_loss, val_acc = evaluate(model, prepared.val, prepared, cfg.batch_size, stop=stop)
+        except Cancelled:
+            break  # the position is this epoch's end; the checkpoint below keeps it
         yield Evaluated(step, epoch + 1, seen, math.nan, val_loss, math.nan, val_acc, full=True)
         save_checkpoint(run.checkpoint_path, model, optimizer, position)
         run.log(f"Epoch {epoch + 1}: validation loss {val_loss:.3f}, accuracy {val_acc:.1%}")
         yield EpochEnded(epoch + 1, step, seen, val_loss, val_acc, str(run.checkpoint_path))
 
+    if stop.is_set() and step == first_step:
+        raise Cancelled(STOPPED_BEFORE_TRAINING)  # nothing learnt: keep every file as it was
     stopped = stop.is_set() and step < total_steps
     save_checkpoint(run.checkpoint_path, model, optimizer, position)
-    metrics = None if stopped else test_metrics(model, prepared, cfg.batch_size)
+    metrics = None
+    if not stopped:
+        try:
+            metrics = test_metrics(model, prepared, cfg.batch_size, stop=stop)
+        except Cancelled:
+            stopped = True
     info = adapter_info(cfg, prepared, metrics)
     save_adapter(run.adapter_path, model, info)
     run.log(
@@ -257,20 +271,18 @@ def prepare(cfg: TrainConfig, stop: threading.Event) -> Iterator:
     table = yield from run_with_progress(
         "Reading the dataset", lambda progress: datamod.load_table(cfg.data, progress=progress, stop=stop), stop
     )
-    splits = datamod.make_splits(table, cfg.data)
-    yield Status("Tokenizing")
+    yield Status("Splitting the dataset")
+    splits = datamod.make_splits(table, cfg.data, stop=stop)
+    del table  # a large file's frame is no longer needed
     tokenizer = load_tokenizer(checkpoint)
     model_config = load_model_config(checkpoint)
     max_length = min(cfg.data.max_length or model_config.n_positions, model_config.n_positions)
-    encoded, truncated = {}, 0
-    for name in ("train", "val", "test"):
-        part = getattr(splits, name)
-        ids, cut = datamod.encode_texts(part.texts, tokenizer, max_length)
-        encoded[name] = EncodedSplit(ids, list(part.labels), list(part.texts))
-        truncated += cut
+    encoded, truncated = yield from run_with_progress(
+        "Tokenizing", lambda progress: encode_splits(splits, tokenizer, max_length, stop, progress), stop
+    )
     yield Status("Building the model")
     device = pick_device(cfg.device)
-    model = build_lora_model(checkpoint, cfg.lora, len(splits.label_names), cfg.seed).to(device)
+    model = build_lora_model(checkpoint, cfg.lora, len(splits.label_names), cfg.seed, stop).to(device)
     return Prepared(
         checkpoint=checkpoint,
         label_names=tuple(splits.label_names),
@@ -285,6 +297,27 @@ def prepare(cfg: TrainConfig, stop: threading.Event) -> Iterator:
         device=device,
         precision=pick_precision(cfg.precision, device),
     )
+
+
+def encode_splits(
+    splits: datamod.DatasetSplits, tokenizer, max_length: int, stop: threading.Event, progress
+) -> tuple[dict[str, EncodedSplit], int]:
+    """Token ids of the three splits, and how many texts were cut; progress counts texts."""
+    parts = {name: getattr(splits, name) for name in ("train", "val", "test")}
+    total = sum(len(part.texts) for part in parts.values())
+    encoded, truncated, done = {}, 0, 0
+    for name, part in parts.items():
+        ids, cut = datamod.encode_texts(
+            part.texts,
+            tokenizer,
+            max_length,
+            stop=stop,
+            progress=lambda n, _total, message, before=done: progress(before + n, total, message),
+        )
+        encoded[name] = EncodedSplit(ids, list(part.labels), list(part.texts))
+        truncated += cut
+        done += len(part.texts)
+    return encoded, truncated
 
 
 def run_with_progress(message: str, work: Callable, stop: threading.Event) -> Iterator:
@@ -363,14 +396,19 @@ def _to_device(batch: datamod.Batch, device: torch.device):
 
 
 def evaluate(
-    model, split: EncodedSplit, prepared: Prepared, batch_size: int, limit: int | None = None
+    model,
+    split: EncodedSplit,
+    prepared: Prepared,
+    batch_size: int,
+    limit: int | None = None,
+    stop: threading.Event | None = None,
 ) -> tuple[float, float]:
     """Mean loss and accuracy on the first ``limit`` examples of a split (all when None)."""
     ids = split.token_ids[:limit] if limit else split.token_ids
     labels = torch.tensor(split.labels[: len(ids)])
     if not len(ids):
         return math.nan, math.nan
-    probs = predict_probabilities(model, ids, batch_size, prepared.device, prepared.precision)
+    probs = predict_probabilities(model, ids, batch_size, prepared.device, prepared.precision, stop=stop)
     return mean_loss(probs, labels), (probs.argmax(-1) == labels).float().mean().item()
 
 
@@ -390,9 +428,9 @@ def quick_evaluation(model, prepared: Prepared, cfg: TrainConfig, step: int, epo
     return Evaluated(step, epoch, seen, train_loss, val_loss, train_acc, val_acc)
 
 
-def test_metrics(model, prepared: Prepared, batch_size: int) -> TestMetrics:
+def test_metrics(model, prepared: Prepared, batch_size: int, stop: threading.Event | None) -> TestMetrics:
     split = prepared.test
-    probs = predict_probabilities(model, split.token_ids, batch_size, prepared.device, prepared.precision)
+    probs = predict_probabilities(model, split.token_ids, batch_size, prepared.device, prepared.precision, stop=stop)
     return metrics_from_probabilities(probs, split.labels, prepared.label_names, split.texts)
 
 

@@ -8,12 +8,15 @@ through the same path, with its own columns, labels and (by default) duplicate r
 
 from __future__ import annotations
 
+import math
 import random
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import DataConfig
 from ..errors import DataError
+from ..progress import CHECK_EVERY, checked_chunks, raise_if_stopped
 from .tables import _MISSING_LABELS, SMS_SPAM, Table, _is_number
 
 # --------------------------------------------------------------------------- labels and splits
@@ -36,48 +39,106 @@ class DatasetSplits:
     dropped_duplicates: int  # repeats of an earlier (text, label) pair
 
 
-def make_splits(table: Table, cfg: DataConfig) -> DatasetSplits:
+def make_splits(table: Table, cfg: DataConfig, *, stop: threading.Event | None = None) -> DatasetSplits:
     """Clean, balance and split a table into train/validation/test, reproducibly for ``cfg.seed``.
 
     Sizes follow the book's ``random_split``: int(n*train), int(n*val), and the rest for test;
     within those totals every class gets its proportional share (stratified), so a small or
-    skewed dataset still has every class in every split.
+    skewed dataset still has every class in every split. ``stop`` is checked every
+    ``CHECK_EVERY`` rows (a million rows take seconds here).
     """
+    what = f"Splitting {_describe(table)}"
     text_column, label_column = _chosen_columns(table, cfg)
     frame = table.frame
     texts = frame[text_column].fillna("").astype(str).tolist()
-    labels = [label.strip() for label in frame[label_column].fillna("").astype(str).tolist()]
+    raise_if_stopped(stop, what)
+    labels = frame[label_column].fillna("").astype(str).tolist()
 
-    rows = [(text, label) for text, label in zip(texts, labels) if text.strip() and label not in _MISSING_LABELS]
+    rows: list[tuple[str, str]] = []
+    for part_texts, part_labels in zip(checked_chunks(texts, stop, what), checked_chunks(labels, stop, what)):
+        rows.extend(
+            (text, label.strip())
+            for text, label in zip(part_texts, part_labels)
+            if text.strip() and label.strip() not in _MISSING_LABELS
+        )
     dropped_empty = len(texts) - len(rows)
     drop_duplicates = cfg.drop_duplicates if cfg.drop_duplicates is not None else table.source != SMS_SPAM
     dropped_duplicates = 0
     if drop_duplicates:
-        unique = list(dict.fromkeys(rows))  # keeps the first of each (text, label)
+        unique: dict[tuple[str, str], None] = {}
+        for part in checked_chunks(rows, stop, what):
+            unique.update(dict.fromkeys(part))  # keeps the first of each (text, label), in order
         dropped_duplicates = len(rows) - len(unique)
-        rows = unique
+        rows = list(unique)
 
-    label_names = _sorted_labels({label for _, label in rows})
+    by_label: dict[str, list[str]] = {}
+    for part in checked_chunks(rows, stop, what):
+        for text, label in part:
+            by_label.setdefault(label, []).append(text)
+    label_names = _sorted_labels(set(by_label))
     if len(label_names) < 2:
         found = f"only the label {_short(label_names[0])!r}" if label_names else "no labels"
         raise DataError(
             f"Column {label_column!r} of {_describe(table)} has {found}; a classifier needs at "
             "least two classes. Choose another label column or another file."
         )
-    by_class: dict[str, list[str]] = {name: [] for name in label_names}
-    for text, label in rows:
-        by_class[label].append(text)
+    by_class = {name: by_label[name] for name in label_names}
     class_counts = {name: len(by_class[name]) for name in label_names}
 
     rng = random.Random(cfg.seed)
     if cfg.balance:
         smallest = min(class_counts.values())
-        by_class = {name: rng.sample(items, smallest) for name, items in by_class.items()}
+        by_class = {name: sample(rng, items, smallest, stop, what) for name, items in by_class.items()}
     for items in by_class.values():
-        rng.shuffle(items)
+        shuffle(rng, items, stop, what)
 
-    train, val, test = _stratified_split(by_class, label_names, cfg, rng, table)
+    train, val, test = _stratified_split(by_class, label_names, cfg, rng, table, stop, what)
     return DatasetSplits(train, val, test, label_names, class_counts, dropped_empty, dropped_duplicates)
+
+
+def shuffle(rng: random.Random, items: list, stop: threading.Event | None, what: str) -> None:
+    """``rng.shuffle(items)``, the same permutation for the same seed, checking ``stop`` every
+    ``CHECK_EVERY`` swaps. CPython's Fisher-Yates loop (Lib/random.py) is pure Python too, so this
+    costs what it costs; a test pins the equality."""
+    randbelow = rng._randbelow
+    for top in range(len(items) - 1, 0, -CHECK_EVERY):
+        raise_if_stopped(stop, what)
+        for i in range(top, max(top - CHECK_EVERY, 0), -1):
+            j = randbelow(i + 1)
+            items[i], items[j] = items[j], items[i]
+
+
+def sample(rng: random.Random, population: list, k: int, stop: threading.Event | None, what: str) -> list:
+    """``rng.sample(population, k)``, the same picks for the same seed (CPython's algorithm from
+    Lib/random.py: a pool for large samples, a set of picks for small ones), checking ``stop``
+    every ``CHECK_EVERY`` picks; a test pins the equality."""
+    n = len(population)
+    if not 0 <= k <= n:
+        raise ValueError("Sample larger than population or is negative")
+    randbelow = rng._randbelow
+    result = [None] * k
+    setsize = 21  # CPython's: the size of a small set minus that of an empty list
+    if k > 5:
+        setsize += 4 ** math.ceil(math.log(k * 3, 4))
+    if n <= setsize:
+        pool = list(population)
+        for i in range(k):
+            if i % CHECK_EVERY == 0:
+                raise_if_stopped(stop, what)
+            j = randbelow(n - i)
+            result[i] = pool[j]
+            pool[j] = pool[n - i - 1]
+    else:
+        selected: set[int] = set()
+        for i in range(k):
+            if i % CHECK_EVERY == 0:
+                raise_if_stopped(stop, what)
+            j = randbelow(n)
+            while j in selected:
+                j = randbelow(n)
+            selected.add(j)
+            result[i] = population[j]
+    return result
 
 
 def _short(label: str, limit: int = 24) -> str:
@@ -131,6 +192,8 @@ def _stratified_split(
     cfg: DataConfig,
     rng: random.Random,
     table: Table,
+    stop: threading.Event | None,
+    what: str,
 ) -> tuple[LabeledTexts, LabeledTexts, LabeledTexts]:
     sizes = [len(by_class[name]) for name in label_names]
     n = sum(sizes)
@@ -157,11 +220,17 @@ def _stratified_split(
         items = by_class[name]
         cut_val, cut_test = train_k[class_id], train_k[class_id] + val_k[class_id]
         for split, part in zip(splits, (items[:cut_val], items[cut_val:cut_test], items[cut_test:])):
-            split.extend((text, class_id) for text in part)
+            for chunk in checked_chunks(part, stop, what):
+                split.extend((text, class_id) for text in chunk)
     result = []
     for split in splits:
-        rng.shuffle(split)  # mix the classes
-        result.append(LabeledTexts([text for text, _ in split], [label for _, label in split]))
+        shuffle(rng, split, stop, what)  # mix the classes
+        texts: list[str] = []
+        labels: list[int] = []
+        for chunk in checked_chunks(split, stop, what):
+            texts.extend(text for text, _ in chunk)
+            labels.extend(label for _, label in chunk)
+        result.append(LabeledTexts(texts, labels))
     return result[0], result[1], result[2]
 
 

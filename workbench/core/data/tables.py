@@ -372,6 +372,7 @@ def _read_frame(
             width = int(found[1]) + _EXTRA_FIELDS
     truncated = max_rows is not None and read.rows > max_rows
     frame = _tidy(read, max_rows)
+    raise_if_stopped(stop, f"Reading {path.name}")  # joining a million rows' chunks takes a moment
     if frame.empty:
         raise DataError(f"{path.name} has no rows of data. {_WANTED}")
     return frame, truncated

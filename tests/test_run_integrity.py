@@ -1,0 +1,187 @@
+"""A training run never loses a user's files: a run stopped before its first step writes nothing,
+every setup phase honours Stop within a chunk of work, ``--resume`` changes nothing it cannot use,
+and a run that diverges keeps the previous adapter."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from test_training import tiny_config, write_separable_csv
+
+from workbench.core import events as ev
+from workbench.core import progress
+from workbench.core.config import DataConfig, ModelConfig
+from workbench.core.data import Table, encode_texts, make_splits
+from workbench.core.data import splits as splits_module
+from workbench.core.errors import Cancelled
+from workbench.core.model import read_checkpoint_weights
+from workbench.core.training import STOPPED_BEFORE_TRAINING, train
+
+
+class StopAfter(threading.Event):
+    """A stop event that reads as set from its ``n``-th check on, and counts the checks."""
+
+    def __init__(self, n: int | None = None):
+        super().__init__()
+        self.n, self.checks = n, 0
+
+    def is_set(self) -> bool:
+        self.checks += 1
+        return self.n is not None and self.checks > self.n
+
+
+def two_class_table(n: int) -> Table:
+    words = "win cash prize free see you at lunch ok thanks".split()
+    rng = random.Random(0)
+    frame = pd.DataFrame(
+        {
+            "text": [" ".join(rng.choices(words, k=5)) + f" {i}" for i in range(n)],
+            "label": ["spam" if i % 3 else "ham" for i in range(n)],
+        }
+    )
+    return Table(frame, "rows.csv", "utf-8", "text", "label")
+
+
+# --------------------------------------------------------------------------- every phase checks Stop
+
+
+def test_splitting_checks_stop_every_chunk_of_rows():
+    table = two_class_table(3 * progress.CHECK_EVERY)
+    cfg = DataConfig(source="rows.csv")
+    counting = StopAfter()
+    make_splits(table, cfg, stop=counting)
+    # Each pass over the rows (cleaning, deduplication, grouping, sampling, shuffling, splitting)
+    # checks once per chunk, so the checks grow with the rows rather than one per phase.
+    assert counting.checks >= 10 * len(table.frame) // progress.CHECK_EVERY
+    for n in (0, counting.checks // 3, counting.checks // 2, counting.checks - 1):
+        with pytest.raises(Cancelled, match="rows.csv"):
+            make_splits(table, cfg, stop=StopAfter(n))
+
+
+@pytest.mark.parametrize("n", [0, 1, 6, 7, 8, 50, 1000])
+def test_stoppable_shuffle_and_sample_pick_what_random_picks(monkeypatch, n):
+    """The split's reproducibility (the book's 1045/149/300) rests on random's exact picks."""
+    monkeypatch.setattr(splits_module, "CHECK_EVERY", 7)  # many chunk boundaries
+    items = list(range(n))
+    for seed in (0, 123):
+        expected, got = items.copy(), items.copy()
+        random.Random(seed).shuffle(expected)
+        splits_module.shuffle(random.Random(seed), got, None, "test")
+        assert got == expected
+        for k in {0, n // 3, n // 2, n}:
+            want = random.Random(seed).sample(items, k)
+            assert splits_module.sample(random.Random(seed), items, k, None, "test") == want
+
+
+class CountingTokenizer:
+    eot_token = 50256
+
+    def __init__(self):
+        self.encoded = 0
+
+    def encode_ordinary(self, text):
+        self.encoded += 1
+        return [ord(c) for c in text]
+
+
+def test_tokenizing_checks_stop_between_chunks():
+    from workbench.core.data import batches
+
+    texts = ["hello"] * (5 * batches.ENCODE_CHUNK)
+    tokenizer = CountingTokenizer()
+    with pytest.raises(Cancelled):
+        encode_texts(texts, tokenizer, 16, stop=StopAfter(2))
+    assert tokenizer.encoded == 2 * batches.ENCODE_CHUNK
+
+
+def test_model_loading_checks_stop_between_tensors(tiny_checkpoint):
+    config = ModelConfig.from_hf_dict(__import__("json").loads((tiny_checkpoint / "config.json").read_text()))
+    counting = StopAfter()
+    read_checkpoint_weights(tiny_checkpoint, config, counting)
+    assert counting.checks >= 4 + 12 * config.n_layer  # one check per tensor
+    with pytest.raises(Cancelled):
+        read_checkpoint_weights(tiny_checkpoint, config, StopAfter(counting.checks // 2))
+
+
+# --------------------------------------------------------------------------- no step, no adapter
+
+
+@pytest.mark.parametrize("phase", ["Loading", "Reading", "Splitting", "Tokenizing", "Building", "RunStarted"])
+def test_stop_before_the_first_step_writes_nothing(tiny_checkpoint, tmp_path, phase):
+    data = write_separable_csv(tmp_path / "d.csv", n=80)
+    stop = threading.Event()
+    events = []
+    for event in train(tiny_config(tiny_checkpoint, data), stop=stop):
+        events.append(event)
+        if type(event).__name__ == phase or (isinstance(event, ev.Status) and event.message.startswith(phase)):
+            stop.set()
+    assert not any(isinstance(e, ev.StepDone) for e in events)
+    failed = events[-1]
+    assert isinstance(failed, ev.TrainingFailed) and failed.kind == "cancelled"
+    assert failed.message == STOPPED_BEFORE_TRAINING
+    run_files = {p.name for p in Path(failed.run_dir).iterdir()}
+    assert not run_files & {"adapter.safetensors", "checkpoint.safetensors"}
+
+
+def test_stopping_a_resumed_run_before_its_first_step_keeps_its_files(tiny_checkpoint, tmp_path):
+    data = write_separable_csv(tmp_path / "d.csv", n=80)
+    cfg = tiny_config(tiny_checkpoint, data, epochs=1)
+    finished = list(train(cfg))[-1]
+    run = Path(finished.run_dir)
+    before = {name: (run / name).read_bytes() for name in ("adapter.safetensors", "checkpoint.safetensors")}
+    stop = threading.Event()
+    for event in train(cfg.with_changes(epochs=3), stop=stop, resume=finished.checkpoint):
+        if isinstance(event, ev.RunStarted):
+            stop.set()
+    assert isinstance(event, ev.TrainingFailed) and event.kind == "cancelled"
+    assert {name: (run / name).read_bytes() for name in before} == before
+
+
+@pytest.fixture(scope="module")
+def large_csv(tmp_path_factory) -> Path:
+    """200,000 rows: a minute and more of reading, splitting and tokenizing with the tiny model's
+    byte-level vocabulary, so a Stop that were honoured only after those phases would be caught."""
+    rng = random.Random(1)
+    words = "win cash prize free claim now see you at lunch tomorrow ok thanks mum home later".split()
+    path = tmp_path_factory.mktemp("large") / "large.csv"
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("text,label\n")
+        f.writelines(
+            f"{' '.join(rng.choices(words, k=rng.randint(5, 25)))} {i},{'spam' if i % 2 else 'ham'}\n"
+            for i in range(200_000)
+        )
+    return path
+
+
+def test_ctrl_c_while_reading_a_large_file_keeps_the_adapter_at_out(tiny_checkpoint, large_csv, tmp_path):
+    out = tmp_path / "good.safetensors"
+    out.write_bytes(b"an earlier, good adapter")
+    runs = tmp_path / "data" / "runs"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env["WORKBENCH_DATA_DIR"] = str(tmp_path / "data")
+    argv = ["train", "--model", str(tiny_checkpoint), "--data", str(large_csv), "--out", str(out), "--quiet"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "workbench", *argv], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        while not (runs.is_dir() and any(runs.iterdir())):  # the run folder: setup has begun
+            assert process.poll() is None, process.communicate()
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=120)  # generous; unstopped, the run takes many minutes
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 130, err
+    assert "no adapter written" in err and "Traceback" not in err
+    assert out.read_bytes() == b"an earlier, good adapter"
