@@ -19,7 +19,7 @@ from test_training import tiny_config, write_separable_csv
 
 from workbench.core import events as ev
 from workbench.core import progress
-from workbench.core.config import DataConfig, ModelConfig
+from workbench.core.config import DataConfig, LoRAConfig, ModelConfig, TrainConfig, resume_problems
 from workbench.core.data import Table, encode_texts, make_splits
 from workbench.core.data import splits as splits_module
 from workbench.core.errors import Cancelled
@@ -185,3 +185,48 @@ def test_ctrl_c_while_reading_a_large_file_keeps_the_adapter_at_out(tiny_checkpo
     assert process.returncode == 130, err
     assert "no adapter written" in err and "Traceback" not in err
     assert out.read_bytes() == b"an earlier, good adapter"
+
+
+# --------------------------------------------------------------------------- resume: check first
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"lora": LoRAConfig(rank=4, alpha=16)},
+        {"lora": LoRAConfig(rank=8, alpha=16, targets=("qkv",))},
+        {"seed": 7},
+        {"model": "gpt2"},
+    ],
+)
+def test_resume_with_incompatible_settings_changes_nothing(tiny_checkpoint, tmp_path, change):
+    data = write_separable_csv(tmp_path / "d.csv", n=80)
+    cfg = tiny_config(tiny_checkpoint, data, epochs=1)
+    finished = list(train(cfg))[-1]
+    run = Path(finished.run_dir)
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    events = list(train(cfg.with_changes(epochs=2, **change), resume=finished.checkpoint))
+    failed = events[-1]
+    assert isinstance(failed, ev.TrainingFailed) and failed.kind == "config", failed
+    assert "Cannot resume" in failed.message and "the run used" in failed.message
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before  # config.json included
+
+
+def test_compatible_resume_settings_may_change():
+    base = TrainConfig(model="gpt2", data=DataConfig(source="x.csv"))
+    changed = base.with_changes(epochs=9, batch_size=2, grad_accum=4, lr=1e-3, device="cpu", max_steps=3)
+    assert resume_problems(base, changed) == []
+    assert resume_problems(base, base.with_changes(lora=LoRAConfig(rank=2))) == ["rank 2 (the run used 16)"]
+
+
+def test_resume_from_a_checkpoint_made_with_other_shapes_fails_cleanly(tiny_checkpoint, tmp_path):
+    """A checkpoint outside its run folder (no config.json to compare with) is checked tensor by
+    tensor before anything is loaded into the model."""
+    data = write_separable_csv(tmp_path / "d.csv", n=80)
+    first = list(train(tiny_config(tiny_checkpoint, data, epochs=1)))[-1]
+    loose = tmp_path / "loose" / "checkpoint.safetensors"
+    loose.parent.mkdir()
+    loose.write_bytes(Path(first.checkpoint).read_bytes())
+    other = tiny_config(tiny_checkpoint, data, epochs=2, lora=LoRAConfig(rank=4, alpha=16))
+    failed = list(train(other, resume=loose))[-1]
+    assert isinstance(failed, ev.TrainingFailed) and "other LoRA settings" in failed.message

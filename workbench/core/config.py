@@ -262,6 +262,57 @@ class TrainConfig:
         return replace(self, **changes)
 
 
+# What a run's checkpoint and splits were made with: a resumed run must keep these (the tensor
+# shapes, the meaning of the weights, which rows are test rows). Everything else (epochs, batch
+# size, learning rate, device, ...) may change when a run is continued or extended.
+RESUME_FIXED: tuple[str, ...] = (
+    "model",
+    "seed",
+    "lora.rank",
+    "lora.alpha",
+    "lora.targets",
+    "lora.top_blocks",
+    "data.source",
+    "data.text_column",
+    "data.label_column",
+    "data.balance",
+    "data.drop_duplicates",
+    "data.train_fraction",
+    "data.val_fraction",
+    "data.max_rows",
+    "data.seed",
+)
+
+
+def resume_problems(saved: TrainConfig, wanted: TrainConfig) -> list[str]:
+    """The settings in ``wanted`` that a run made with ``saved`` cannot be continued with."""
+    problems = []
+    for path in RESUME_FIXED:
+        old, new = _field(saved, path), _field(wanted, path)
+        if not _same_setting(old, new):
+            problems.append(f"{path.split('.')[-1].replace('_', ' ')} {new!r} (the run used {old!r})")
+    return problems
+
+
+def _field(cfg: TrainConfig, path: str) -> Any:
+    value: Any = cfg
+    for name in path.split("."):
+        value = getattr(value, name)
+    return value
+
+
+def _same_setting(old: Any, new: Any) -> bool:
+    """Equal, or two spellings of the same folder or file (relative and absolute paths)."""
+    if old == new:
+        return True
+    if isinstance(old, str) and isinstance(new, str) and os.path.exists(old) and os.path.exists(new):
+        try:
+            return os.path.samefile(old, new)
+        except OSError:
+            return False
+    return False
+
+
 def _known(cls: type, d: dict[str, Any]) -> dict[str, Any]:
     names = {f.name for f in fields(cls)}
     return {k: v for k, v in d.items() if k in names}

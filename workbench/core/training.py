@@ -23,7 +23,7 @@ from . import data as datamod
 from . import hub
 from .adapters import AdapterInfo, save_adapter
 from .classify import predict_probabilities
-from .config import TrainConfig
+from .config import TrainConfig, resume_problems
 from .device import autocast, describe, is_out_of_memory, pick_device, pick_precision
 from .errors import Cancelled, ConfigError, WorkbenchError
 from .events import (
@@ -123,15 +123,35 @@ def train(
 
 
 def _run_folder_for(cfg: TrainConfig, resume: str | Path | None) -> RunFolder:
-    """A resumed (or extended) run continues in its own folder; a new run gets a new one."""
+    """A resumed (or extended) run continues in its own folder; a new run gets a new one.
+
+    A resumed run's settings are checked against the run's own before anything is written; its
+    config.json is rewritten (e.g. more epochs) only once the checkpoint has loaded (``_train``).
+    """
     if resume is not None:
         if not Path(resume).is_file():
             raise WorkbenchError(f"Checkpoint {resume} does not exist")
         folder = RunFolder(Path(resume).parent)
         if folder.config_path.is_file():
-            folder.save_config(cfg)  # e.g. more epochs when extending a finished run
+            check_resumable(folder, cfg)
             return folder
     return RunFolder.create(cfg)
+
+
+def check_resumable(folder: RunFolder, cfg: TrainConfig) -> None:
+    """Refuse, changing nothing, settings the run in ``folder`` cannot be continued with."""
+    try:
+        saved = folder.config()
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ConfigError(
+            f"Cannot resume {folder.path.name}: its settings (config.json) are unreadable ({exc})"
+        ) from exc
+    problems = resume_problems(saved, cfg)
+    if problems:
+        raise ConfigError(
+            f"Cannot resume {folder.path.name} with other settings: {'; '.join(problems)}. Resume it with "
+            "its own settings, or start a new run."
+        )
 
 
 def out_of_memory(cfg: TrainConfig, run: RunFolder) -> TrainingFailed:
@@ -164,6 +184,8 @@ def _train(cfg: TrainConfig, stop: threading.Event, run: RunFolder, resume) -> I
         [p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay
     )
     position = load_checkpoint(Path(resume), model, optimizer) if resume else Position(0, 0, 0, 0)
+    if resume:
+        run.save_config(cfg)  # e.g. more epochs when extending a finished run
 
     n_batches = datamod.count_batches(len(prepared.train.labels), cfg.batch_size)
     steps_per_epoch = math.ceil(n_batches / cfg.grad_accum)
