@@ -4,6 +4,8 @@ and a run that diverges keeps the previous adapter."""
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 import random
 import signal
@@ -230,3 +232,99 @@ def test_resume_from_a_checkpoint_made_with_other_shapes_fails_cleanly(tiny_chec
     other = tiny_config(tiny_checkpoint, data, epochs=2, lora=LoRAConfig(rank=4, alpha=16))
     failed = list(train(other, resume=loose))[-1]
     assert isinstance(failed, ev.TrainingFailed) and "other LoRA settings" in failed.message
+
+
+# --------------------------------------------------------------------------- divergence
+
+
+@pytest.mark.parametrize(
+    ("change", "word"),
+    [
+        ({"lr": math.inf}, "learning rate"),
+        ({"lr": math.nan}, "learning rate"),
+        ({"lr": 0.0}, "learning rate"),
+        ({"lr": 5.0}, "learning rate"),
+        ({"weight_decay": math.nan}, "weight decay"),
+        ({"weight_decay": -0.1}, "weight decay"),
+        ({"lora": LoRAConfig(alpha=1e30)}, "alpha"),
+        ({"lora": LoRAConfig(alpha=math.nan)}, "alpha"),
+        ({"lora": LoRAConfig(alpha=math.inf)}, "alpha"),
+        ({"lora": LoRAConfig(dropout=math.nan)}, "dropout"),
+        ({"lora": LoRAConfig(dropout=1.0)}, "dropout"),
+        ({"lora": LoRAConfig(rank=10**9)}, "rank"),
+        ({"lora": LoRAConfig(top_blocks=0)}, "top blocks"),
+        ({"data.train_fraction": math.nan}, "train fraction"),
+        ({"data.max_length": 1}, "max length"),
+        ({"seed": 2**63 - 1}, "seed"),
+        ({"seed": -1}, "seed"),
+        ({"batch_size": True}, "batch size"),
+        ({"epochs": 2.5}, "epochs"),
+        ({"max_steps": 0}, "max steps"),
+    ],
+)
+def test_non_finite_or_absurd_hyperparameters_are_config_errors(tiny_checkpoint, tmp_path, change, word):
+    cfg = tiny_config(tiny_checkpoint, write_separable_csv(tmp_path / "d.csv", n=20))
+    data_changes = {k.removeprefix("data."): v for k, v in change.items() if k.startswith("data.")}
+    top_changes = {k: v for k, v in change.items() if not k.startswith("data.")}
+    cfg = cfg.with_changes(data=dataclasses.replace(cfg.data, **data_changes), **top_changes)
+    problems = cfg.validate()
+    assert len(problems) == 1 and word in problems[0], problems
+    (failed,) = list(train(cfg))  # refused before any run folder exists
+    assert failed.kind == "config" and not (tmp_path / "data" / "runs").exists()
+
+
+def test_a_non_finite_loss_stops_the_run_and_writes_nothing(tiny_checkpoint, tmp_path, monkeypatch):
+    from workbench.core import training
+
+    data = write_separable_csv(tmp_path / "d.csv", n=80)
+    real_step = training.train_step
+    calls = []
+
+    def step_that_diverges(*args):
+        loss, tokens = real_step(*args)
+        calls.append(loss)
+        return (math.nan if len(calls) >= 3 else loss), tokens
+
+    monkeypatch.setattr(training, "train_step", step_that_diverges)
+    events = list(train(tiny_config(tiny_checkpoint, data, epochs=2)))
+    failed = events[-1]
+    assert isinstance(failed, ev.TrainingFailed) and failed.kind == "diverged"
+    assert "diverged at step 3: loss is nan" in failed.message and "learning rate" in failed.message
+    assert [e.step for e in events if isinstance(e, ev.StepDone)] == [1, 2]  # no step 3 reported
+    assert not (Path(failed.run_dir) / "adapter.safetensors").exists()
+
+
+def test_weights_that_overflowed_are_never_saved(tiny_checkpoint, tmp_path, monkeypatch):
+    """A last step can leave inf in the weights with a finite loss; the end-of-run check catches it."""
+    import torch
+
+    from workbench.core import training
+
+    data = write_separable_csv(tmp_path / "d.csv", n=80)
+    real_step = training.train_step
+
+    def step_that_overflows(model, *args):
+        result = real_step(model, *args)
+        with torch.no_grad():
+            next(p for p in model.parameters() if p.requires_grad).fill_(math.inf)
+        return result
+
+    monkeypatch.setattr(training, "train_step", step_that_overflows)
+    failed = list(train(tiny_config(tiny_checkpoint, data, max_steps=1, eval_every=100)))[-1]
+    assert failed.kind == "diverged" and "weights are no longer finite" in failed.message
+    assert not {"adapter.safetensors", "checkpoint.safetensors"} & {p.name for p in Path(failed.run_dir).iterdir()}
+
+
+def test_cli_divergence_exits_1_and_keeps_the_adapter_at_out(tiny_checkpoint, tmp_path, monkeypatch, capsys):
+    from workbench.cli import main
+    from workbench.core import training
+
+    data = write_separable_csv(tmp_path / "d.csv", n=80)
+    out = tmp_path / "good.safetensors"
+    out.write_bytes(b"an earlier, good adapter")
+    monkeypatch.setattr(training, "train_step", lambda *args: (math.inf, 1))
+    argv = ["train", "--model", str(tiny_checkpoint), "--data", str(data), "--out", str(out), "--quiet"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "diverged at step 1: loss is inf" in err
+    assert out.read_bytes() == b"an earlier, good adapter"

@@ -10,6 +10,7 @@ first, so the window can mark all bad fields at once; ``check()`` raises them to
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
@@ -42,6 +43,71 @@ ALL_TARGETS: tuple[str, ...] = tuple(LORA_TARGETS)
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16")
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The values one numeric setting accepts. Every verb's numeric options (the CLI's, the
+    window's, the core's) are checked through these, so a value is refused the same way wherever
+    it is given; floats must also be finite (NaN and infinity make a run diverge or mean nothing)."""
+
+    label: str  # as messages name the setting (the window finds the field by it)
+    low: float
+    high: float
+    whole: bool = True  # an int (not a bool); else any finite number
+    low_open: bool = False  # ``low`` itself is refused (a learning rate of 0 learns nothing)
+    high_open: bool = False  # ``high`` itself is refused (dropout 1 drops everything)
+
+    def problem(self, value: Any) -> str | None:
+        """What is wrong with ``value``, or None when it is fine."""
+        low = "(" if self.low_open else "["
+        high = ")" if self.high_open else "]"
+        if self.whole:
+            ok = isinstance(value, int) and not isinstance(value, bool) and self.low <= value <= self.high
+            return None if ok else f"{self.label} must be a whole number from {self.low:,} to {self.high:,}"
+        ok = (
+            isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and math.isfinite(value)
+            and (self.low < value if self.low_open else self.low <= value)
+            and (value < self.high if self.high_open else value <= self.high)
+        )
+        return None if ok else f"{self.label} must be a number in {low}{self.low:g}, {self.high:g}{high}"
+
+
+MAX_RANK = 1600  # GPT-2 XL's width: a higher rank is no longer low-rank for any GPT-2
+# Seeds go to random.Random, torch.Generator (at most 2**64 - 1) and numpy (2**32 - 1); the batch
+# order seeds torch with seed * 1000 + epoch, which must stay below 2**63.
+MAX_SEED = 2**32 - 1
+BOUNDS: dict[str, Bound] = {
+    "epochs": Bound("epochs", 1, 100_000),
+    "batch_size": Bound("batch size", 1, 65_536),
+    "grad_accum": Bound("grad accumulation", 1, 65_536),
+    "eval_every": Bound("eval every", 1, 10**9),
+    "eval_batches": Bound("eval batches", 1, 10**6),
+    "max_steps": Bound("max steps", 1, 10**12),
+    "length_grouping": Bound("length grouping", 0, 10**6),
+    "seed": Bound("seed", 0, MAX_SEED),
+    # Adam moves every weight by about lr per step; above 1 a step dwarfs GPT-2's weights (~0.1).
+    "lr": Bound("learning rate", 0, 1, whole=False, low_open=True),
+    # AdamW scales each weight by (1 - lr * weight_decay) per step: with both at most 1 that stays in [0, 1].
+    "weight_decay": Bound("weight decay", 0, 1, whole=False),
+    "rank": Bound("rank", 1, MAX_RANK),
+    # The update is scaled by alpha / rank; papers use alpha from 1 to 2 * rank.
+    "alpha": Bound("alpha", 0, 4096, whole=False, low_open=True),
+    "dropout": Bound("dropout", 0, 1, whole=False, high_open=True),
+    "top_blocks": Bound("top blocks", 1, 10_000),
+    "max_length": Bound("max length", 2, 1_048_576),
+    "max_rows": Bound("sample rows", 1, 10**12),
+    "train_fraction": Bound("train fraction", 0, 1, whole=False, low_open=True, high_open=True),
+    "val_fraction": Bound("validation fraction", 0, 1, whole=False, low_open=True, high_open=True),
+}
+
+
+def bound_problems(owner: Any, names: tuple[str, ...]) -> list[str]:
+    """The ``BOUNDS`` problems of ``owner``'s fields ``names``; None means "not set" and passes."""
+    found = (BOUNDS[name].problem(getattr(owner, name)) for name in names if getattr(owner, name) is not None)
+    return [problem for problem in found if problem]
 
 
 def _raise_if(problems: list[str], what: str) -> None:
@@ -127,23 +193,14 @@ class LoRAConfig:
         return self.alpha / self.rank
 
     def validate(self, n_layer: int | None = None) -> list[str]:
-        problems = []
-        if not isinstance(self.rank, int) or self.rank <= 0:
-            problems.append("rank must be a whole number ≥ 1")
-        if not self.alpha > 0:
-            problems.append("alpha must be greater than 0")
-        if not 0.0 <= self.dropout < 1.0:
-            problems.append("dropout must be in [0, 1)")
+        problems = bound_problems(self, ("rank", "alpha", "dropout", "top_blocks"))
         if not self.targets:
             problems.append("choose at least one target layer")
         unknown = [t for t in self.targets if t not in LORA_TARGETS]
         if unknown:
             problems.append(f"unknown target(s) {', '.join(unknown)}; choose from {', '.join(ALL_TARGETS)}")
-        if self.top_blocks is not None:
-            if self.top_blocks <= 0:
-                problems.append("top blocks must be ≥ 1 (or empty for all blocks)")
-            elif n_layer is not None and self.top_blocks > n_layer:
-                problems.append(f"top blocks {self.top_blocks} exceeds the model's {n_layer} blocks")
+        if isinstance(self.top_blocks, int) and n_layer is not None and self.top_blocks > n_layer:
+            problems.append(f"top blocks {self.top_blocks} exceeds the model's {n_layer} blocks")
         return problems
 
     def check(self, n_layer: int | None = None) -> None:
@@ -178,16 +235,11 @@ class DataConfig:
             problems.append("choose a dataset")
         elif self.source != "sms-spam" and not os.path.exists(self.source):
             problems.append(f"dataset file {self.source} does not exist")
-        if not 0 < self.train_fraction < 1:
-            problems.append("train fraction must be between 0 and 1")
-        if not 0 < self.val_fraction < 1:
-            problems.append("validation fraction must be between 0 and 1")
-        if self.train_fraction + self.val_fraction >= 1:
+        fractions = bound_problems(self, ("train_fraction", "val_fraction"))
+        problems += fractions
+        if not fractions and self.train_fraction + self.val_fraction >= 1:
             problems.append("train + validation fractions must leave room for a test set")
-        if self.max_rows is not None and self.max_rows < 1:
-            problems.append("sample rows must be ≥ 1 (or empty for the whole file)")
-        if self.max_length is not None and self.max_length < 2:
-            problems.append("max length must be at least 2 tokens")
+        problems += bound_problems(self, ("max_rows", "max_length", "seed"))
         return problems
 
 
@@ -221,18 +273,8 @@ class TrainConfig:
             problems.append(f"model {self.model!r} is neither a GPT-2 size ({', '.join(MODEL_REPOS)}) nor a folder")
         problems += self.data.validate()
         problems += self.lora.validate()
-        for name in ("epochs", "batch_size", "grad_accum", "eval_every", "eval_batches"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                problems.append(f"{name.replace('_', ' ')} must be a whole number ≥ 1")
-        if not self.lr > 0:
-            problems.append("learning rate must be greater than 0")
-        if self.weight_decay < 0:
-            problems.append("weight decay must be ≥ 0")
-        if self.length_grouping < 0:
-            problems.append("length grouping must be ≥ 0")
-        if self.max_steps is not None and self.max_steps < 1:
-            problems.append("max steps must be ≥ 1")
+        numbers = ("epochs", "batch_size", "grad_accum", "eval_every", "eval_batches", "max_steps")
+        problems += bound_problems(self, (*numbers, "length_grouping", "seed", "lr", "weight_decay"))
         if self.device not in DEVICES:
             problems.append(f"device must be one of {', '.join(DEVICES)}")
         if self.precision not in PRECISIONS:
@@ -240,7 +282,7 @@ class TrainConfig:
         return problems
 
     def check(self) -> None:
-        _raise_if(self.validate(), "settings")
+        _raise_if(list(dict.fromkeys(self.validate())), "settings")  # the two seeds may say the same
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready form (tuples become lists)."""

@@ -39,5 +39,9 @@ class AdapterError(WorkbenchError):
     """An adapter file that is unreadable, corrupt or made for another base model."""
 
 
+class Diverged(WorkbenchError):
+    """Training whose loss or weights stopped being finite numbers (NaN or infinity)."""
+
+
 class Cancelled(WorkbenchError):
     """Long work stopped because the user asked it to."""

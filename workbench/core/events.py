@@ -113,7 +113,7 @@ class TrainingFinished:
 @dataclass(frozen=True)
 class TrainingFailed:
     message: str  # for a person: what went wrong and what to try
-    kind: str = "error"  # "error", "oom" (out of memory), "config"
+    kind: str = "error"  # "error", "oom" (out of memory), "config", "cancelled", "diverged" (NaN loss)
     retry_batch_size: int | None = None  # for "oom": a batch size that may fit
     run_dir: str = ""
 

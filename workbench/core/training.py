@@ -25,7 +25,7 @@ from .adapters import AdapterInfo, save_adapter
 from .classify import predict_probabilities
 from .config import TrainConfig, resume_problems
 from .device import autocast, describe, is_out_of_memory, pick_device, pick_precision
-from .errors import Cancelled, ConfigError, WorkbenchError
+from .errors import Cancelled, ConfigError, Diverged, WorkbenchError
 from .events import (
     EpochEnded,
     Evaluated,
@@ -103,6 +103,8 @@ def train(
             yield event
     except Cancelled:
         yield _failed(run, TrainingFailed(STOPPED_BEFORE_TRAINING, kind="cancelled", run_dir=str(run.path)))
+    except Diverged as exc:
+        yield _failed(run, TrainingFailed(str(exc), kind="diverged", run_dir=str(run.path)))
     except WorkbenchError as exc:
         kind = "config" if isinstance(exc, ConfigError) else "error"
         yield _failed(run, TrainingFailed(str(exc), kind=kind, run_dir=str(run.path)))
@@ -229,6 +231,7 @@ def _train(cfg: TrainConfig, stop: threading.Event, run: RunFolder, resume) -> I
             micro = batches[index : index + cfg.grad_accum]
             loss, tokens = train_step(model, optimizer, micro, prepared)
             step += 1
+            raise_if_diverged(cfg, step, loss)
             seen += sum(len(b.labels) for b in micro)
             rate = clock.update(sum(len(b.labels) for b in micro), tokens)
             yield StepDone(
@@ -253,6 +256,7 @@ def _train(cfg: TrainConfig, stop: threading.Event, run: RunFolder, resume) -> I
         except Cancelled:
             break  # the position is this epoch's end; the checkpoint below keeps it
         yield Evaluated(step, epoch + 1, seen, math.nan, val_loss, math.nan, val_acc, full=True)
+        raise_if_weights_diverged(cfg, step, model)
         save_checkpoint(run.checkpoint_path, model, optimizer, position)
         run.log(f"Epoch {epoch + 1}: validation loss {val_loss:.3f}, accuracy {val_acc:.1%}")
         yield EpochEnded(epoch + 1, step, seen, val_loss, val_acc, str(run.checkpoint_path))
@@ -260,6 +264,7 @@ def _train(cfg: TrainConfig, stop: threading.Event, run: RunFolder, resume) -> I
     if stop.is_set() and step == first_step:
         raise Cancelled(STOPPED_BEFORE_TRAINING)  # nothing learnt: keep every file as it was
     stopped = stop.is_set() and step < total_steps
+    raise_if_weights_diverged(cfg, step, model)
     save_checkpoint(run.checkpoint_path, model, optimizer, position)
     metrics = None
     if not stopped:
@@ -407,6 +412,28 @@ def train_step(model: GPT2Classifier, optimizer, micro_batches: list, prepared: 
         tokens += int(batch.lengths.sum())
     optimizer.step()
     return loss_sum, tokens
+
+
+def raise_if_diverged(cfg: TrainConfig, step: int, loss: float) -> None:
+    """A NaN or infinite loss ends the run before anything is saved: the weights it would write
+    are damaged, and an adapter or checkpoint already on disk must stay as it was."""
+    if not math.isfinite(loss):
+        raise Diverged(_divergence_advice(cfg, step, f"loss is {loss}"))
+
+
+def raise_if_weights_diverged(cfg: TrainConfig, step: int, model: GPT2Classifier) -> None:
+    """The last step's update can overflow the weights even when its loss was finite."""
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters() if p.requires_grad):
+        raise Diverged(_divergence_advice(cfg, step, "the adapter's weights are no longer finite"))
+
+
+def _divergence_advice(cfg: TrainConfig, step: int, what: str) -> str:
+    return (
+        f"Training diverged at step {step}: {what}; no adapter was written (an earlier one is kept). "
+        f"Lower the learning rate (now {cfg.lr:g}) or alpha (now {cfg.lora.alpha:g})"
+        + (", or train in fp32 (--precision fp32)" if cfg.precision != "fp32" else "")
+        + "."
+    )
 
 
 def _to_device(batch: datamod.Batch, device: torch.device):
