@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import signal
 import sys
 import threading
@@ -37,6 +38,22 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("workbench: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def print_json(value) -> None:
+    """One JSON document on stdout. NaN and infinity are not JSON (strict parsers reject Python's
+    ``NaN``), so a non-finite number anywhere, say from a damaged file's metadata, prints as null."""
+    print(json.dumps(_finite(value), allow_nan=False))
+
+
+def _finite(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -378,11 +395,7 @@ def cmd_classify(args) -> int:
     texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
     for text, p in zip(texts, classifier.predict(texts)):
         if args.json:
-            print(
-                json.dumps(
-                    {"text": text, "label": p.label, "probability": p.probability, "probabilities": p.probabilities}
-                )
-            )
+            print_json({"text": text, "label": p.label, "probability": p.probability, "probabilities": p.probabilities})
         else:
             print(f"{p.label}\t{p.probability:.4f}")
     return 0
@@ -419,7 +432,7 @@ def cmd_eval(args) -> int:
     if args.json:
         from dataclasses import asdict
 
-        print(json.dumps({"split": args.split, **asdict(metrics)}))
+        print_json({"split": args.split, **asdict(metrics)})
     else:
         print(format_metrics(metrics))
     return 0
@@ -454,11 +467,7 @@ def cmd_info(args) -> int:
 
     tensors, info = read_adapter(args.adapter)
     if args.json:
-        print(
-            json.dumps(
-                {**asdict(info), "tensors": len(tensors), "parameters": sum(t.numel() for t in tensors.values())}
-            )
-        )
+        print_json({**asdict(info), "tensors": len(tensors), "parameters": sum(t.numel() for t in tensors.values())})
         return 0
     c = info.model_config
     print(f"adapter      {args.adapter} ({Path(args.adapter).stat().st_size / 1e6:.1f} MB)")
@@ -471,7 +480,7 @@ def cmd_info(args) -> int:
     print(f"max length   {info.max_length} tokens")
     print(f"parameters   {sum(t.numel() for t in tensors.values()):,}")
     if info.metrics:
-        print(f"metrics      {json.dumps(info.metrics)}")
+        print(f"metrics      {json.dumps(_finite(info.metrics), allow_nan=False)}")
     print(f"created      {info.created} (workbench {info.package_version}, format {info.format_version})")
     return 0
 
@@ -514,7 +523,7 @@ def cmd_runs(args) -> int:
         )
         rows.append({"run": run.path.name, "path": str(run.path), "state": state, "test_accuracy": accuracy})
     if args.json:
-        print(json.dumps(rows))
+        print_json(rows)
     elif not rows:
         print("no runs yet")
     for r in rows if not args.json else []:
@@ -563,7 +572,7 @@ def cmd_bench(args) -> int:
         bar.clear()
         output["compare"] = comparison
     if args.json:
-        print(json.dumps(output))
+        print_json(output)
         return 0
     print(format_result(result))
     if driver is not None:

@@ -18,7 +18,7 @@ from .adapters import AdapterInfo, check_compatible, load_adapter_weights, read_
 from .config import LORA_TARGETS
 from .data import pad_batch
 from .device import autocast, describe, pick_device, pick_precision
-from .errors import Cancelled
+from .errors import Cancelled, NotFinite
 from .lora import LoRALinear, apply_lora, merge_lora
 from .model import GPT2Classifier, load_model_config
 from .tokenizer import EOT_ID, load_tokenizer
@@ -101,7 +101,7 @@ class Classifier:
         with torch.inference_mode(), autocast(self.device, self.precision):
             logits, cache = self.model.forward_cached(new, cache)
         self._typed = (ids, cache)
-        return self._prediction(torch.softmax(logits.float()[0], dim=-1).cpu())
+        return self._prediction(probabilities_from_logits(logits)[0].cpu())
 
     def predict(self, texts: list[str], batch_size: int = 32, stop=None, progress=None) -> list[Prediction]:
         probs = self.probabilities(texts, batch_size, stop=stop, progress=progress)
@@ -196,9 +196,25 @@ def predict_probabilities(
         batch = pad_batch([token_ids[i] for i in rows], [0] * len(rows), EOT_ID)
         with autocast(device, precision):
             logits = model(batch.input_ids.to(device), batch.lengths.to(device))
-        probs[rows] = torch.softmax(logits.float(), dim=-1).cpu()
+        probs[rows] = probabilities_from_logits(logits, len(order)).cpu()
         if progress:
             progress(min(start + batch_size, len(order)), len(order), "Classifying")
+    return probs
+
+
+def probabilities_from_logits(logits: torch.Tensor, of_texts: int | None = None) -> torch.Tensor:
+    """Class probabilities (B, C) from logits: the one place every prediction passes (classify,
+    eval, the typing box, training's evaluations), so a NaN or infinity is refused here rather
+    than shown as a probability, printed as invalid JSON or written as an empty CSV cell."""
+    probs = torch.softmax(logits.float(), dim=-1)  # (B, C)
+    finite = torch.isfinite(probs).all(dim=-1)  # (B,)
+    if not bool(finite.all()):
+        bad = int((~finite).sum())
+        texts = f"{bad} of {of_texts or len(finite)} texts"
+        raise NotFinite(
+            f"The model's output is not a number (NaN or infinity) for {texts}, so no probabilities can be "
+            "given: the adapter's weights are too large for the arithmetic (a damaged or diverged adapter)."
+        )
     return probs
 
 

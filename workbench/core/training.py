@@ -25,7 +25,7 @@ from .adapters import AdapterInfo, save_adapter
 from .classify import predict_probabilities
 from .config import TrainConfig, resume_problems
 from .device import autocast, describe, is_out_of_memory, pick_device, pick_precision
-from .errors import Cancelled, ConfigError, Diverged, WorkbenchError
+from .errors import Cancelled, ConfigError, Diverged, NotFinite, WorkbenchError
 from .events import (
     EpochEnded,
     Evaluated,
@@ -103,8 +103,9 @@ def train(
             yield event
     except Cancelled:
         yield _failed(run, TrainingFailed(STOPPED_BEFORE_TRAINING, kind="cancelled", run_dir=str(run.path)))
-    except Diverged as exc:
-        yield _failed(run, TrainingFailed(str(exc), kind="diverged", run_dir=str(run.path)))
+    except NotFinite as exc:  # a NaN loss, overflowed weights, or an evaluation's NaN output
+        message = str(exc) if isinstance(exc, Diverged) else f"Training diverged: {exc} Lower the learning rate."
+        yield _failed(run, TrainingFailed(message, kind="diverged", run_dir=str(run.path)))
     except WorkbenchError as exc:
         kind = "config" if isinstance(exc, ConfigError) else "error"
         yield _failed(run, TrainingFailed(str(exc), kind=kind, run_dir=str(run.path)))
