@@ -15,8 +15,18 @@ import threading
 from pathlib import Path
 
 from . import __version__
-from .core.config import ALL_TARGETS, DEVICES, MODEL_REPOS, PRECISIONS, DataConfig, LoRAConfig, TrainConfig
+from .core.config import (
+    ALL_TARGETS,
+    BOUNDS,
+    DEVICES,
+    MODEL_REPOS,
+    PRECISIONS,
+    DataConfig,
+    LoRAConfig,
+    TrainConfig,
+)
 from .core.errors import WorkbenchError
+from .core.text import printable
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -25,7 +35,10 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a Ctrl+C'd comm
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error already printed as one line
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     if args.command is None:
         from .gui.main_window import run_app  # Qt only when the window is wanted
 
@@ -56,8 +69,37 @@ def _finite(value):
     return value
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with the workbench's error contract: one line on stderr, exit status 2 (argparse
+    itself prints the whole usage first)."""
+
+    def error(self, message: str):
+        hint = f" (see {self.prog} --help)"
+        self.exit(EXIT_USAGE, f"workbench: error: {printable(message)}{hint}\n")
+
+
+def bounded(name: str):
+    """An argparse type for the numeric setting ``name``: parsed, then checked by the same
+    ``BOUNDS`` entry that validates the settings of a run, whichever verb takes it."""
+    bound = BOUNDS[name]
+
+    def convert(text: str):
+        try:
+            value = int(text) if bound.whole else float(text)
+        except ValueError:
+            kind = "a whole number" if bound.whole else "a number"
+            raise argparse.ArgumentTypeError(f"{bound.label} must be {kind}, not {printable(text, 40)!r}") from None
+        problem = bound.problem(value)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return value
+
+    convert.__name__ = bound.label
+    return convert
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="workbench", description="Fine-tune GPT-2 with LoRA as a text classifier. No command opens the window."
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -66,9 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train an adapter")
     add_model_arg(p)
     add_data_args(p)
-    p.add_argument("--rank", type=int, default=16, help="LoRA rank r (default 16)")
-    p.add_argument("--alpha", type=float, default=16.0, help="LoRA alpha; update scaled by alpha/r (default 16)")
-    p.add_argument("--dropout", type=float, default=0.0, help="dropout on the LoRA input (default 0)")
+    p.add_argument("--rank", type=bounded("rank"), default=16, help="LoRA rank r (default 16)")
+    p.add_argument(
+        "--alpha", type=bounded("alpha"), default=16.0, help="LoRA alpha; update scaled by alpha/r (default 16)"
+    )
+    p.add_argument("--dropout", type=bounded("dropout"), default=0.0, help="dropout on the LoRA input (default 0)")
     p.add_argument(
         "--targets",
         nargs="+",
@@ -77,23 +121,25 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="T",
         help=f"layers to adapt: {' '.join(ALL_TARGETS)} (default all)",
     )
-    p.add_argument("--top-blocks", type=int, default=None, help="adapt only the last N blocks (default all)")
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimiser step")
-    p.add_argument("--lr", type=float, default=5e-5, help="AdamW learning rate (default 5e-5)")
-    p.add_argument("--weight-decay", type=float, default=0.1)
-    p.add_argument("--eval-every", type=int, default=50, help="steps between quick evaluations")
-    p.add_argument("--eval-batches", type=int, default=5, help="batches per quick evaluation")
-    p.add_argument("--max-steps", type=int, default=None, help="stop after N optimiser steps")
+    p.add_argument(
+        "--top-blocks", type=bounded("top_blocks"), default=None, help="adapt only the last N blocks (default all)"
+    )
+    p.add_argument("--epochs", type=bounded("epochs"), default=5)
+    p.add_argument("--batch-size", type=bounded("batch_size"), default=8)
+    p.add_argument("--grad-accum", type=bounded("grad_accum"), default=1, help="micro-batches per optimiser step")
+    p.add_argument("--lr", type=bounded("lr"), default=5e-5, help="AdamW learning rate (default 5e-5)")
+    p.add_argument("--weight-decay", type=bounded("weight_decay"), default=0.1)
+    p.add_argument("--eval-every", type=bounded("eval_every"), default=50, help="steps between quick evaluations")
+    p.add_argument("--eval-batches", type=bounded("eval_batches"), default=5, help="batches per quick evaluation")
+    p.add_argument("--max-steps", type=bounded("max_steps"), default=None, help="stop after N optimiser steps")
     p.add_argument(
         "--length-grouping",
-        type=int,
+        type=bounded("length_grouping"),
         default=50,
         help="sort by length within chunks of N batches to cut padding (0: off)",
     )
     add_device_args(p)
-    p.add_argument("--seed", type=int, default=123)
+    p.add_argument("--seed", type=bounded("seed"), default=123)
     p.add_argument("--resume", metavar="CHECKPOINT", help="continue from a run's checkpoint.safetensors")
     p.add_argument("--out", required=True, metavar="ADAPTER.safetensors", help="where to save the adapter")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -115,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="base model (default: the one the adapter names)")
     add_data_args(p)
     p.add_argument("--split", choices=("test", "val", "train", "all"), default="test")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=bounded("batch_size"), default=32)
     p.add_argument("--json", action="store_true")
     add_device_args(p)
     p.set_defaults(handler=cmd_eval)
@@ -138,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folder")
     p.add_argument("--model", default=None, help="base model (default: from adapter_config.json)")
     p.add_argument("--labels", nargs="+", help="label names, in class order (default: 0, 1, …)")
-    p.add_argument("--max-length", type=int, default=None)
+    p.add_argument("--max-length", type=bounded("max_length"), default=None)
     p.add_argument("--out", required=True, metavar="ADAPTER.safetensors")
     p.set_defaults(handler=cmd_import_peft)
 
@@ -169,15 +215,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="GPT-2 tokenizer folder for token lengths "
         "(vocab.json + merges.txt or gpt2.tiktoken; default: the checkpoint's)",
     )
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--steps", type=int, default=20, help="timed training steps (default 20)")
-    p.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
-    p.add_argument("--length-grouping", type=int, default=50, help="as for train (0: random-length batches)")
-    p.add_argument("--rank", type=int, default=16)
-    p.add_argument("--alpha", type=float, default=16.0)
+    p.add_argument("--batch-size", type=bounded("batch_size"), default=8)
+    p.add_argument("--steps", type=bounded("steps"), default=20, help="timed training steps (default 20)")
+    p.add_argument("--warmup", type=bounded("warmup"), default=3, help="untimed steps first (default 3)")
+    p.add_argument(
+        "--length-grouping", type=bounded("length_grouping"), default=50, help="as for train (0: random-length batches)"
+    )
+    p.add_argument("--rank", type=bounded("rank"), default=16)
+    p.add_argument("--alpha", type=bounded("alpha"), default=16.0)
     p.add_argument("--targets", nargs="+", default=list(ALL_TARGETS), choices=ALL_TARGETS, metavar="T")
-    p.add_argument("--top-blocks", type=int, default=None)
-    p.add_argument("--classify-runs", type=int, default=30, help="single-message runs timed (default 30)")
+    p.add_argument("--top-blocks", type=bounded("top_blocks"), default=None)
+    p.add_argument(
+        "--classify-runs", type=bounded("classify_runs"), default=30, help="single-message runs timed (default 30)"
+    )
     add_device_args(p)
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     p.add_argument(
@@ -188,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--bf16-steps",
-        type=int,
+        type=bounded("bf16_steps"),
         default=None,
         help="timed steps per bf16 variant in --compare (default 2 when bf16 is chosen, else 0)",
     )
@@ -210,8 +260,12 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
         default=True,
         help="undersample to the smallest class (default on, the book's recipe)",
     )
-    p.add_argument("--max-length", type=int, default=None, help="tokens per text (default: the model's context)")
-    p.add_argument("--max-rows", type=int, default=None, help="read only the first N rows of a large file")
+    p.add_argument(
+        "--max-length", type=bounded("max_length"), default=None, help="tokens per text (default: the model's context)"
+    )
+    p.add_argument(
+        "--max-rows", type=bounded("max_rows"), default=None, help="read only the first N rows of a large file"
+    )
 
 
 def add_device_args(p: argparse.ArgumentParser) -> None:

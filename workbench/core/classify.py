@@ -15,10 +15,10 @@ import torch
 
 from . import hub
 from .adapters import AdapterInfo, check_compatible, load_adapter_weights, read_adapter
-from .config import LORA_TARGETS
+from .config import BOUNDS, LORA_TARGETS
 from .data import pad_batch
 from .device import autocast, describe, pick_device, pick_precision
-from .errors import Cancelled, NotFinite
+from .errors import Cancelled, ConfigError, NotFinite
 from .lora import LoRALinear, apply_lora, merge_lora
 from .model import GPT2Classifier, load_model_config
 from .tokenizer import EOT_ID, load_tokenizer
@@ -186,6 +186,9 @@ def predict_probabilities(
 ) -> torch.Tensor:
     """Class probabilities (N, C) in input order. Texts are batched by length, so padding costs
     almost nothing; ``stop`` is checked between batches."""
+    problem = BOUNDS["batch_size"].problem(batch_size)  # the check `train` uses, for every caller
+    if problem:
+        raise ConfigError(problem)
     model.eval()
     order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
     probs = torch.empty(len(token_ids), model.num_classes)

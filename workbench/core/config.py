@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from .errors import ConfigError
+from .text import printable
 
 # The four released GPT-2 sizes and their Hub repositories.
 MODEL_REPOS: dict[str, str] = {
@@ -41,8 +43,14 @@ LORA_TARGETS: dict[str, str] = {
 }
 ALL_TARGETS: tuple[str, ...] = tuple(LORA_TARGETS)
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
+DEVICES = ("auto", "cpu", "cuda", "mps")  # and "cuda:N", the N-th NVIDIA GPU (checked to exist at run time)
 PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def is_device_name(name: object) -> bool:
+    """A device the settings can name: one of DEVICES or "cuda:N" (whether it exists is checked
+    when the run picks it, device.pick_device)."""
+    return isinstance(name, str) and (name in DEVICES or re.fullmatch(r"cuda:[0-9]{1,3}", name) is not None)
 
 
 @dataclass(frozen=True)
@@ -101,6 +109,11 @@ BOUNDS: dict[str, Bound] = {
     "max_rows": Bound("sample rows", 1, 10**12),
     "train_fraction": Bound("train fraction", 0, 1, whole=False, low_open=True, high_open=True),
     "val_fraction": Bound("validation fraction", 0, 1, whole=False, low_open=True, high_open=True),
+    # `workbench bench`'s own options
+    "steps": Bound("steps", 1, 10**6),
+    "warmup": Bound("warmup", 0, 10**6),
+    "classify_runs": Bound("classify runs", 1, 10**6),
+    "bf16_steps": Bound("bf16 steps", 0, 10**6),
 }
 
 
@@ -270,13 +283,14 @@ class TrainConfig:
         if not self.model:
             problems.append("choose a model")
         elif self.model not in MODEL_REPOS and not os.path.isdir(self.model):
-            problems.append(f"model {self.model!r} is neither a GPT-2 size ({', '.join(MODEL_REPOS)}) nor a folder")
+            shown = printable(self.model, 80)
+            problems.append(f"model {shown!r} is neither a GPT-2 size ({', '.join(MODEL_REPOS)}) nor a folder")
         problems += self.data.validate()
         problems += self.lora.validate()
         numbers = ("epochs", "batch_size", "grad_accum", "eval_every", "eval_batches", "max_steps")
         problems += bound_problems(self, (*numbers, "length_grouping", "seed", "lr", "weight_decay"))
-        if self.device not in DEVICES:
-            problems.append(f"device must be one of {', '.join(DEVICES)}")
+        if not is_device_name(self.device):
+            problems.append(f"device must be one of {', '.join(DEVICES)} or cuda:N (N = 0, 1, …)")
         if self.precision not in PRECISIONS:
             problems.append(f"precision must be one of {', '.join(PRECISIONS)}")
         return problems

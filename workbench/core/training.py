@@ -110,7 +110,7 @@ def train(
         kind = "config" if isinstance(exc, ConfigError) else "error"
         yield _failed(run, TrainingFailed(str(exc), kind=kind, run_dir=str(run.path)))
     except (RuntimeError, MemoryError) as exc:
-        if not (isinstance(exc, MemoryError) or is_out_of_memory(exc)):
+        if not is_out_of_memory(exc):
             raise
         yield _failed(run, out_of_memory(cfg, run))
     except OSError as exc:  # the run folder's disk is full or gone
@@ -164,7 +164,7 @@ def out_of_memory(cfg: TrainConfig, run: RunFolder) -> TrainingFailed:
     return TrainingFailed(
         f"Out of memory with batch size {cfg.batch_size}. Try a smaller batch (e.g. {half} with "
         f"gradient accumulation {cfg.grad_accum * 2}, the same effective batch), a smaller max length, "
-        "or a smaller model.",
+        f"a lower LoRA rank (now {cfg.lora.rank}), or a smaller model.",
         kind="oom",
         retry_batch_size=half if cfg.batch_size > 1 else None,
         run_dir=str(run.path),
