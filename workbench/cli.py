@@ -275,6 +275,12 @@ def add_device_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def describe_merges(merged) -> str:
+    from .core.data import describe_merges as describe
+
+    return describe(merged)
+
+
 def data_config(args) -> DataConfig:
     return DataConfig(
         source=args.data,
@@ -344,6 +350,8 @@ def cmd_train(args) -> int:
                         f"{event.dropped_duplicates} duplicate rows",
                         flush=True,
                     )
+                if event.merged_labels:
+                    print(f"labels written several ways, merged: {describe_merges(event.merged_labels)}", flush=True)
             elif isinstance(event, ev.StepDone):
                 bar.step(event)
             elif isinstance(event, ev.Evaluated):
@@ -358,7 +366,9 @@ def cmd_train(args) -> int:
                 bar.clear()
                 prefix = "workbench: " if event.kind == "cancelled" else "workbench: error: "
                 print(prefix + event.message, file=sys.stderr)
-                return {"config": EXIT_USAGE, "cancelled": EXIT_INTERRUPTED}.get(event.kind, EXIT_FAILED)
+                return {"config": EXIT_USAGE, "data": EXIT_USAGE, "cancelled": EXIT_INTERRUPTED}.get(
+                    event.kind, EXIT_FAILED
+                )
     finally:
         signal.signal(signal.SIGINT, previous)
     return EXIT_FAILED
@@ -383,18 +393,30 @@ def format_finished(e, out: Path) -> str:
     return "\n".join(lines)
 
 
+MAX_PRINTED_CLASSES = 20  # per-class rows printed (the largest classes); --json has them all
+
+
 def format_metrics(m) -> str:
-    width = max(len(n) for n in m.label_names)
+    """Accuracy, a row per class (the largest ``MAX_PRINTED_CLASSES``) and, for few classes, the
+    confusion matrix; label names escaped and cut, so a file cannot forge or flood the output."""
+    names = [printable(name, 40) for name in m.label_names]
+    shown = sorted(range(len(names)), key=lambda i: (-m.support[i], i))[:MAX_PRINTED_CLASSES]
+    width = max(len("label"), *(len(names[i]) for i in shown))
     lines = [
         f"Test accuracy {m.accuracy:.2%} (loss {m.loss:.3f}, {sum(m.support)} examples)",
         f"{'label':<{width}}  precision  recall     f1  support",
     ]
-    for i, name in enumerate(m.label_names):
-        lines.append(f"{name:<{width}}  {m.precision[i]:9.3f}  {m.recall[i]:6.3f}  {m.f1[i]:5.3f}  {m.support[i]:7d}")
-    lines.append(
-        "confusion (rows: true, columns: predicted): "
-        + "; ".join(f"{name}: {list(row)}" for name, row in zip(m.label_names, m.confusion))
-    )
+    for i in sorted(shown):
+        lines.append(
+            f"{names[i]:<{width}}  {m.precision[i]:9.3f}  {m.recall[i]:6.3f}  {m.f1[i]:5.3f}  {m.support[i]:7d}"
+        )
+    if len(names) > len(shown):
+        lines.append(f"… and {len(names) - len(shown)} more classes (--json lists every class)")
+    if m.confusion and len(names) <= MAX_PRINTED_CLASSES:
+        lines.append(
+            "confusion (rows: true, columns: predicted): "
+            + "; ".join(f"{name}: {list(row)}" for name, row in zip(names, m.confusion))
+        )
     return "\n".join(lines)
 
 
@@ -468,6 +490,7 @@ def classify_file(classifier, args) -> int:
 
 
 def cmd_eval(args) -> int:
+    from .core.adapters import label_mapping
     from .core.classify import Classifier
     from .core.data import load_table, make_splits
     from .core.training import metrics_from_probabilities
@@ -476,11 +499,11 @@ def cmd_eval(args) -> int:
     data = data_config(args)
     splits = make_splits(load_table(data), data)
     names = tuple(classifier.info.label_names)
-    if tuple(splits.label_names) != names:
-        raise WorkbenchError(f"the dataset's labels {list(splits.label_names)} differ from the adapter's {list(names)}")
+    # The dataset's class ids as the adapter's (the same label cleaning: "Spam" is "spam")
+    to_adapter = label_mapping(classifier.info, splits.label_names, printable(Path(args.data).name, 60))
     parts = [splits.train, splits.val, splits.test] if args.split == "all" else [getattr(splits, args.split)]
     texts = [t for part in parts for t in part.texts]
-    labels = [y for part in parts for y in part.labels]
+    labels = [to_adapter[y] for part in parts for y in part.labels]
     probs = classifier.probabilities(texts, batch_size=args.batch_size)
     metrics = metrics_from_probabilities(probs, labels, names)
     if args.json:

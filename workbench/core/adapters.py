@@ -38,6 +38,9 @@ class AdapterInfo:
     max_length: int  # tokens per text used in training
     pad_token_id: int = 50256
     metrics: dict = field(default_factory=dict)  # final test metrics (accuracy, …) when known
+    # Classes the training data wrote several ways ("spam", "Spam", "spam "), merged into the
+    # label name: name -> every spelling as written, so the file keeps the originals.
+    label_spellings: dict[str, tuple[str, ...]] = field(default_factory=dict)
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     package_version: str = ""
     format_version: int = FORMAT_VERSION
@@ -58,6 +61,7 @@ class AdapterInfo:
             max_length=int(d["max_length"]),
             pad_token_id=int(d.get("pad_token_id", 50256)),
             metrics=dict(d.get("metrics", {})),
+            label_spellings=_spellings(d.get("label_spellings", {})),
             created=d.get("created", ""),
             package_version=d.get("package_version", ""),
             format_version=int(d.get("format_version", FORMAT_VERSION)),
@@ -66,6 +70,16 @@ class AdapterInfo:
     def describe_base(self) -> str:
         c = self.model_config
         return f"{self.base_model} ({c.n_layer} layers, width {c.n_embd})"
+
+
+def _spellings(value: object) -> dict[str, tuple[str, ...]]:
+    """``label_spellings`` as read from a file: a dict of texts to lists of texts, or a TypeError."""
+    if not isinstance(value, dict) or not all(
+        isinstance(name, str) and isinstance(spellings, list) and all(isinstance(s, str) for s in spellings)
+        for name, spellings in value.items()
+    ):
+        raise TypeError("label_spellings must map label names to lists of spellings")
+    return {name: tuple(spellings) for name, spellings in value.items()}
 
 
 def save_adapter(path: str | Path, model: GPT2Classifier, info: AdapterInfo) -> Path:
@@ -188,20 +202,23 @@ def check_adapter_tensors(tensors: dict[str, torch.Tensor], expected: dict[str, 
 
 
 def label_mapping(info: AdapterInfo, dataset_labels: Sequence[str], dataset: str = "the dataset") -> list[int]:
-    """For each class id of a dataset, the adapter's class id with the same label name.
+    """For each class id of a dataset, the adapter's class id with the same label name (the same
+    ``label_key``: "Spam" finds "spam", "0.0" finds "0", as when the adapter was trained).
 
     A dataset may use fewer of the adapter's labels (a test file without one class still scores),
     but a label the adapter never learned makes evaluation meaningless, so it is refused naming
     both label sets."""
-    index = {name: i for i, name in enumerate(info.label_names)}
-    unknown = [name for name in dataset_labels if name not in index]
+    from .data.splits import label_key  # the rule that merged the training data's spellings
+
+    index = {label_key(name): i for i, name in enumerate(info.label_names)}
+    unknown = [name for name in dataset_labels if label_key(name) not in index]
     if unknown:
         raise AdapterError(
             f"The labels of {dataset} ({_listing(dataset_labels)}) do not match the adapter's "
             f"({_listing(info.label_names)}): the adapter never learned {_listing(unknown)}. "
             "Choose the dataset the adapter was trained for, or the right label column."
         )
-    return [index[name] for name in dataset_labels]
+    return [index[label_key(name)] for name in dataset_labels]
 
 
 def _listing(names: Sequence[str], limit: int = 8) -> str:

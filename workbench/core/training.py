@@ -13,7 +13,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -25,7 +25,7 @@ from .adapters import AdapterInfo, save_adapter
 from .classify import predict_probabilities
 from .config import TrainConfig, resume_problems
 from .device import autocast, describe, is_out_of_memory, pick_device, pick_precision
-from .errors import Cancelled, ConfigError, Diverged, NotFinite, WorkbenchError
+from .errors import Cancelled, ConfigError, DataError, Diverged, NotFinite, WorkbenchError
 from .events import (
     EpochEnded,
     Evaluated,
@@ -43,6 +43,9 @@ from .runs import Position, RunFolder, load_checkpoint, save_checkpoint
 from .tokenizer import EOT_ID, load_tokenizer
 
 MAX_MISCLASSIFIED = 200  # kept in the final metrics for the Results list
+MAX_MISCLASSIFIED_CHARS = 1000  # of each one's text: a file's "text" may be megabytes
+# The confusion matrix grows as k²: kept (metrics.jsonl, the Results tab) for up to this many classes.
+MAX_CONFUSION_CLASSES = 100
 # A run stopped before its first step writes nothing: an adapter at the output stays as it was.
 STOPPED_BEFORE_TRAINING = "Stopped before training: no adapter written."
 
@@ -70,6 +73,7 @@ class Prepared:
     precision: str
     dropped_empty: int = 0
     dropped_duplicates: int = 0
+    merged_labels: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def train(
@@ -107,7 +111,7 @@ def train(
         message = str(exc) if isinstance(exc, Diverged) else f"Training diverged: {exc} Lower the learning rate."
         yield _failed(run, TrainingFailed(message, kind="diverged", run_dir=str(run.path)))
     except WorkbenchError as exc:
-        kind = "config" if isinstance(exc, ConfigError) else "error"
+        kind = "config" if isinstance(exc, ConfigError) else "data" if isinstance(exc, DataError) else "error"
         yield _failed(run, TrainingFailed(str(exc), kind=kind, run_dir=str(run.path)))
     except (RuntimeError, MemoryError) as exc:
         if not is_out_of_memory(exc):
@@ -213,11 +217,14 @@ def _train(cfg: TrainConfig, stop: threading.Event, run: RunFolder, resume) -> I
         start_step=position.step,
         dropped_empty=prepared.dropped_empty,
         dropped_duplicates=prepared.dropped_duplicates,
+        merged_labels=prepared.merged_labels,
     )
     run.log(
         f"Training {cfg.model} on {started.device} ({started.precision}): "
         f"{started.n_train}/{started.n_val}/{started.n_test} examples, {started.trainable_params:,} trainable"
     )
+    if prepared.merged_labels:
+        run.log(f"Labels written several ways, merged: {datamod.describe_merges(prepared.merged_labels)}")
     yield started
 
     clock = Throughput(total_steps, already_done=position.step)
@@ -321,6 +328,7 @@ def prepare(cfg: TrainConfig, stop: threading.Event) -> Iterator:
         max_length=max_length,
         dropped_empty=splits.dropped_empty,
         dropped_duplicates=splits.dropped_duplicates,
+        merged_labels=splits.merged_labels,
         model=model,
         device=device,
         precision=pick_precision(cfg.precision, device),
@@ -491,7 +499,7 @@ def metrics_from_probabilities(
     predicted = probs.argmax(-1).tolist()
     wrong = (
         [
-            Misclassified(texts[i], names[t], names[p], round(float(probs[i, p]), 4))
+            Misclassified(texts[i][:MAX_MISCLASSIFIED_CHARS], names[t], names[p], round(float(probs[i, p]), 4))
             for i, (t, p) in enumerate(zip(labels, predicted))
             if t != p
         ]
@@ -505,7 +513,8 @@ def metrics_from_probabilities(
 def classification_metrics(
     true: list[int], predicted: list[int], names: tuple[str, ...], loss: float = math.nan, wrong: tuple = ()
 ) -> TestMetrics:
-    """Accuracy, per-class precision/recall/F1 and the confusion matrix (rows: true labels)."""
+    """Accuracy, per-class precision/recall/F1 and the confusion matrix (rows: true labels; empty
+    for more than ``MAX_CONFUSION_CLASSES`` classes)."""
     k = len(names)
     confusion = [[0] * k for _ in range(k)]
     for t, p in zip(true, predicted):
@@ -530,7 +539,7 @@ def classification_metrics(
         tuple(recall),
         tuple(f1),
         tuple(support),
-        tuple(tuple(row) for row in confusion),
+        tuple(tuple(row) for row in confusion) if k <= MAX_CONFUSION_CLASSES else (),
         wrong,
     )
 
@@ -551,6 +560,7 @@ def adapter_info(cfg: TrainConfig, prepared: Prepared, metrics: TestMetrics | No
         max_length=prepared.max_length,
         pad_token_id=EOT_ID,
         metrics=summary,
+        label_spellings=prepared.merged_labels,
     )
 
 

@@ -40,7 +40,7 @@ class ConfusionMatrixWidget(QTableWidget):
         self.setToolTip("Rows: the true label. Columns: what the model predicted.")
 
     def set_matrix(self, names: tuple[str, ...], confusion: tuple[tuple[int, ...], ...]) -> None:
-        k = len(names)
+        k = len(names) if len(confusion) == len(names) else 0  # not kept for very many classes
         self.setRowCount(k)
         self.setColumnCount(k)
         self.setHorizontalHeaderLabels([f"predicted {n}" for n in names])

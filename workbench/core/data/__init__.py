@@ -6,7 +6,16 @@ re-exports the names the rest of the workbench uses, so callers write ``from .da
 
 from .batches import Batch, count_batches, encode_texts, iterate_batches, pad_batch
 from .sms import SMS_SPAM_FILE, SMS_SPAM_FOLDER, download_sms_spam, load_table, read_sms_spam, sms_spam_path
-from .splits import DatasetSplits, LabeledTexts, make_splits
+from .splits import (
+    DatasetSplits,
+    LabelClasses,
+    LabeledTexts,
+    canonical_labels,
+    clean_label,
+    describe_merges,
+    label_key,
+    make_splits,
+)
 from .tables import SMS_SPAM, Table, read_table, save_table
 
 __all__ = [
@@ -15,12 +24,17 @@ __all__ = [
     "SMS_SPAM_FOLDER",
     "Batch",
     "DatasetSplits",
+    "LabelClasses",
     "LabeledTexts",
     "Table",
+    "canonical_labels",
+    "clean_label",
     "count_batches",
+    "describe_merges",
     "download_sms_spam",
     "encode_texts",
     "iterate_batches",
+    "label_key",
     "load_table",
     "make_splits",
     "pad_batch",

@@ -11,12 +11,16 @@ from __future__ import annotations
 import math
 import random
 import threading
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from ..config import DataConfig
 from ..errors import DataError
 from ..progress import CHECK_EVERY, checked_chunks, raise_if_stopped
+from ..text import printable
 from .tables import _MISSING_LABELS, SMS_SPAM, Table, _is_number
 
 # --------------------------------------------------------------------------- labels and splits
@@ -37,6 +41,94 @@ class DatasetSplits:
     class_counts: dict[str, int]  # per label after dropping empty rows and duplicates, before balancing
     dropped_empty: int  # rows with an empty text, or a missing label ("", NA, NaN, null, #N/A, ...)
     dropped_duplicates: int  # repeats of an earlier (text, label) pair
+    # Classes written several ways in the file ("spam", "Spam", "spam "): class name -> every
+    # spelling it stands for, most frequent first. Empty when every class has one spelling.
+    merged_labels: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- label cleaning
+
+# A label column with more classes than this is not a label column (a classifier over thousands
+# of classes from a CSV is not what the workbench is for, and the per-class metrics grow as k²).
+MAX_CLASSES = 1000
+# ... nor is one where most rows carry a label no other row has (checked from this many rows on,
+# so a tiny file still gets the "too small to split" message that lists its labels).
+MOSTLY_UNIQUE_SHARE = 0.5
+MOSTLY_UNIQUE_MIN_ROWS = 20
+
+
+def clean_label(value: object) -> str | None:
+    """A label cell as a class spelling: surrounding whitespace removed; None for a missing
+    label (empty, or what pandas, R, SQL and Excel write for "no value")."""
+    label = "" if value is None else str(value).strip()
+    return None if label in _MISSING_LABELS else label
+
+
+def label_key(label: str) -> str:
+    """What two spellings of one class share: case does not count ("Spam" = "spam"), and numbers
+    compare by value ("0" = "0.0" = "00", "1e1" = "10"), exactly (Decimal, not float)."""
+    try:
+        number = Decimal(label)
+    except InvalidOperation:
+        return label.casefold()
+    if not number.is_finite():
+        return label.casefold()
+    # str, not format "f": "1e999999" must not become a million zeros
+    return "0" if number.is_zero() else str(number.normalize())
+
+
+@dataclass(frozen=True)
+class LabelClasses:
+    """The classes a label column holds, once spellings of one class are merged."""
+
+    names: list[str]  # sorted: alphabetically, or numerically when every class is a number
+    class_of: dict[str, str]  # every spelling as written in the file -> the name of its class
+    counts: dict[str, int]  # rows per class
+    merged: dict[str, tuple[str, ...]]  # class -> its spellings as written (most frequent first), when several
+
+
+def canonical_labels(values: Iterable[object], stop: threading.Event | None = None) -> LabelClasses:
+    """The one label-cleaning rule, for splitting and for counting classes (the window's too).
+
+    Missing labels are skipped (``clean_label``) and spellings with the same ``label_key`` become
+    one class ("spam", "Spam", "spam "), named by its most frequent spelling without surrounding
+    spaces (ties: the first in sort order), so an adapter's label names are spellings the user wrote.
+    """
+    spellings: Counter[str] = Counter()
+    for part in checked_chunks(list(values), stop, "Reading the labels"):
+        spellings.update("" if value is None else str(value) for value in part)
+    groups: dict[str, list[str]] = {}
+    for part in checked_chunks(sorted(spellings), stop, "Reading the labels"):
+        for spelling in part:
+            label = clean_label(spelling)
+            if label is not None:
+                groups.setdefault(label_key(label), []).append(spelling)
+    class_of: dict[str, str] = {}
+    counts: dict[str, int] = {}
+    merged: dict[str, tuple[str, ...]] = {}
+    for group in groups.values():
+        group.sort(key=lambda spelling: -spellings[spelling])  # stable: ties keep sort order
+        name = group[0].strip()
+        counts[name] = sum(spellings[spelling] for spelling in group)
+        class_of.update(dict.fromkeys(group, name))
+        if len(group) > 1:
+            merged[name] = tuple(group)
+    return LabelClasses(_sorted_labels(set(counts)), class_of, counts, merged)
+
+
+def describe_merges(merged: dict[str, tuple[str, ...]], limit: int = 5) -> str:
+    """ "'spam' (also 'Spam', 'spam '), …" for a log line; labels escaped and cut, at most ``limit``."""
+    shown = [
+        f"{printable(name, 24)!r} (also {', '.join(repr(printable(s, 24)) for s in spellings[1:4])}"
+        + (" …" if len(spellings) > 4 else "")
+        + ")"
+        for name, spellings in list(merged.items())[:limit]
+    ]
+    more = f" and {len(merged) - limit} more" if len(merged) > limit else ""
+    return ", ".join(shown) + more
+
+
+# --------------------------------------------------------------------------- splitting
 
 
 def make_splits(table: Table, cfg: DataConfig, *, stop: threading.Event | None = None) -> DatasetSplits:
@@ -44,8 +136,9 @@ def make_splits(table: Table, cfg: DataConfig, *, stop: threading.Event | None =
 
     Sizes follow the book's ``random_split``: int(n*train), int(n*val), and the rest for test;
     within those totals every class gets its proportional share (stratified), so a small or
-    skewed dataset still has every class in every split. ``stop`` is checked every
-    ``CHECK_EVERY`` rows (a million rows take seconds here).
+    skewed dataset still has every class in every split. Labels are cleaned and merged by
+    ``canonical_labels``; a column that looks like text rather than labels is refused before any
+    work that grows with the number of classes. ``stop`` is checked every ``CHECK_EVERY`` rows.
     """
     what = f"Splitting {_describe(table)}"
     text_column, label_column = _chosen_columns(table, cfg)
@@ -54,12 +147,13 @@ def make_splits(table: Table, cfg: DataConfig, *, stop: threading.Event | None =
     raise_if_stopped(stop, what)
     labels = frame[label_column].fillna("").astype(str).tolist()
 
+    classes = canonical_labels([label for text, label in zip(texts, labels) if text.strip()], stop)
     rows: list[tuple[str, str]] = []
     for part_texts, part_labels in zip(checked_chunks(texts, stop, what), checked_chunks(labels, stop, what)):
         rows.extend(
-            (text, label.strip())
+            (text, classes.class_of[label])
             for text, label in zip(part_texts, part_labels)
-            if text.strip() and label.strip() not in _MISSING_LABELS
+            if label in classes.class_of and text.strip()
         )
     dropped_empty = len(texts) - len(rows)
     drop_duplicates = cfg.drop_duplicates if cfg.drop_duplicates is not None else table.source != SMS_SPAM
@@ -75,6 +169,7 @@ def make_splits(table: Table, cfg: DataConfig, *, stop: threading.Event | None =
     for part in checked_chunks(rows, stop, what):
         for text, label in part:
             by_label.setdefault(label, []).append(text)
+    _refuse_text_as_labels(by_label, len(rows), label_column, table)
     label_names = _sorted_labels(set(by_label))
     if len(label_names) < 2:
         found = f"only the label {_short(label_names[0])!r}" if label_names else "no labels"
@@ -93,7 +188,22 @@ def make_splits(table: Table, cfg: DataConfig, *, stop: threading.Event | None =
         shuffle(rng, items, stop, what)
 
     train, val, test = _stratified_split(by_class, label_names, cfg, rng, table, stop, what)
-    return DatasetSplits(train, val, test, label_names, class_counts, dropped_empty, dropped_duplicates)
+    merged = {name: spellings for name, spellings in classes.merged.items() if name in by_class}
+    return DatasetSplits(train, val, test, label_names, class_counts, dropped_empty, dropped_duplicates, merged)
+
+
+def _refuse_text_as_labels(by_label: dict[str, list[str]], n_rows: int, column: str, table: Table) -> None:
+    """A text column chosen as the label column has a "class" per row or nearly: say so, before
+    the per-class work (splitting, metrics) that grows with the number of classes."""
+    singletons = sum(1 for texts in by_label.values() if len(texts) == 1)
+    mostly_unique = n_rows >= MOSTLY_UNIQUE_MIN_ROWS and singletons > MOSTLY_UNIQUE_SHARE * n_rows
+    if len(by_label) > MAX_CLASSES or mostly_unique:
+        raise DataError(
+            f"Column {printable(column, 40)!r} of {_describe(table)} looks like a text column, not labels: "
+            f"{len(by_label):,} different values in {n_rows:,} rows, {singletons:,} of them on a single row "
+            f"(at most {MAX_CLASSES:,} classes, and most rows sharing their label with others, make a label "
+            "column). Choose the column that holds the class names as the label column."
+        )
 
 
 def shuffle(rng: random.Random, items: list, stop: threading.Event | None, what: str) -> None:
