@@ -65,9 +65,12 @@ class Bound:
     whole: bool = True  # an int (not a bool); else any finite number
     low_open: bool = False  # ``low`` itself is refused (a learning rate of 0 learns nothing)
     high_open: bool = False  # ``high`` itself is refused (dropout 1 drops everything)
+    optional: bool = False  # None is allowed and means "not set" (no step limit, every block, ...)
 
     def problem(self, value: Any) -> str | None:
         """What is wrong with ``value``, or None when it is fine."""
+        if value is None and self.optional:
+            return None
         low = "(" if self.low_open else "["
         high = ")" if self.high_open else "]"
         if self.whole:
@@ -93,7 +96,7 @@ BOUNDS: dict[str, Bound] = {
     "grad_accum": Bound("grad accumulation", 1, 65_536),
     "eval_every": Bound("eval every", 1, 10**9),
     "eval_batches": Bound("eval batches", 1, 10**6),
-    "max_steps": Bound("max steps", 1, 10**12),
+    "max_steps": Bound("max steps", 1, 10**12, optional=True),
     "length_grouping": Bound("length grouping", 0, 10**6),
     "seed": Bound("seed", 0, MAX_SEED),
     # Adam moves every weight by about lr per step; above 1 a step dwarfs GPT-2's weights (~0.1).
@@ -104,9 +107,9 @@ BOUNDS: dict[str, Bound] = {
     # The update is scaled by alpha / rank; papers use alpha from 1 to 2 * rank.
     "alpha": Bound("alpha", 0, 4096, whole=False, low_open=True),
     "dropout": Bound("dropout", 0, 1, whole=False, high_open=True),
-    "top_blocks": Bound("top blocks", 1, 10_000),
-    "max_length": Bound("max length", 2, 1_048_576),
-    "max_rows": Bound("sample rows", 1, 10**12),
+    "top_blocks": Bound("top blocks", 1, 10_000, optional=True),
+    "max_length": Bound("max length", 2, 1_048_576, optional=True),
+    "max_rows": Bound("sample rows", 1, 10**12, optional=True),
     "train_fraction": Bound("train fraction", 0, 1, whole=False, low_open=True, high_open=True),
     "val_fraction": Bound("validation fraction", 0, 1, whole=False, low_open=True, high_open=True),
     # `workbench bench`'s own options
@@ -118,8 +121,8 @@ BOUNDS: dict[str, Bound] = {
 
 
 def bound_problems(owner: Any, names: tuple[str, ...]) -> list[str]:
-    """The ``BOUNDS`` problems of ``owner``'s fields ``names``; None means "not set" and passes."""
-    found = (BOUNDS[name].problem(getattr(owner, name)) for name in names if getattr(owner, name) is not None)
+    """The ``BOUNDS`` problems of ``owner``'s fields ``names``."""
+    found = (BOUNDS[name].problem(getattr(owner, name)) for name in names)
     return [problem for problem in found if problem]
 
 
