@@ -478,14 +478,25 @@ def cmd_classify(args) -> int:
 
 
 def classify_file(classifier, args) -> int:
+    """--input: to --output (written as it goes, in place only at the end), or to stdout."""
+    from .core import events as ev
     from .core.classify import classify_file as classify_into
-    from .core.classify import classify_table
+    from .core.classify import classify_rows
+    from .core.data import table_bytes
+
+    bar = ProgressBar(enabled=sys.stderr.isatty())
+
+    def progress(done, total, message=""):
+        bar.status(ev.Status(message, done, total))
 
     if not args.output:
-        classify_table(classifier, args.input, text_column=args.text_column).to_csv(sys.stdout, index=False)
+        for i, chunk in enumerate(classify_rows(classifier, args.input, text_column=args.text_column)):
+            sys.stdout.write(table_bytes(chunk, Path("stdout.csv"), header=i == 0).decode("utf-8"))
+            sys.stdout.flush()
         return 0
-    rows = classify_into(classifier, args.input, args.output, text_column=args.text_column)
-    print(f"{rows} rows classified; written to {args.output}")
+    rows = classify_into(classifier, args.input, args.output, text_column=args.text_column, progress=progress)
+    bar.clear()
+    print(f"{rows} rows classified; written to {printable(args.output)}")
     return 0
 
 

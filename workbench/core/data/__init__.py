@@ -16,7 +16,7 @@ from .splits import (
     label_key,
     make_splits,
 )
-from .tables import SMS_SPAM, Table, read_table, save_table
+from .tables import SMS_SPAM, Table, TableStream, read_table, save_table, stream_table, table_bytes
 
 __all__ = [
     "SMS_SPAM",
@@ -27,6 +27,7 @@ __all__ = [
     "LabelClasses",
     "LabeledTexts",
     "Table",
+    "TableStream",
     "canonical_labels",
     "clean_label",
     "count_batches",
@@ -42,4 +43,6 @@ __all__ = [
     "read_table",
     "save_table",
     "sms_spam_path",
+    "stream_table",
+    "table_bytes",
 ]
