@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except WorkbenchError as exc:
-        print(f"workbench: error: {exc}", file=sys.stderr)
+        print(f"workbench: error: {printable(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("workbench: interrupted", file=sys.stderr)
@@ -337,9 +337,9 @@ def cmd_train(args) -> int:
             elif isinstance(event, ev.RunStarted):
                 bar.clear()
                 print(
-                    f"Training {cfg.model} on {event.device} ({event.precision}): {event.n_train} train / "
+                    f"Training {printable(cfg.model)} on {event.device} ({event.precision}): {event.n_train} train / "
                     f"{event.n_val} val / {event.n_test} test, {event.trainable_params:,} trainable of "
-                    f"{event.total_params:,} parameters; run folder {event.run_dir}",
+                    f"{event.total_params:,} parameters; run folder {printable(event.run_dir)}",
                     flush=True,
                 )
                 if event.truncated:
@@ -365,7 +365,7 @@ def cmd_train(args) -> int:
             elif isinstance(event, ev.TrainingFailed):
                 bar.clear()
                 prefix = "workbench: " if event.kind == "cancelled" else "workbench: error: "
-                print(prefix + event.message, file=sys.stderr)
+                print(prefix + printable(event.message), file=sys.stderr)
                 return {"config": EXIT_USAGE, "data": EXIT_USAGE, "cancelled": EXIT_INTERRUPTED}.get(
                     event.kind, EXIT_FAILED
                 )
@@ -386,7 +386,7 @@ def format_evaluation(e) -> str:
 def format_finished(e, out: Path) -> str:
     lines = [
         ("Stopped" if e.stopped else "Finished") + f" after {e.step} steps in {e.elapsed_s:.1f} s; "
-        f"adapter saved to {out} ({out.stat().st_size / 1e6:.1f} MB)"
+        f"adapter saved to {printable(out)} ({out.stat().st_size / 1e6:.1f} MB)"
     ]
     if e.metrics:
         lines.append(format_metrics(e.metrics))
@@ -430,7 +430,7 @@ class ProgressBar:
 
     def _show(self, text: str) -> None:
         if self.enabled:
-            sys.stderr.write("\r" + text[:120].ljust(120))
+            sys.stderr.write("\r" + printable(text, 120).ljust(120))
             sys.stderr.flush()
             self.shown = True
 
@@ -473,7 +473,7 @@ def cmd_classify(args) -> int:
         if args.json:
             print_json({"text": text, "label": p.label, "probability": p.probability, "probabilities": p.probabilities})
         else:
-            print(f"{p.label}\t{p.probability:.4f}")
+            print(f"{printable(p.label)}\t{p.probability:.4f}")  # a tab or newline in a label cannot forge a row
     return 0
 
 
@@ -544,7 +544,7 @@ def cmd_download(args) -> int:
     else:
         path = hub.resolve_checkpoint(args.name, progress=progress)
     bar.clear()
-    print(f"{args.name} is at {path}")
+    print(f"{args.name} is at {printable(path)}")
     return 0
 
 
@@ -558,18 +558,21 @@ def cmd_info(args) -> int:
         print_json({**asdict(info), "tensors": len(tensors), "parameters": sum(t.numel() for t in tensors.values())})
         return 0
     c = info.model_config
-    print(f"adapter      {args.adapter} ({Path(args.adapter).stat().st_size / 1e6:.1f} MB)")
-    print(f"base model   {info.base_model} ({c.n_layer} layers, {c.n_embd} wide)")
+    print(f"adapter      {printable(args.adapter)} ({Path(args.adapter).stat().st_size / 1e6:.1f} MB)")
+    print(f"base model   {printable(info.base_model)} ({c.n_layer} layers, {c.n_embd} wide)")
     print(
         f"LoRA         rank {info.lora.rank}, alpha {info.lora.alpha:g}, targets {' '.join(info.lora.targets)}"
         + (f", top {info.lora.top_blocks} blocks" if info.lora.top_blocks else "")
     )
-    print(f"labels       {', '.join(info.label_names)}")
+    print(f"labels       {', '.join(printable(name) for name in info.label_names)}")
     print(f"max length   {info.max_length} tokens")
     print(f"parameters   {sum(t.numel() for t in tensors.values()):,}")
     if info.metrics:
         print(f"metrics      {json.dumps(_finite(info.metrics), allow_nan=False)}")
-    print(f"created      {info.created} (workbench {info.package_version}, format {info.format_version})")
+    print(
+        f"created      {printable(info.created)} (workbench {printable(info.package_version)}, "
+        f"format {info.format_version})"
+    )
     return 0
 
 
@@ -577,7 +580,7 @@ def cmd_export_peft(args) -> int:
     from .core.peft_io import export_peft
 
     folder = export_peft(args.adapter, args.out)
-    print(f"PEFT adapter written to {folder}")
+    print(f"PEFT adapter written to {printable(folder)}")
     return 0
 
 
@@ -585,7 +588,7 @@ def cmd_import_peft(args) -> int:
     from .core.peft_io import import_peft
 
     path = import_peft(args.folder, args.out, model=args.model, labels=args.labels, max_length=args.max_length)
-    print(f"adapter written to {path}")
+    print(f"adapter written to {printable(path)}")
     return 0
 
 
@@ -616,7 +619,7 @@ def cmd_runs(args) -> int:
         print("no runs yet")
     for r in rows if not args.json else []:
         acc = f"{r['test_accuracy']:.2%}" if r["test_accuracy"] is not None else "-"
-        print(f"{r['run']:<50} {r['state']:<18} {acc}")
+        print(f"{printable(r['run']):<50} {r['state']:<18} {acc}")
     return 0
 
 
