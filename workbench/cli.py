@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import signal
 import sys
 import threading
@@ -45,12 +46,53 @@ def main(argv: list[str] | None = None) -> int:
         return run_app(sys.argv[:1])
     try:
         return args.handler(args)
-    except WorkbenchError as exc:
-        print(f"workbench: error: {printable(exc)}", file=sys.stderr)
-        return EXIT_USAGE
     except KeyboardInterrupt:
         print("workbench: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `workbench classify ... | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
+    except Exception as exc:
+        code = exit_code(exc)
+        if code is None:
+            raise  # a bug: its traceback is what a report needs
+        print(f"workbench: error: {one_line_message(exc)}", file=sys.stderr)
+        return code
+
+
+def exit_code(exc: BaseException) -> int | None:
+    """The exit status for an error every verb may meet, or None for a bug. README's contract:
+    2 for a user's mistake (settings, data, model or adapter files), 1 for a run or write that
+    failed (full disk, network, out of memory), 130 for a stop; never a traceback for these."""
+    from .core.errors import Cancelled, DownloadError, OutputError
+
+    if isinstance(exc, Cancelled):
+        return EXIT_INTERRUPTED
+    if isinstance(exc, (DownloadError, OutputError)):
+        return EXIT_FAILED
+    if isinstance(exc, WorkbenchError):
+        return EXIT_USAGE
+    if isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and _is_out_of_memory(exc)):
+        return EXIT_FAILED
+    if isinstance(exc, OSError):  # the file system or the OS refused: name the file and the reason
+        return EXIT_FAILED
+    return None
+
+
+def one_line_message(exc: BaseException) -> str:
+    if isinstance(exc, WorkbenchError):
+        return printable(exc)
+    if isinstance(exc, (MemoryError, RuntimeError)):
+        return "out of memory. Try a smaller batch size, a shorter max length, a lower rank or a smaller model."
+    assert isinstance(exc, OSError)
+    where = f"{printable(exc.filename, 200)}: " if exc.filename else ""
+    return f"{where}{printable(exc.strerror or exc, 200)}"
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    from .core.device import is_out_of_memory
+
+    return is_out_of_memory(exc)
 
 
 def print_json(value) -> None:
@@ -366,7 +408,7 @@ def cmd_train(args) -> int:
                 bar.clear()
                 prefix = "workbench: " if event.kind == "cancelled" else "workbench: error: "
                 print(prefix + printable(event.message), file=sys.stderr)
-                return {"config": EXIT_USAGE, "data": EXIT_USAGE, "cancelled": EXIT_INTERRUPTED}.get(
+                return {"config": EXIT_USAGE, "input": EXIT_USAGE, "cancelled": EXIT_INTERRUPTED}.get(
                     event.kind, EXIT_FAILED
                 )
     finally:

@@ -25,6 +25,7 @@ from .model import GPT2Classifier
 FORMAT_VERSION = 1
 METADATA_KEY = "lora_workbench"
 PICKLE_SUFFIXES = {".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle"}
+ADAPTER_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
 
 @dataclass(frozen=True)
@@ -197,7 +198,9 @@ def check_adapter_tensors(tensors: dict[str, torch.Tensor], expected: dict[str, 
         tensor = tensors[name]
         if tuple(tensor.shape) != tuple(shape):
             raise AdapterError(f"{context}: {name} has shape {tuple(tensor.shape)}, expected {tuple(shape)}")
-        if not tensor.is_floating_point() or not torch.isfinite(tensor).all():
+        if tensor.dtype not in ADAPTER_DTYPES:  # float8 and the like: torch cannot even check them
+            raise AdapterError(f"{context}: {name} is stored as {tensor.dtype}; adapters hold F32, F16 or BF16")
+        if not torch.isfinite(tensor).all():
             raise AdapterError(f"{context}: {name} holds NaN, infinite or non-float values")
 
 

@@ -115,7 +115,8 @@ class TrainingFinished:
 @dataclass(frozen=True)
 class TrainingFailed:
     message: str  # for a person: what went wrong and what to try
-    # "error", "oom" (out of memory), "config" (settings), "data" (the dataset), "cancelled", "diverged" (NaN loss)
+    # "error" (a download or write failed), "oom" (out of memory), "config" (settings), "input" (the dataset,
+    # model or adapter files), "cancelled" (stopped before the first step), "diverged" (NaN loss)
     kind: str = "error"
     retry_batch_size: int | None = None  # for "oom": a batch size that may fit
     run_dir: str = ""

@@ -25,7 +25,16 @@ from .adapters import AdapterInfo, save_adapter
 from .classify import predict_probabilities
 from .config import TrainConfig, resume_problems
 from .device import autocast, describe, is_out_of_memory, pick_device, pick_precision
-from .errors import Cancelled, ConfigError, DataError, Diverged, NotFinite, WorkbenchError
+from .errors import (
+    AdapterError,
+    Cancelled,
+    CheckpointError,
+    ConfigError,
+    DataError,
+    Diverged,
+    NotFinite,
+    WorkbenchError,
+)
 from .events import (
     EpochEnded,
     Evaluated,
@@ -111,7 +120,7 @@ def train(
         message = str(exc) if isinstance(exc, Diverged) else f"Training diverged: {exc} Lower the learning rate."
         yield _failed(run, TrainingFailed(message, kind="diverged", run_dir=str(run.path)))
     except WorkbenchError as exc:
-        kind = "config" if isinstance(exc, ConfigError) else "data" if isinstance(exc, DataError) else "error"
+        kind = failure_kind(exc)
         yield _failed(run, TrainingFailed(str(exc), kind=kind, run_dir=str(run.path)))
     except (RuntimeError, MemoryError) as exc:
         if not is_out_of_memory(exc):
@@ -127,6 +136,16 @@ def train(
                 run_dir=str(run.path),
             ),
         )
+
+
+def failure_kind(exc: WorkbenchError) -> str:
+    """TrainingFailed.kind for an error: "config" (the settings), "input" (the dataset, model or
+    adapter files: the user's to fix, like settings) or "error" (a download or a write failed)."""
+    if isinstance(exc, ConfigError):
+        return "config"
+    if isinstance(exc, (DataError, CheckpointError, AdapterError)):
+        return "input"
+    return "error"
 
 
 def _run_folder_for(cfg: TrainConfig, resume: str | Path | None) -> RunFolder:
