@@ -164,12 +164,17 @@ def make_splits(table: Table, cfg: DataConfig, *, stop: threading.Event | None =
             unique.update(dict.fromkeys(part))  # keeps the first of each (text, label), in order
         dropped_duplicates = len(rows) - len(unique)
         rows = list(unique)
+        del unique
 
     by_label: dict[str, list[str]] = {}
     for part in checked_chunks(rows, stop, what):
         for text, label in part:
             by_label.setdefault(label, []).append(text)
-    _refuse_text_as_labels(by_label, len(rows), label_column, table)
+    n_rows = len(rows)
+    # Freed here, between two stop checks, rather than all at once on return (a million rows'
+    # tuples take a moment to free, and so does everything else left for the end).
+    del rows, texts, labels
+    _refuse_text_as_labels(by_label, n_rows, label_column, table)
     label_names = _sorted_labels(set(by_label))
     if len(label_names) < 2:
         found = f"only the label {_short(label_names[0])!r}" if label_names else "no labels"
@@ -333,13 +338,16 @@ def _stratified_split(
             for chunk in checked_chunks(part, stop, what):
                 split.extend((text, class_id) for text in chunk)
     result = []
-    for split in splits:
+    while splits:
+        split = splits.pop(0)
         shuffle(rng, split, stop, what)  # mix the classes
         texts: list[str] = []
         labels: list[int] = []
         for chunk in checked_chunks(split, stop, what):
             texts.extend(text for text, _ in chunk)
             labels.extend(label for _, label in chunk)
+        del split, chunk  # the pairs, freed now rather than all at once on return
+        raise_if_stopped(stop, what)
         result.append(LabeledTexts(texts, labels))
     return result[0], result[1], result[2]
 
