@@ -315,7 +315,7 @@ def test_out_of_memory_offers_a_retry_at_half_the_batch(qtbot, window, dialogs, 
     qtbot.waitUntil(lambda: len(configs) == 2 and not window.is_training(), timeout=60_000)
     assert shown(dialogs) == [
         "Out of memory: Out of memory with batch size 8. Try a smaller batch (e.g. 4 with gradient accumulation 2, "
-        "the same effective batch), a smaller max length, or a smaller model.\n\n"
+        "the same effective batch), a smaller max length, a lower LoRA rank (now 4), or a smaller model.\n\n"
         "Retry with batch size 4 and gradient accumulation ×2 (2)? The effective batch stays the same."
     ]
     first, retry = configs

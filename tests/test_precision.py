@@ -123,8 +123,8 @@ def test_training_says_why_it_chose(monkeypatch, tiny_checkpoint, tmp_path):
 
 
 def test_bench_says_why_it_chose(monkeypatch, tiny_checkpoint, capsys):
-    from workbench.cli import main
     from workbench.bench import machine
+    from workbench.cli import main
 
     real = machine.matmul_gflops
     monkeypatch.setattr(machine, "matmul_gflops", lambda device, dtype=None, n=0, repeats=3: real(device, n=64))

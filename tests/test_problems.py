@@ -61,7 +61,9 @@ def test_a_path_that_mentions_a_setting_stays_the_datasets_problem():
 def test_config_error_is_one_readable_message():
     with pytest.raises(ConfigError) as error:
         TrainConfig(lora=LoRAConfig(rank=0, alpha=0)).check()
-    assert str(error.value) == "Invalid settings: rank must be a whole number ≥ 1; alpha must be greater than 0"
+    assert str(error.value) == (
+        "Invalid settings: rank must be a whole number from 1 to 1,600; alpha must be a number in (0, 4096]"
+    )
 
 
 def test_a_problem_is_a_value():
@@ -76,7 +78,7 @@ def test_a_problem_is_a_value():
 
 
 def test_callers_that_join_problems_as_text_still_get_one_message():
-    from workbench.core.bench import BenchConfig
+    from workbench.bench import BenchConfig
 
     with pytest.raises(ConfigError, match="Invalid benchmark settings: rank must be a whole number"):
         BenchConfig(lora=LoRAConfig(rank=0)).check()

@@ -119,13 +119,13 @@ def _train_recording_test_rows(tiny_checkpoint, data, seed, monkeypatch):
     from workbench.core import training
 
     seen = {}
-    real = training.test_metrics
+    real = training.score_split
 
-    def recording(model, prepared, batch_size):
-        seen["texts"], seen["labels"] = list(prepared.test.texts), list(prepared.test.labels)
-        return real(model, prepared, batch_size)
+    def recording(model, split, *args, **kwargs):
+        seen["texts"], seen["labels"] = list(split.texts), list(split.labels)
+        return real(model, split, *args, **kwargs)
 
-    monkeypatch.setattr(training, "test_metrics", recording)
+    monkeypatch.setattr(training, "score_split", recording)
     cfg = tiny_config(tiny_checkpoint, data, epochs=2, seed=seed)
     cfg = cfg.with_changes(data=DataConfig(source=str(data)))
     finished = list(train(cfg))[-1]

@@ -8,23 +8,40 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import signal
 import sys
 import threading
 from pathlib import Path
 
 from . import __version__
-from .core.config import ALL_TARGETS, DEVICES, MODEL_REPOS, PRECISIONS, SMS_SPAM, DataConfig, LoRAConfig, TrainConfig
+from .core.config import (
+    ALL_TARGETS,
+    BOUNDS,
+    DEVICES,
+    MODEL_REPOS,
+    PRECISIONS,
+    SMS_SPAM,
+    DataConfig,
+    LoRAConfig,
+    TrainConfig,
+)
 from .core.errors import WorkbenchError
 from .core.progress import format_duration
+from .core.text import printable
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a Ctrl+C'd command
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error already printed as one line
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     if args.command is None:
         from .gui.qt_platform import window_problem  # asks before Qt, which would abort (exit 134)
 
@@ -37,16 +54,102 @@ def main(argv: list[str] | None = None) -> int:
         return run_app(sys.argv[:1])
     try:
         return args.handler(args)
-    except WorkbenchError as exc:
-        print(f"workbench: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
     except KeyboardInterrupt:
         print("workbench: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `workbench classify ... | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
+    except Exception as exc:
+        code = exit_code(exc)
+        if code is None:
+            raise  # a bug: its traceback is what a report needs
+        print(f"workbench: error: {one_line_message(exc)}", file=sys.stderr)
+        return code
+
+
+def exit_code(exc: BaseException) -> int | None:
+    """The exit status for an error every verb may meet, or None for a bug. README's contract:
+    2 for a user's mistake (settings, data, model or adapter files), 1 for a run or write that
+    failed (full disk, network, out of memory), 130 for a stop; never a traceback for these."""
+    from .core.errors import Cancelled, DownloadError, OutputError
+
+    if isinstance(exc, Cancelled):
+        return EXIT_INTERRUPTED
+    if isinstance(exc, (DownloadError, OutputError)):
+        return EXIT_FAILED
+    if isinstance(exc, WorkbenchError):
+        return EXIT_USAGE
+    if isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and _is_out_of_memory(exc)):
+        return EXIT_FAILED
+    if isinstance(exc, OSError):  # the file system or the OS refused: name the file and the reason
+        return EXIT_FAILED
+    return None
+
+
+def one_line_message(exc: BaseException) -> str:
+    if isinstance(exc, WorkbenchError):
+        return printable(exc)
+    if isinstance(exc, (MemoryError, RuntimeError)):
+        return "out of memory. Try a smaller batch size, a shorter max length, a lower rank or a smaller model."
+    assert isinstance(exc, OSError)
+    where = f"{printable(exc.filename, 200)}: " if exc.filename else ""
+    return f"{where}{printable(exc.strerror or exc, 200)}"
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    from .core.device import is_out_of_memory
+
+    return is_out_of_memory(exc)
+
+
+def print_json(value) -> None:
+    """One JSON document on stdout. NaN and infinity are not JSON (strict parsers reject Python's
+    ``NaN``), so a non-finite number anywhere, say from a damaged file's metadata, prints as null."""
+    print(json.dumps(_finite(value), allow_nan=False))
+
+
+def _finite(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with the workbench's error contract: one line on stderr, exit status 2 (argparse
+    itself prints the whole usage first)."""
+
+    def error(self, message: str):
+        hint = f" (see {self.prog} --help)"
+        self.exit(EXIT_USAGE, f"workbench: error: {printable(message)}{hint}\n")
+
+
+def bounded(name: str):
+    """An argparse type for the numeric setting ``name``: parsed, then checked by the same
+    ``BOUNDS`` entry that validates the settings of a run, whichever verb takes it."""
+    bound = BOUNDS[name]
+
+    def convert(text: str):
+        try:
+            value = int(text) if bound.whole else float(text)
+        except ValueError:
+            kind = "a whole number" if bound.whole else "a number"
+            raise argparse.ArgumentTypeError(f"{bound.label} must be {kind}, not {printable(text, 40)!r}") from None
+        problem = bound.problem(value)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return value
+
+    convert.__name__ = bound.label
+    return convert
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="workbench", description="Fine-tune GPT-2 with LoRA as a text classifier. No command opens the window."
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -55,9 +158,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train an adapter")
     add_model_arg(p)
     add_data_args(p)
-    p.add_argument("--rank", type=int, default=16, help="LoRA rank r (default 16)")
-    p.add_argument("--alpha", type=float, default=16.0, help="LoRA alpha; update scaled by alpha/r (default 16)")
-    p.add_argument("--dropout", type=float, default=0.0, help="dropout on the LoRA input (default 0)")
+    p.add_argument("--rank", type=bounded("rank"), default=16, help="LoRA rank r (default 16)")
+    p.add_argument(
+        "--alpha", type=bounded("alpha"), default=16.0, help="LoRA alpha; update scaled by alpha/r (default 16)"
+    )
+    p.add_argument("--dropout", type=bounded("dropout"), default=0.0, help="dropout on the LoRA input (default 0)")
     p.add_argument(
         "--targets",
         nargs="+",
@@ -66,23 +171,25 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="T",
         help=f"layers to adapt: {' '.join(ALL_TARGETS)} (default all)",
     )
-    p.add_argument("--top-blocks", type=int, default=None, help="adapt only the last N blocks (default all)")
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimiser step")
-    p.add_argument("--lr", type=float, default=5e-5, help="AdamW learning rate (default 5e-5)")
-    p.add_argument("--weight-decay", type=float, default=0.1)
-    p.add_argument("--eval-every", type=int, default=50, help="steps between quick evaluations")
-    p.add_argument("--eval-batches", type=int, default=5, help="batches per quick evaluation")
-    p.add_argument("--max-steps", type=int, default=None, help="stop after N optimiser steps")
+    p.add_argument(
+        "--top-blocks", type=bounded("top_blocks"), default=None, help="adapt only the last N blocks (default all)"
+    )
+    p.add_argument("--epochs", type=bounded("epochs"), default=5)
+    p.add_argument("--batch-size", type=bounded("batch_size"), default=8)
+    p.add_argument("--grad-accum", type=bounded("grad_accum"), default=1, help="micro-batches per optimiser step")
+    p.add_argument("--lr", type=bounded("lr"), default=5e-5, help="AdamW learning rate (default 5e-5)")
+    p.add_argument("--weight-decay", type=bounded("weight_decay"), default=0.1)
+    p.add_argument("--eval-every", type=bounded("eval_every"), default=50, help="steps between quick evaluations")
+    p.add_argument("--eval-batches", type=bounded("eval_batches"), default=5, help="batches per quick evaluation")
+    p.add_argument("--max-steps", type=bounded("max_steps"), default=None, help="stop after N optimiser steps")
     p.add_argument(
         "--length-grouping",
-        type=int,
+        type=bounded("length_grouping"),
         default=50,
         help="sort by length within chunks of N batches to cut padding (0: off)",
     )
     add_device_args(p)
-    p.add_argument("--seed", type=int, default=123)
+    p.add_argument("--seed", type=bounded("seed"), default=123)
     p.add_argument("--resume", metavar="CHECKPOINT", help="continue from a run's checkpoint.safetensors")
     p.add_argument("--out", required=True, metavar="ADAPTER.safetensors", help="where to save the adapter")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -110,14 +217,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="sms-spam", help="sms-spam or a CSV/TSV path (default sms-spam)")
     p.add_argument("--text-column", help="column holding the texts (default: the run's, else detected)")
     p.add_argument("--label-column", help="column holding the labels (default: the run's, else detected)")
-    p.add_argument("--max-rows", type=int, default=None, help="read only the first N rows (default: as trained)")
+    p.add_argument(
+        "--max-rows", type=bounded("max_rows"), default=None, help="read only the first N rows (default: as trained)"
+    )
     p.add_argument(
         "--split",
         choices=("test", "val", "train", "all"),
         default=None,
         help="which of the run's rows to score (default: test on the training file, all on another file)",
     )
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=bounded("batch_size"), default=32)
     p.add_argument("--json", action="store_true")
     add_device_args(p)
     p.set_defaults(handler=cmd_eval)
@@ -140,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folder")
     p.add_argument("--model", default=None, help="base model (default: from adapter_config.json)")
     p.add_argument("--labels", nargs="+", help="label names, in class order (default: 0, 1, …)")
-    p.add_argument("--max-length", type=int, default=None)
+    p.add_argument("--max-length", type=bounded("max_length"), default=None)
     p.add_argument("--out", required=True, metavar="ADAPTER.safetensors")
     p.set_defaults(handler=cmd_import_peft)
 
@@ -172,15 +281,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="GPT-2 tokenizer folder for token lengths "
         "(vocab.json + merges.txt or gpt2.tiktoken; default: the checkpoint's)",
     )
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--steps", type=int, default=20, help="timed training steps (default 20)")
-    p.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
-    p.add_argument("--length-grouping", type=int, default=50, help="as for train (0: random-length batches)")
-    p.add_argument("--rank", type=int, default=16)
-    p.add_argument("--alpha", type=float, default=16.0)
+    p.add_argument("--batch-size", type=bounded("batch_size"), default=8)
+    p.add_argument("--steps", type=bounded("steps"), default=20, help="timed training steps (default 20)")
+    p.add_argument("--warmup", type=bounded("warmup"), default=3, help="untimed steps first (default 3)")
+    p.add_argument(
+        "--length-grouping", type=bounded("length_grouping"), default=50, help="as for train (0: random-length batches)"
+    )
+    p.add_argument("--rank", type=bounded("rank"), default=16)
+    p.add_argument("--alpha", type=bounded("alpha"), default=16.0)
     p.add_argument("--targets", nargs="+", default=list(ALL_TARGETS), choices=ALL_TARGETS, metavar="T")
-    p.add_argument("--top-blocks", type=int, default=None)
-    p.add_argument("--classify-runs", type=int, default=30, help="single-message runs timed (default 30)")
+    p.add_argument("--top-blocks", type=bounded("top_blocks"), default=None)
+    p.add_argument(
+        "--classify-runs", type=bounded("classify_runs"), default=30, help="single-message runs timed (default 30)"
+    )
     add_device_args(p)
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     p.add_argument(
@@ -190,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--bf16-steps",
-        type=int,
+        type=bounded("bf16_steps"),
         default=None,
         help="timed steps per bf16 variant in --compare (default 2 when bf16 is chosen, else 0)",
     )
@@ -212,8 +325,12 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
         default=True,
         help="undersample to the smallest class (default on, the book's recipe)",
     )
-    p.add_argument("--max-length", type=int, default=None, help="tokens per text (default: the model's context)")
-    p.add_argument("--max-rows", type=int, default=None, help="read only the first N rows of a large file")
+    p.add_argument(
+        "--max-length", type=bounded("max_length"), default=None, help="tokens per text (default: the model's context)"
+    )
+    p.add_argument(
+        "--max-rows", type=bounded("max_rows"), default=None, help="read only the first N rows of a large file"
+    )
 
 
 def add_device_args(p: argparse.ArgumentParser) -> None:
@@ -224,6 +341,12 @@ def add_device_args(p: argparse.ArgumentParser) -> None:
         choices=PRECISIONS,
         help="auto: whichever ran faster when measured on this device (once, then cached)",
     )
+
+
+def describe_merges(merged) -> str:
+    from .core.data import describe_merges as describe
+
+    return describe(merged)
 
 
 def data_config(args) -> DataConfig:
@@ -281,9 +404,9 @@ def cmd_train(args) -> int:
             elif isinstance(event, ev.RunStarted):
                 bar.clear()
                 print(
-                    f"Training {cfg.model} on {event.device} ({event.precision}): {event.n_train} train / "
+                    f"Training {printable(cfg.model)} on {event.device} ({event.precision}): {event.n_train} train / "
                     f"{event.n_val} val / {event.n_test} test, {event.trainable_params:,} trainable of "
-                    f"{event.total_params:,} parameters; run folder {event.run_dir}",
+                    f"{event.total_params:,} parameters; run folder {printable(event.run_dir)}",
                     flush=True,
                 )
                 if cfg.precision == "auto" and event.precision_reason:
@@ -296,6 +419,8 @@ def cmd_train(args) -> int:
                         f"{event.dropped_duplicates} duplicate rows",
                         flush=True,
                     )
+                if event.merged_labels:
+                    print(f"labels written several ways, merged: {describe_merges(event.merged_labels)}", flush=True)
             elif isinstance(event, ev.StepDone):
                 bar.step(event)
             elif isinstance(event, ev.Evaluated):
@@ -305,11 +430,14 @@ def cmd_train(args) -> int:
                 bar.clear()
                 copy_adapter(event.adapter_path, out)
                 print(format_finished(event, out), flush=True)
-                return 0
+                return EXIT_INTERRUPTED if event.stopped else 0
             elif isinstance(event, ev.TrainingFailed):
                 bar.clear()
-                print(f"workbench: error: {event.message}", file=sys.stderr)
-                return EXIT_USAGE if event.kind == "config" else EXIT_FAILED
+                prefix = "workbench: " if event.kind == "cancelled" else "workbench: error: "
+                print(prefix + printable(event.message), file=sys.stderr)
+                return {"config": EXIT_USAGE, "input": EXIT_USAGE, "cancelled": EXIT_INTERRUPTED}.get(
+                    event.kind, EXIT_FAILED
+                )
     finally:
         signal.signal(signal.SIGINT, previous)
     return EXIT_FAILED
@@ -327,25 +455,37 @@ def format_evaluation(e) -> str:
 def format_finished(e, out: Path) -> str:
     lines = [
         ("Stopped" if e.stopped else "Finished") + f" after {e.step} steps in {e.elapsed_s:.1f} s; "
-        f"adapter saved to {out} ({out.stat().st_size / 1e6:.1f} MB)"
+        f"adapter saved to {printable(out)} ({out.stat().st_size / 1e6:.1f} MB)"
     ]
     if e.metrics:
         lines.append(format_metrics(e.metrics))
     return "\n".join(lines)
 
 
+MAX_PRINTED_CLASSES = 20  # per-class rows printed (the largest classes); --json has them all
+
+
 def format_metrics(m) -> str:
-    width = max(len(n) for n in m.label_names)
+    """Accuracy, a row per class (the largest ``MAX_PRINTED_CLASSES``) and, for few classes, the
+    confusion matrix; label names escaped and cut, so a file cannot forge or flood the output."""
+    names = [printable(name, 40) for name in m.label_names]
+    shown = sorted(range(len(names)), key=lambda i: (-m.support[i], i))[:MAX_PRINTED_CLASSES]
+    width = max(len("label"), *(len(names[i]) for i in shown))
     lines = [
         f"Test accuracy {m.accuracy:.2%} (loss {m.loss:.3f}, {sum(m.support)} examples)",
         f"{'label':<{width}}  precision  recall     f1  support",
     ]
-    for i, name in enumerate(m.label_names):
-        lines.append(f"{name:<{width}}  {m.precision[i]:9.3f}  {m.recall[i]:6.3f}  {m.f1[i]:5.3f}  {m.support[i]:7d}")
-    lines.append(
-        "confusion (rows: true, columns: predicted): "
-        + "; ".join(f"{name}: {list(row)}" for name, row in zip(m.label_names, m.confusion))
-    )
+    for i in sorted(shown):
+        lines.append(
+            f"{names[i]:<{width}}  {m.precision[i]:9.3f}  {m.recall[i]:6.3f}  {m.f1[i]:5.3f}  {m.support[i]:7d}"
+        )
+    if len(names) > len(shown):
+        lines.append(f"… and {len(names) - len(shown)} more classes (--json lists every class)")
+    if m.confusion and len(names) <= MAX_PRINTED_CLASSES:
+        lines.append(
+            "confusion (rows: true, columns: predicted): "
+            + "; ".join(f"{name}: {list(row)}" for name, row in zip(names, m.confusion))
+        )
     return "\n".join(lines)
 
 
@@ -359,7 +499,7 @@ class ProgressBar:
 
     def _show(self, text: str) -> None:
         if self.enabled:
-            sys.stderr.write("\r" + text[:120].ljust(120))
+            sys.stderr.write("\r" + printable(text, 120).ljust(120))
             sys.stderr.flush()
             self.shown = True
 
@@ -395,25 +535,32 @@ def cmd_classify(args) -> int:
     texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
     for text, p in zip(texts, classifier.predict(texts)):
         if args.json:
-            print(
-                json.dumps(
-                    {"text": text, "label": p.label, "probability": p.probability, "probabilities": p.probabilities}
-                )
-            )
+            print_json({"text": text, "label": p.label, "probability": p.probability, "probabilities": p.probabilities})
         else:
-            print(f"{p.label}\t{p.probability:.4f}")
+            print(f"{printable(p.label)}\t{p.probability:.4f}")  # a tab or newline in a label cannot forge a row
     return 0
 
 
 def classify_file(classifier, args) -> int:
+    """--input: to --output (written as it goes, in place only at the end), or to stdout."""
+    from .core import events as ev
     from .core.classify import classify_file as classify_into
-    from .core.classify import classify_table
+    from .core.classify import classify_rows
+    from .core.data import table_bytes
+
+    bar = ProgressBar(enabled=sys.stderr.isatty())
+
+    def progress(done, total, message=""):
+        bar.status(ev.Status(message, done, total))
 
     if not args.output:
-        classify_table(classifier, args.input, text_column=args.text_column).to_csv(sys.stdout, index=False)
+        for i, chunk in enumerate(classify_rows(classifier, args.input, text_column=args.text_column)):
+            sys.stdout.write(table_bytes(chunk, Path("stdout.csv"), header=i == 0).decode("utf-8"))
+            sys.stdout.flush()
         return 0
-    rows = classify_into(classifier, args.input, args.output, text_column=args.text_column)
-    print(f"{rows} rows classified; written to {args.output}")
+    rows = classify_into(classifier, args.input, args.output, text_column=args.text_column, progress=progress)
+    bar.clear()
+    print(f"{rows} rows classified; written to {printable(args.output)}")
     return 0
 
 
@@ -434,11 +581,7 @@ def cmd_eval(args) -> int:
         batch_size=args.batch_size,
     )
     if args.json:
-        print(
-            json.dumps(
-                {"split": result.split, "rows": result.rows, "scored": result.description, **asdict(result.metrics)}
-            )
-        )
+        print_json({"split": result.split, "rows": result.rows, "scored": result.description, **asdict(result.metrics)})
     else:
         print(f"Scored {result.description}")
         print(format_metrics(result.metrics))
@@ -463,7 +606,7 @@ def cmd_download(args) -> int:
     else:
         path = hub.resolve_checkpoint(args.name, progress=progress)
     bar.clear()
-    print(f"{args.name} is at {path}")
+    print(f"{args.name} is at {printable(path)}")
     return 0
 
 
@@ -474,27 +617,26 @@ def cmd_info(args) -> int:
 
     tensors, info = read_adapter(args.adapter)
     if args.json:
-        print(
-            json.dumps(
-                {**asdict(info), "tensors": len(tensors), "parameters": sum(t.numel() for t in tensors.values())}
-            )
-        )
+        print_json({**asdict(info), "tensors": len(tensors), "parameters": sum(t.numel() for t in tensors.values())})
         return 0
     c = info.model_config
-    print(f"adapter      {args.adapter} ({Path(args.adapter).stat().st_size / 1e6:.1f} MB)")
-    print(f"base model   {info.base_model} ({c.n_layer} layers, {c.n_embd} wide)")
+    print(f"adapter      {printable(args.adapter)} ({Path(args.adapter).stat().st_size / 1e6:.1f} MB)")
+    print(f"base model   {printable(info.base_model)} ({c.n_layer} layers, {c.n_embd} wide)")
     print(
         f"LoRA         rank {info.lora.rank}, alpha {info.lora.alpha:g}, targets {' '.join(info.lora.targets)}"
         + (f", top {info.lora.top_blocks} blocks" if info.lora.top_blocks else "")
     )
-    print(f"labels       {', '.join(info.label_names)}")
+    print(f"labels       {', '.join(printable(name) for name in info.label_names)}")
     print(f"max length   {info.max_length} tokens")
     for name, value in format_recipe(info.data):
         print(f"{name:<12} {value}")
     print(f"parameters   {sum(t.numel() for t in tensors.values()):,}")
     if info.metrics:
-        print(f"metrics      {json.dumps(info.metrics)}")
-    print(f"created      {info.created} (workbench {info.package_version}, format {info.format_version})")
+        print(f"metrics      {json.dumps(_finite(info.metrics), allow_nan=False)}")
+    print(
+        f"created      {printable(info.created)} (workbench {printable(info.package_version)}, "
+        f"format {info.format_version})"
+    )
     return 0
 
 
@@ -525,7 +667,7 @@ def cmd_export_peft(args) -> int:
     from .core.peft_io import export_peft
 
     folder = export_peft(args.adapter, args.out)
-    print(f"PEFT adapter written to {folder}")
+    print(f"PEFT adapter written to {printable(folder)}")
     return 0
 
 
@@ -533,7 +675,7 @@ def cmd_import_peft(args) -> int:
     from .core.peft_io import import_peft
 
     path = import_peft(args.folder, args.out, model=args.model, labels=args.labels, max_length=args.max_length)
-    print(f"adapter written to {path}")
+    print(f"adapter written to {printable(path)}")
     return 0
 
 
@@ -546,12 +688,12 @@ def cmd_runs(args) -> int:
         accuracy = getattr(getattr(outcome.ended, "metrics", None), "accuracy", None)
         rows.append({"run": run.path.name, "path": str(run.path), "state": outcome.state, "test_accuracy": accuracy})
     if args.json:
-        print(json.dumps(rows))
+        print_json(rows)
     elif not rows:
         print("no runs yet")
     for r in rows if not args.json else []:
         acc = f"{r['test_accuracy']:.2%}" if r["test_accuracy"] is not None else "-"
-        print(f"{r['run']:<50} {r['state']:<18} {acc}")
+        print(f"{printable(r['run']):<50} {r['state']:<18} {acc}")
     return 0
 
 
@@ -598,7 +740,7 @@ def cmd_bench(args) -> int:
         bar.clear()
         output["compare"] = comparison
     if args.json:
-        print(json.dumps(output))
+        print_json(output)
         return 0
     print(format_result(result))
     print(f"precision: {output['precision_reason']}")

@@ -26,6 +26,7 @@ from .tokenizer import EOT_ID
 
 FORMAT_VERSION = 1
 METADATA_KEY = "lora_workbench"
+ADAPTER_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,9 @@ class AdapterInfo:
     max_length: int  # tokens per text used in training
     pad_token_id: int = EOT_ID
     metrics: dict = field(default_factory=dict)  # final test metrics (accuracy, …) when known
+    # Classes the training data wrote several ways ("spam", "Spam", "spam "), merged into the
+    # label name: name -> every spelling as written, so the file keeps the originals.
+    label_spellings: dict[str, tuple[str, ...]] = field(default_factory=dict)
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     package_version: str = ""
     format_version: int = FORMAT_VERSION
@@ -62,6 +66,7 @@ class AdapterInfo:
             max_length=int(d["max_length"]),
             pad_token_id=int(d.get("pad_token_id", EOT_ID)),
             metrics=dict(d.get("metrics", {})),
+            label_spellings=_spellings(d.get("label_spellings", {})),
             created=d.get("created", ""),
             package_version=d.get("package_version", ""),
             format_version=int(d.get("format_version", FORMAT_VERSION)),
@@ -71,6 +76,16 @@ class AdapterInfo:
     def describe_base(self) -> str:
         c = self.model_config
         return f"{self.base_model} ({c.n_layer} layers, width {c.n_embd})"
+
+
+def _spellings(value: object) -> dict[str, tuple[str, ...]]:
+    """``label_spellings`` as read from a file: a dict of texts to lists of texts, or a TypeError."""
+    if not isinstance(value, dict) or not all(
+        isinstance(name, str) and isinstance(spellings, list) and all(isinstance(s, str) for s in spellings)
+        for name, spellings in value.items()
+    ):
+        raise TypeError("label_spellings must map label names to lists of spellings")
+    return {name: tuple(spellings) for name, spellings in value.items()}
 
 
 def save_adapter(path: str | Path, model: GPT2Classifier, info: AdapterInfo) -> Path:
@@ -188,25 +203,30 @@ def check_adapter_tensors(tensors: dict[str, torch.Tensor], expected: dict[str, 
         tensor = tensors[name]
         if tuple(tensor.shape) != tuple(shape):
             raise AdapterError(f"{context}: {name} has shape {tuple(tensor.shape)}, expected {tuple(shape)}")
-        if not tensor.is_floating_point() or not torch.isfinite(tensor).all():
+        if tensor.dtype not in ADAPTER_DTYPES:  # float8 and the like: torch cannot even check them
+            raise AdapterError(f"{context}: {name} is stored as {tensor.dtype}; adapters hold F32, F16 or BF16")
+        if not torch.isfinite(tensor).all():
             raise AdapterError(f"{context}: {name} holds NaN, infinite or non-float values")
 
 
 def label_mapping(info: AdapterInfo, dataset_labels: Sequence[str], dataset: str = "the dataset") -> list[int]:
-    """For each class id of a dataset, the adapter's class id with the same label name.
+    """For each class id of a dataset, the adapter's class id with the same label name (the same
+    ``label_key``: "Spam" finds "spam", "0.0" finds "0", as when the adapter was trained).
 
     A dataset may use fewer of the adapter's labels (a test file without one class still scores),
     but a label the adapter never learned makes evaluation meaningless, so it is refused naming
     both label sets."""
-    index = {name: i for i, name in enumerate(info.label_names)}
-    unknown = [name for name in dataset_labels if name not in index]
+    from .data.splits import label_key  # the rule that merged the training data's spellings
+
+    index = {label_key(name): i for i, name in enumerate(info.label_names)}
+    unknown = [name for name in dataset_labels if label_key(name) not in index]
     if unknown:
         raise AdapterError(
             f"The labels of {dataset} ({_listing(dataset_labels)}) do not match the adapter's "
             f"({_listing(info.label_names)}): the adapter never learned {_listing(unknown)}. "
             "Choose the dataset the adapter was trained for, or the right label column."
         )
-    return [index[name] for name in dataset_labels]
+    return [index[label_key(name)] for name in dataset_labels]
 
 
 def _listing(names: Sequence[str], limit: int = 8) -> str:

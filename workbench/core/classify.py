@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import platform
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from . import hub
 from .adapters import AdapterInfo, check_compatible, load_adapter_weights, read_adapter
 from .config import LORA_TARGETS
 from .device import autocast, pick_device, pick_precision
-from .evaluate import predict_probabilities
+from .evaluate import predict_probabilities, probabilities_from_logits
 from .lora import LoRALinear, apply_lora, merge_lora
 from .model import GPT2Classifier, load_model_config
 from .tokenizer import EOT_ID, load_tokenizer
@@ -60,7 +61,7 @@ class Classifier:
         base = model or info.base_model
         checkpoint = hub.resolve_checkpoint(base, progress=progress, stop=stop)
         check_compatible(info, load_model_config(checkpoint), base)
-        gpt = apply_lora(GPT2Classifier.from_checkpoint(checkpoint, len(info.label_names)), info.lora)
+        gpt = apply_lora(GPT2Classifier.from_checkpoint(checkpoint, len(info.label_names), stop), info.lora)
         load_adapter_weights(gpt, tensors, info)
         merge_lora(gpt)
         torch_device = pick_device(device)
@@ -96,7 +97,7 @@ class Classifier:
         with torch.inference_mode(), autocast(self.device, self.precision):
             logits, cache = self.model.forward_cached(new, cache)
         self._typed = (ids, cache)
-        return self._prediction(torch.softmax(logits.float()[0], dim=-1).cpu())
+        return self._prediction(probabilities_from_logits(logits)[0].cpu())
 
     def predict(self, texts: list[str], batch_size: int = 32, stop=None, progress=None) -> list[Prediction]:
         probs = self.probabilities(texts, batch_size, stop=stop, progress=progress)
@@ -169,31 +170,48 @@ def _block_linears(model: GPT2Classifier):
             yield model.get_submodule(parent), name
 
 
-def classify_table(
+# Rows read, classified and written at a time: memory stays bounded whatever the file's size, and
+# Stop and progress come at least once a chunk (the model itself checks Stop between batches).
+CLASSIFY_CHUNK_ROWS = 10_000
+
+
+def classify_rows(
     classifier: Classifier,
     source: str | Path,
     *,
     text_column: str | None = None,
+    chunk_rows: int | None = None,
     progress=None,
     stop: threading.Event | None = None,
-):
-    """Every row of a CSV/TSV with ``predicted_label``, ``probability`` and one ``p_<label>``
-    column per class added (a pandas DataFrame)."""
-    from .data import read_table
+) -> Iterator:
+    """The rows of a CSV/TSV, chunk by chunk (pandas DataFrames), each with ``predicted_label``,
+    ``probability`` and one ``p_<label>`` column per class added. The file is never held whole:
+    a first pass (progress in bytes) learns its layout, the second classifies (progress in rows)."""
+    from .data import stream_table
     from .errors import DataError
 
-    table = read_table(source, progress=progress, stop=stop)
-    column = text_column or table.text_column or table.frame.columns[0]
-    if column not in table.frame.columns:
-        available = ", ".join(map(str, table.frame.columns))
+    stream = stream_table(source, progress=progress, stop=stop)
+    column = text_column or stream.text_column or stream.columns[0]
+    if column not in stream.columns:
+        available = ", ".join(map(str, stream.columns))
         raise DataError(f"{Path(source).name} has no column {column!r}; its columns are: {available}")
-    predictions = classifier.predict(table.frame[column].astype(str).tolist(), stop=stop, progress=progress)
-    out = table.frame.copy()
-    out["predicted_label"] = [p.label for p in predictions]
-    out["probability"] = [round(p.probability, 6) for p in predictions]
-    for name in classifier.info.label_names:
-        out[f"p_{name}"] = [round(p.probabilities[name], 6) for p in predictions]
-    return out
+    done = 0
+    for chunk in stream.chunks(chunk_rows=chunk_rows or CLASSIFY_CHUNK_ROWS, stop=stop):
+        report = _offset_progress(progress, done, stream.rows, "Classifying")
+        predictions = classifier.predict(chunk[column].astype(str).tolist(), stop=stop, progress=report)
+        chunk["predicted_label"] = [p.label for p in predictions]
+        chunk["probability"] = [round(p.probability, 6) for p in predictions]
+        for name in classifier.info.label_names:
+            chunk[f"p_{name}"] = [round(p.probabilities[name], 6) for p in predictions]
+        done += len(chunk)
+        yield chunk
+
+
+def _offset_progress(progress, before: int, total: int, message: str):
+    """A chunk's progress reported as the whole file's: rows done before it, plus its own."""
+    if progress is None:
+        return None
+    return lambda done, _total, _message: progress(before + done, total, message)
 
 
 def classify_file(
@@ -202,12 +220,26 @@ def classify_file(
     target: str | Path,
     *,
     text_column: str | None = None,
+    chunk_rows: int | None = None,
     progress=None,
     stop: threading.Event | None = None,
 ) -> int:
-    """``classify_table`` written to ``target`` (CSV, or TSV for .tsv); returns the rows written."""
-    from .data import save_table
+    """``classify_rows`` written to ``target`` (CSV, or TSV for .tsv) as they come, into a temp
+    file that replaces ``target`` only at the end: a Stop, Ctrl+C, an error or a full disk leave
+    whatever was at ``target`` as it was. Returns the rows written."""
+    from .data import table_bytes
+    from .errors import DataError, OutputError
+    from .fileio import open_atomically
 
-    out = classify_table(classifier, source, text_column=text_column, progress=progress, stop=stop)
-    save_table(out, target)  # atomic: a full disk leaves an existing file as it was
-    return len(out)
+    target = Path(target)
+    rows = 0
+    try:
+        with open_atomically(target) as out:
+            for chunk in classify_rows(
+                classifier, source, text_column=text_column, chunk_rows=chunk_rows, progress=progress, stop=stop
+            ):
+                out.write(table_bytes(chunk, target, header=rows == 0))
+                rows += len(chunk)
+    except OutputError as error:
+        raise DataError(str(error)) from error
+    return rows

@@ -11,11 +11,14 @@ all bad fields at once; ``check()`` raises them together as one ConfigError.
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from .errors import ConfigError
+from .text import printable
 
 # The four released GPT-2 sizes and their Hub repositories.
 MODEL_REPOS: dict[str, str] = {
@@ -43,8 +46,14 @@ ALL_TARGETS: tuple[str, ...] = tuple(LORA_TARGETS)
 
 SMS_SPAM = "sms-spam"  # DataConfig.source value for the built-in dataset (the book's chapter 6 data)
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
+DEVICES = ("auto", "cpu", "cuda", "mps")  # and "cuda:N", the N-th NVIDIA GPU (checked to exist at run time)
 PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def is_device_name(name: object) -> bool:
+    """A device the settings can name: one of DEVICES or "cuda:N" (whether it exists is checked
+    when the run picks it, device.pick_device)."""
+    return isinstance(name, str) and (name in DEVICES or re.fullmatch(r"cuda:[0-9]{1,3}", name) is not None)
 
 
 @dataclass(frozen=True)
@@ -74,6 +83,80 @@ class Problem(str):
     def __ne__(self, other: object) -> bool:  # str's own __ne__ would compare the messages only
         equal = self.__eq__(other)
         return equal if equal is NotImplemented else not equal
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The values one numeric setting accepts. Every verb's numeric options (the CLI's, the
+    window's, the core's) are checked through these, so a value is refused the same way wherever
+    it is given; floats must also be finite (NaN and infinity make a run diverge or mean nothing)."""
+
+    label: str  # as messages name the setting (the window finds the field by it)
+    low: float
+    high: float
+    whole: bool = True  # an int (not a bool); else any finite number
+    low_open: bool = False  # ``low`` itself is refused (a learning rate of 0 learns nothing)
+    high_open: bool = False  # ``high`` itself is refused (dropout 1 drops everything)
+    optional: bool = False  # None is allowed and means "not set" (no step limit, every block, ...)
+
+    def problem(self, value: Any) -> str | None:
+        """What is wrong with ``value``, or None when it is fine."""
+        if value is None and self.optional:
+            return None
+        low = "(" if self.low_open else "["
+        high = ")" if self.high_open else "]"
+        if self.whole:
+            ok = isinstance(value, int) and not isinstance(value, bool) and self.low <= value <= self.high
+            return None if ok else f"{self.label} must be a whole number from {self.low:,} to {self.high:,}"
+        ok = (
+            isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and math.isfinite(value)
+            and (self.low < value if self.low_open else self.low <= value)
+            and (value < self.high if self.high_open else value <= self.high)
+        )
+        return None if ok else f"{self.label} must be a number in {low}{self.low:g}, {self.high:g}{high}"
+
+
+MAX_RANK = 1600  # GPT-2 XL's width: a higher rank is no longer low-rank for any GPT-2
+# Seeds go to random.Random, torch.Generator (at most 2**64 - 1) and numpy (2**32 - 1); the batch
+# order seeds torch with seed * 1000 + epoch, which must stay below 2**63.
+MAX_SEED = 2**32 - 1
+BOUNDS: dict[str, Bound] = {
+    "epochs": Bound("epochs", 1, 100_000),
+    "batch_size": Bound("batch size", 1, 65_536),
+    "grad_accum": Bound("grad accumulation", 1, 65_536),
+    "eval_every": Bound("eval every", 1, 10**9),
+    "eval_batches": Bound("eval batches", 1, 10**6),
+    "max_steps": Bound("max steps", 1, 10**12, optional=True),
+    "length_grouping": Bound("length grouping", 0, 10**6),
+    "seed": Bound("seed", 0, MAX_SEED),
+    # Adam moves every weight by about lr per step; above 1 a step dwarfs GPT-2's weights (~0.1).
+    "lr": Bound("learning rate", 0, 1, whole=False, low_open=True),
+    # AdamW scales each weight by (1 - lr * weight_decay) per step: with both at most 1 that stays in [0, 1].
+    "weight_decay": Bound("weight decay", 0, 1, whole=False),
+    "rank": Bound("rank", 1, MAX_RANK),
+    # The update is scaled by alpha / rank; papers use alpha from 1 to 2 * rank.
+    "alpha": Bound("alpha", 0, 4096, whole=False, low_open=True),
+    "dropout": Bound("dropout", 0, 1, whole=False, high_open=True),
+    "top_blocks": Bound("top blocks", 1, 10_000, optional=True),
+    "max_length": Bound("max length", 2, 1_048_576, optional=True),
+    "max_rows": Bound("sample rows", 1, 10**12, optional=True),
+    "train_fraction": Bound("train fraction", 0, 1, whole=False, low_open=True, high_open=True),
+    "val_fraction": Bound("validation fraction", 0, 1, whole=False, low_open=True, high_open=True),
+    # `workbench bench`'s own options
+    "steps": Bound("steps", 1, 10**6),
+    "warmup": Bound("warmup", 0, 10**6),
+    "classify_runs": Bound("classify runs", 1, 10**6),
+    "bf16_steps": Bound("bf16 steps", 0, 10**6),
+}
+
+
+def bound_problems(owner: Any, names: tuple[str, ...], prefix: str = "") -> list[Problem]:
+    """The ``BOUNDS`` problems of ``owner``'s fields ``names``, each naming its field (``prefix`` +
+    name, e.g. "lora.rank")."""
+    found = ((name, BOUNDS[name].problem(getattr(owner, name))) for name in names)
+    return [Problem(prefix + name, message) for name, message in found if message]
 
 
 def _raise_if(problems: list[Problem], what: str) -> None:
@@ -166,13 +249,7 @@ class LoRAConfig:
         return self.alpha / self.rank
 
     def validate(self, n_layer: int | None = None) -> list[Problem]:
-        problems = []
-        if not isinstance(self.rank, int) or self.rank <= 0:
-            problems.append(Problem("lora.rank", "rank must be a whole number ≥ 1"))
-        if not self.alpha > 0:
-            problems.append(Problem("lora.alpha", "alpha must be greater than 0"))
-        if not 0.0 <= self.dropout < 1.0:
-            problems.append(Problem("lora.dropout", "dropout must be in [0, 1)"))
+        problems = bound_problems(self, ("rank", "alpha", "dropout", "top_blocks"), "lora.")
         if not self.targets:
             problems.append(Problem("lora.targets", "choose at least one target layer"))
         unknown = [t for t in self.targets if t not in LORA_TARGETS]
@@ -180,13 +257,10 @@ class LoRAConfig:
             problems.append(
                 Problem("lora.targets", f"unknown target(s) {', '.join(unknown)}; choose from {', '.join(ALL_TARGETS)}")
             )
-        if self.top_blocks is not None:
-            if self.top_blocks <= 0:
-                problems.append(Problem("lora.top_blocks", "top blocks must be ≥ 1 (or empty for all blocks)"))
-            elif n_layer is not None and self.top_blocks > n_layer:
-                problems.append(
-                    Problem("lora.top_blocks", f"top blocks {self.top_blocks} exceeds the model's {n_layer} blocks")
-                )
+        if isinstance(self.top_blocks, int) and n_layer is not None and self.top_blocks > n_layer:
+            problems.append(
+                Problem("lora.top_blocks", f"top blocks {self.top_blocks} exceeds the model's {n_layer} blocks")
+            )
         return problems
 
     def check(self, n_layer: int | None = None) -> None:
@@ -220,17 +294,12 @@ class DataConfig:
         if not self.source:
             problems.append(Problem("data.source", "choose a dataset"))
         elif self.source != SMS_SPAM and not os.path.exists(self.source):
-            problems.append(Problem("data.source", f"dataset file {self.source} does not exist"))
-        if not 0 < self.train_fraction < 1:
-            problems.append(Problem("data.train_fraction", "train fraction must be between 0 and 1"))
-        if not 0 < self.val_fraction < 1:
-            problems.append(Problem("data.val_fraction", "validation fraction must be between 0 and 1"))
-        if self.train_fraction + self.val_fraction >= 1:
+            problems.append(Problem("data.source", f"dataset file {printable(self.source, 200)} does not exist"))
+        fractions = bound_problems(self, ("train_fraction", "val_fraction"), "data.")
+        problems += fractions
+        if not fractions and self.train_fraction + self.val_fraction >= 1:
             problems.append(Problem("data.val_fraction", "train + validation fractions must leave room for a test set"))
-        if self.max_rows is not None and self.max_rows < 1:
-            problems.append(Problem("data.max_rows", "sample rows must be ≥ 1 (or empty for the whole file)"))
-        if self.max_length is not None and self.max_length < 2:
-            problems.append(Problem("data.max_length", "max length must be at least 2 tokens"))
+        problems += bound_problems(self, ("max_rows", "max_length"), "data.")
         return problems
 
 
@@ -261,33 +330,22 @@ class TrainConfig:
         if not self.model:
             problems.append(Problem("model", "choose a model"))
         elif self.model not in MODEL_REPOS and not os.path.isdir(self.model):
+            shown = printable(self.model, 80)
             problems.append(
-                Problem(
-                    "model", f"model {self.model!r} is neither a GPT-2 size ({', '.join(MODEL_REPOS)}) nor a folder"
-                )
+                Problem("model", f"model {shown!r} is neither a GPT-2 size ({', '.join(MODEL_REPOS)}) nor a folder")
             )
         problems += self.data.validate()
         problems += self.lora.validate()
-        for name in ("epochs", "batch_size", "grad_accum", "eval_every", "eval_batches"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                problems.append(Problem(name, f"{name.replace('_', ' ')} must be a whole number ≥ 1"))
-        if not self.lr > 0:
-            problems.append(Problem("lr", "learning rate must be greater than 0"))
-        if self.weight_decay < 0:
-            problems.append(Problem("weight_decay", "weight decay must be ≥ 0"))
-        if self.length_grouping < 0:
-            problems.append(Problem("length_grouping", "length grouping must be ≥ 0"))
-        if self.max_steps is not None and self.max_steps < 1:
-            problems.append(Problem("max_steps", "max steps must be ≥ 1"))
-        if self.device not in DEVICES:
-            problems.append(Problem("device", f"device must be one of {', '.join(DEVICES)}"))
+        numbers = ("epochs", "batch_size", "grad_accum", "eval_every", "eval_batches", "max_steps")
+        problems += bound_problems(self, (*numbers, "length_grouping", "seed", "lr", "weight_decay"))
+        if not is_device_name(self.device):
+            problems.append(Problem("device", f"device must be one of {', '.join(DEVICES)} or cuda:N (N = 0, 1, …)"))
         if self.precision not in PRECISIONS:
             problems.append(Problem("precision", f"precision must be one of {', '.join(PRECISIONS)}"))
         return problems
 
     def check(self) -> None:
-        _raise_if(self.validate(), "settings")
+        _raise_if(list(dict.fromkeys(self.validate())), "settings")  # the two seeds may say the same
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready form (tuples become lists)."""
@@ -309,6 +367,56 @@ class TrainConfig:
 
     def with_changes(self, **changes: Any) -> TrainConfig:
         return replace(self, **changes)
+
+
+# What a run's checkpoint and splits were made with: a resumed run must keep these (the tensor
+# shapes, the meaning of the weights, which rows are test rows). Everything else (epochs, batch
+# size, learning rate, device, ...) may change when a run is continued or extended.
+RESUME_FIXED: tuple[str, ...] = (
+    "model",
+    "seed",
+    "lora.rank",
+    "lora.alpha",
+    "lora.targets",
+    "lora.top_blocks",
+    "data.source",
+    "data.text_column",
+    "data.label_column",
+    "data.balance",
+    "data.drop_duplicates",
+    "data.train_fraction",
+    "data.val_fraction",
+    "data.max_rows",
+)
+
+
+def resume_problems(saved: TrainConfig, wanted: TrainConfig) -> list[str]:
+    """The settings in ``wanted`` that a run made with ``saved`` cannot be continued with."""
+    problems = []
+    for path in RESUME_FIXED:
+        old, new = _field(saved, path), _field(wanted, path)
+        if not _same_setting(old, new):
+            problems.append(f"{path.split('.')[-1].replace('_', ' ')} {new!r} (the run used {old!r})")
+    return problems
+
+
+def _field(cfg: TrainConfig, path: str) -> Any:
+    value: Any = cfg
+    for name in path.split("."):
+        value = getattr(value, name)
+    return value
+
+
+def _same_setting(old: Any, new: Any) -> bool:
+    """Equal, or two spellings of the same folder or file (relative and absolute paths)."""
+    if old == new:
+        return True
+    if isinstance(old, str) and isinstance(new, str) and os.path.exists(old) and os.path.exists(new):
+        try:
+            return os.path.samefile(old, new)
+        except OSError:
+            return False
+    return False
 
 
 def _known(cls: type, d: dict[str, Any]) -> dict[str, Any]:

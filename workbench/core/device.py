@@ -43,6 +43,11 @@ def pick_device(requested: str = "auto") -> torch.device:
         return torch.device("cpu")
     if requested.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError("CUDA was requested but this PyTorch build sees no NVIDIA GPU; use --device auto or cpu")
+    if requested.startswith("cuda:"):
+        index, count = requested.removeprefix("cuda:"), torch.cuda.device_count()
+        if not index.isdigit() or int(index) >= count:
+            present = ", ".join(f"cuda:{i}" for i in range(count))
+            raise ConfigError(f"There is no GPU {requested[:20]!r}: this machine has {count} ({present})")
     if requested == "mps" and not torch.backends.mps.is_available():
         raise ConfigError("Apple MPS was requested but is not available here; use --device auto or cpu")
     try:
@@ -91,7 +96,13 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
+# How PyTorch's allocators word a failed allocation: CUDA's, MPS's, and the CPU's
+# ("DefaultCPUAllocator: can't allocate memory: you tried to allocate 256000000000 bytes").
+_OUT_OF_MEMORY = ("out of memory", "can't allocate memory", "cannot allocate memory")
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
-    if isinstance(exc, torch.cuda.OutOfMemoryError):
+    """A failed allocation on any device (Python's own MemoryError included)."""
+    if isinstance(exc, (MemoryError, torch.cuda.OutOfMemoryError)):
         return True
-    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(words in str(exc).lower() for words in _OUT_OF_MEMORY)

@@ -39,5 +39,14 @@ class AdapterError(WorkbenchError):
     """An adapter file that is unreadable, corrupt or made for another base model."""
 
 
+class NotFinite(WorkbenchError):
+    """A model output that is NaN or infinite (weights too large for the arithmetic): refused,
+    never shown as a probability."""
+
+
+class Diverged(NotFinite):
+    """Training whose loss or weights stopped being finite numbers (NaN or infinity)."""
+
+
 class Cancelled(WorkbenchError):
     """Long work stopped because the user asked it to."""

@@ -14,15 +14,19 @@ import threading
 import torch
 import torch.nn.functional as F
 
+from .config import BOUNDS
 from .data import EncodedSplit, pad_batch
 from .device import autocast
-from .errors import Cancelled
+from .errors import Cancelled, ConfigError, NotFinite
 from .events import EvaluationMetrics, Misclassified
 from .model import GPT2Classifier
 from .progress import Progress
 from .tokenizer import EOT_ID
 
 MAX_MISCLASSIFIED = 200  # kept in the final metrics for the Results list
+MAX_MISCLASSIFIED_CHARS = 1000  # of each one's text: a file's "text" may be megabytes
+# The confusion matrix grows as k²: kept (metrics.jsonl, the Results tab) for up to this many classes.
+MAX_CONFUSION_CLASSES = 100
 
 
 @torch.inference_mode()
@@ -37,6 +41,9 @@ def predict_probabilities(
 ) -> torch.Tensor:
     """Class probabilities (N, C) in input order. Texts are batched by length, so padding costs
     almost nothing; ``stop`` is checked between batches."""
+    problem = BOUNDS["batch_size"].problem(batch_size)  # the check `train` uses, for every caller
+    if problem:
+        raise ConfigError(problem)
     model.eval()
     order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
     probs = torch.empty(len(token_ids), model.num_classes)
@@ -47,9 +54,25 @@ def predict_probabilities(
         batch = pad_batch([token_ids[i] for i in rows], [0] * len(rows), EOT_ID)
         with autocast(device, precision):
             logits = model(batch.input_ids.to(device), batch.lengths.to(device))
-        probs[rows] = torch.softmax(logits.float(), dim=-1).cpu()
+        probs[rows] = probabilities_from_logits(logits, len(order)).cpu()
         if progress:
             progress(min(start + batch_size, len(order)), len(order), "Classifying")
+    return probs
+
+
+def probabilities_from_logits(logits: torch.Tensor, of_texts: int | None = None) -> torch.Tensor:
+    """Class probabilities (B, C) from logits: the one place every prediction passes (classify,
+    eval, the typing box, training's evaluations), so a NaN or infinity is refused here rather
+    than shown as a probability, printed as invalid JSON or written as an empty CSV cell."""
+    probs = torch.softmax(logits.float(), dim=-1)  # (B, C)
+    finite = torch.isfinite(probs).all(dim=-1)  # (B,)
+    if not bool(finite.all()):
+        bad = int((~finite).sum())
+        texts = f"{bad} of {of_texts or len(finite)} texts"
+        raise NotFinite(
+            f"The model's output is not a number (NaN or infinity) for {texts}, so no probabilities can be "
+            "given: the adapter's weights are too large for the arithmetic (a damaged or diverged adapter)."
+        )
     return probs
 
 
@@ -60,13 +83,14 @@ def loss_and_accuracy(
     device: torch.device,
     precision: str,
     limit: int | None = None,
+    stop: threading.Event | None = None,
 ) -> tuple[float, float]:
     """Mean loss and accuracy on the first ``limit`` examples of a split (all when None)."""
     ids = split.token_ids[:limit] if limit else split.token_ids
     labels = torch.tensor(split.labels[: len(ids)])
     if not len(ids):
         return math.nan, math.nan
-    probs = predict_probabilities(model, ids, batch_size, device, precision)
+    probs = predict_probabilities(model, ids, batch_size, device, precision, stop=stop)
     return mean_loss(probs, labels), (probs.argmax(-1) == labels).float().mean().item()
 
 
@@ -82,9 +106,10 @@ def score_split(
     batch_size: int,
     device: torch.device,
     precision: str,
+    stop: threading.Event | None = None,
 ) -> EvaluationMetrics:
     """Every metric of a whole split, with its misclassified texts (the run's final test scores)."""
-    probs = predict_probabilities(model, split.token_ids, batch_size, device, precision)
+    probs = predict_probabilities(model, split.token_ids, batch_size, device, precision, stop=stop)
     return metrics_from_probabilities(probs, split.labels, label_names, split.texts)
 
 
@@ -95,7 +120,7 @@ def metrics_from_probabilities(
     predicted = probs.argmax(-1).tolist()
     wrong = (
         [
-            Misclassified(texts[i], names[t], names[p], round(float(probs[i, p]), 4))
+            Misclassified(texts[i][:MAX_MISCLASSIFIED_CHARS], names[t], names[p], round(float(probs[i, p]), 4))
             for i, (t, p) in enumerate(zip(labels, predicted))
             if t != p
         ]
@@ -109,7 +134,8 @@ def metrics_from_probabilities(
 def classification_metrics(
     true: list[int], predicted: list[int], names: tuple[str, ...], loss: float = math.nan, wrong: tuple = ()
 ) -> EvaluationMetrics:
-    """Accuracy, per-class precision/recall/F1 and the confusion matrix (rows: true labels)."""
+    """Accuracy, per-class precision/recall/F1 and the confusion matrix (rows: true labels; empty
+    for more than ``MAX_CONFUSION_CLASSES`` classes)."""
     k = len(names)
     confusion = [[0] * k for _ in range(k)]
     for t, p in zip(true, predicted):
@@ -134,6 +160,6 @@ def classification_metrics(
         tuple(recall),
         tuple(f1),
         tuple(support),
-        tuple(tuple(row) for row in confusion),
+        tuple(tuple(row) for row in confusion) if k <= MAX_CONFUSION_CLASSES else (),
         wrong,
     )

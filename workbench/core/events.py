@@ -6,7 +6,7 @@ lines, and be compared in tests. ``to_json``/``from_json`` give the run folder's
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,8 @@ class RunStarted:
     dropped_empty: int = 0  # rows without text or label, left out
     dropped_duplicates: int = 0  # exact repeats, left out
     precision_reason: str = ""  # why this precision ("bf16 0.73x the speed of fp32 here: using fp32")
+    # classes written several ways in the file, merged: class name -> its spellings as written
+    merged_labels: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,9 @@ class TrainingFinished:
 @dataclass(frozen=True)
 class TrainingFailed:
     message: str  # for a person: what went wrong and what to try
-    kind: str = "error"  # "error", "oom" (out of memory), "config"
+    # "error" (a download or write failed), "oom" (out of memory), "config" (settings), "input" (the dataset,
+    # model or adapter files), "cancelled" (stopped before the first step), "diverged" (NaN loss)
+    kind: str = "error"
     retry_batch_size: int | None = None  # for "oom": a batch size that may fit
     run_dir: str = ""
 
@@ -140,8 +144,17 @@ def from_json(d: dict):
     if cls is TrainingFinished and d.get("metrics"):
         d["metrics"] = _metrics_from_dict(d["metrics"])
     names = {f.name for f in fields(cls)}
-    values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names}
+    values = {k: _tuples(v) for k, v in d.items() if k in names}
     return cls(**values)
+
+
+def _tuples(value):
+    """JSON's lists back to the tuples the events hold (also inside dicts)."""
+    if isinstance(value, list):
+        return tuple(_tuples(item) for item in value)
+    if isinstance(value, dict):
+        return {key: _tuples(item) for key, item in value.items()}
+    return value
 
 
 def _metrics_from_dict(m: dict) -> EvaluationMetrics:

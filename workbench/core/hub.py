@@ -20,6 +20,7 @@ from .config import MODEL_REPOS
 from .errors import CheckpointError, WorkbenchError
 from .fileio import is_pickle_name
 from .progress import Progress, raise_if_stopped
+from .text import printable
 
 CHECKPOINT_FILES = ("config.json", "model.safetensors")
 TOKENIZER_FILES = ("vocab.json", "merges.txt")
@@ -228,9 +229,13 @@ def _not_cached_error(model: str, repo: str, reason: str) -> CheckpointError:
 
 def _check_local_folder(model: str) -> Path:
     folder = Path(model).expanduser()
-    if not folder.exists():
+    try:
+        exists = folder.exists()
+    except OSError as exc:  # a name longer than the file system allows, a loop of links, ...
+        raise CheckpointError(f"{printable(model, 80)!r} cannot be a model folder: {exc.strerror or exc}") from exc
+    if not exists:
         raise CheckpointError(
-            f"{model!r} is neither a GPT-2 size ({', '.join(MODEL_REPOS)}) nor an existing folder. "
+            f"{printable(model, 80)!r} is neither a GPT-2 size ({', '.join(MODEL_REPOS)}) nor an existing folder. "
             "Choose a size, or a folder that holds config.json and model.safetensors."
         )
     if not folder.is_dir():

@@ -12,6 +12,7 @@ so adapters convert to PEFT without reshaping.
 from __future__ import annotations
 
 import math
+import threading
 from pathlib import Path
 
 import torch
@@ -149,11 +150,13 @@ def count_trainable(config: ModelConfig, lora: LoRAConfig, num_classes: int) -> 
     return sum(a * b for a, b in adapter_shapes(config, lora, num_classes).values())
 
 
-def build_lora_model(checkpoint: Path, lora: LoRAConfig, num_classes: int, seed: int) -> GPT2Classifier:
+def build_lora_model(
+    checkpoint: Path, lora: LoRAConfig, num_classes: int, seed: int, stop: threading.Event | None = None
+) -> GPT2Classifier:
     """Pretrained GPT-2 from ``checkpoint`` with a fresh head and fresh adapters.
 
     Seeded first so the head and the A matrices (the only random parts) are the same every run.
     """
     torch.manual_seed(seed)
-    model = GPT2Classifier.from_checkpoint(checkpoint, num_classes)
+    model = GPT2Classifier.from_checkpoint(checkpoint, num_classes, stop)
     return apply_lora(model, lora)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 from pathlib import Path
 
 import torch
@@ -22,6 +23,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .config import ModelConfig
 from .errors import CheckpointError, shorten
+from .progress import raise_if_stopped
 from .recompute import recompute_when_saved
 from .safetensors_reader import TensorReader, read_safetensors_index
 
@@ -225,15 +227,18 @@ class GPT2Classifier(nn.Module):
     # --- loading -------------------------------------------------------------------------------
 
     @classmethod
-    def from_checkpoint(cls, folder: str | Path, num_classes: int) -> GPT2Classifier:
+    def from_checkpoint(
+        cls, folder: str | Path, num_classes: int, stop: threading.Event | None = None
+    ) -> GPT2Classifier:
         """Build from a folder holding a Hugging Face ``config.json`` and ``model.safetensors``.
 
         The trunk is built on the meta device and the file's tensors are assigned in place, so no
-        second copy of the weights (and no throwaway random init) ever exists.
+        second copy of the weights (and no throwaway random init) ever exists. ``stop`` is checked
+        between tensors.
         """
         folder = Path(folder)
         config = load_model_config(folder)
-        weights = read_checkpoint_weights(folder, config)
+        weights = read_checkpoint_weights(folder, config, stop)
         with torch.device("meta"):
             model = cls(config, num_classes)
         model.transformer.load_state_dict(weights, assign=True)
@@ -262,7 +267,9 @@ def load_model_config(folder: Path) -> ModelConfig:
         raise CheckpointError(f"{path} is not a readable GPT-2 config: {exc}") from exc
 
 
-def read_checkpoint_weights(folder: Path, config: ModelConfig) -> dict[str, torch.Tensor]:
+def read_checkpoint_weights(
+    folder: Path, config: ModelConfig, stop: threading.Event | None = None
+) -> dict[str, torch.Tensor]:
     """The trunk's weights from ``model.safetensors``, renamed and transposed to this layout.
 
     Each tensor is read with plain file reads into its own buffer, one at a time, not through a
@@ -280,6 +287,7 @@ def read_checkpoint_weights(folder: Path, config: ModelConfig) -> dict[str, torc
             entries, data_start = read_safetensors_index(f)
             reader = TensorReader(f, data_start)
             for key, entry in entries.items():
+                raise_if_stopped(stop, f"Loading {path}")  # the largest tensor (GPT-2 XL's wte) is 0.3 GB
                 name = key.removeprefix("transformer.")
                 if name.endswith(IGNORED_SUFFIXES) or name not in expected:
                     continue  # lm_head (tied to wte), causal-mask buffers, other heads

@@ -105,7 +105,7 @@ class RunFolder:
         return False
 
     def save_config(self, cfg: TrainConfig) -> None:
-        self.config_path.write_text(json.dumps(cfg.to_dict(), indent=2), encoding="utf-8")
+        write_atomically(self.config_path, json.dumps(cfg.to_dict(), indent=2).encode("utf-8"))
 
     def config(self) -> TrainConfig:
         return TrainConfig.from_dict(json.loads(self.config_path.read_text(encoding="utf-8")))
@@ -255,8 +255,10 @@ def load_resume_state(path: Path, model: torch.nn.Module, optimizer: torch.optim
     except (SafetensorError, OSError, ValueError, KeyError, TypeError) as exc:
         raise WorkbenchError(f"Cannot resume from {path}: not a readable checkpoint ({exc})") from exc
     params = trainable_state_dict(model)
-    wanted = {f"model.{k}" for k in params}
-    if not wanted <= set(tensors):
+    fits = all(
+        f"model.{k}" in tensors and tuple(tensors[f"model.{k}"].shape) == tuple(p.shape) for k, p in params.items()
+    )
+    if not fits:
         raise WorkbenchError(f"Checkpoint {path} was made with other LoRA settings; it cannot resume this run")
     with torch.no_grad():
         for name, p in params.items():

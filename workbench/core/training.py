@@ -14,7 +14,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -23,10 +23,19 @@ import torch.nn.functional as F
 from . import data as datamod
 from . import hub
 from .adapters import AdapterInfo, save_adapter
-from .config import TrainConfig
+from .config import TrainConfig, resume_problems
 from .data import EncodedSplit
 from .device import autocast, describe, is_out_of_memory, pick_device
-from .errors import Cancelled, ConfigError, WorkbenchError
+from .errors import (
+    AdapterError,
+    Cancelled,
+    CheckpointError,
+    ConfigError,
+    DataError,
+    Diverged,
+    NotFinite,
+    WorkbenchError,
+)
 from .evaluate import loss_and_accuracy, score_split
 from .events import (
     EpochEnded,
@@ -43,6 +52,9 @@ from .model import GPT2Classifier, load_model_config, param_count
 from .precision import choose_precision
 from .runs import Position, RunFolder, load_resume_state, save_resume_state
 from .tokenizer import EOT_ID, load_tokenizer
+
+# A run stopped before its first step writes nothing: an adapter at the output stays as it was.
+STOPPED_BEFORE_TRAINING = "Stopped before training: no adapter written."
 
 
 @dataclass
@@ -63,6 +75,7 @@ class Prepared:
     dropped_duplicates: int = 0
     recipe: datamod.DataRecipe | None = None  # how the data was chosen and split, for the adapter
     precision_reason: str = ""  # why this precision: "bf16 0.73x the speed of fp32 here: using fp32"
+    merged_labels: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def train(
@@ -73,7 +86,8 @@ def train(
     resume: str | Path | None = None,
 ) -> Iterator:
     """Run one training; see the module docstring for the events. ``stop`` ends it within one step
-    (the adapter and a checkpoint are still written); ``resume`` continues from a checkpoint."""
+    (the adapter and a checkpoint are still written once a step was trained; before that nothing
+    is written and the run fails as "cancelled"); ``resume`` continues from a checkpoint."""
     stop = stop or threading.Event()
     hold = contextlib.ExitStack()  # the run's training lock, for as long as this generator runs
     try:
@@ -107,12 +121,15 @@ def _recorded(cfg: TrainConfig, stop: threading.Event, run: RunFolder, resume) -
                 run.record(event)
             yield event
     except Cancelled:
-        yield _failed(run, TrainingFailed("Stopped before training began.", kind="cancelled", run_dir=str(run.path)))
+        yield _failed(run, TrainingFailed(STOPPED_BEFORE_TRAINING, kind="cancelled", run_dir=str(run.path)))
+    except NotFinite as exc:  # a NaN loss, overflowed weights, or an evaluation's NaN output
+        message = str(exc) if isinstance(exc, Diverged) else f"Training diverged: {exc} Lower the learning rate."
+        yield _failed(run, TrainingFailed(message, kind="diverged", run_dir=str(run.path)))
     except WorkbenchError as exc:
-        kind = "config" if isinstance(exc, ConfigError) else "error"
+        kind = failure_kind(exc)
         yield _failed(run, TrainingFailed(str(exc), kind=kind, run_dir=str(run.path)))
     except (RuntimeError, MemoryError) as exc:
-        if not (isinstance(exc, MemoryError) or is_out_of_memory(exc)):
+        if not is_out_of_memory(exc):
             raise
         yield _failed(run, out_of_memory(cfg, run))
     except OSError as exc:  # the run folder's disk is full or gone
@@ -127,15 +144,46 @@ def _recorded(cfg: TrainConfig, stop: threading.Event, run: RunFolder, resume) -
         )
 
 
+def failure_kind(exc: WorkbenchError) -> str:
+    """TrainingFailed.kind for an error: "config" (the settings), "input" (the dataset, model or
+    adapter files: the user's to fix, like settings) or "error" (a download or a write failed)."""
+    if isinstance(exc, ConfigError):
+        return "config"
+    if isinstance(exc, (DataError, CheckpointError, AdapterError)):
+        return "input"
+    return "error"
+
+
 def _run_folder_for(cfg: TrainConfig, resume: str | Path | None) -> RunFolder:
-    """A resumed (or extended) run continues in its own folder; a new run gets a new one."""
+    """A resumed (or extended) run continues in its own folder; a new run gets a new one.
+
+    A resumed run's settings are checked against the run's own before anything is written; its
+    config.json is rewritten (e.g. more epochs) only once the checkpoint has loaded (``_train``).
+    """
     if resume is not None:
         if not Path(resume).is_file():
             raise WorkbenchError(f"Checkpoint {resume} does not exist")
         folder = RunFolder(Path(resume).parent)
         if folder.config_path.is_file():
+            check_resumable(folder, cfg)
             return folder
     return RunFolder.create(cfg)
+
+
+def check_resumable(folder: RunFolder, cfg: TrainConfig) -> None:
+    """Refuse, changing nothing, settings the run in ``folder`` cannot be continued with."""
+    try:
+        saved = folder.config()
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ConfigError(
+            f"Cannot resume {folder.path.name}: its settings (config.json) are unreadable ({exc})"
+        ) from exc
+    problems = resume_problems(saved, cfg)
+    if problems:
+        raise ConfigError(
+            f"Cannot resume {folder.path.name} with other settings: {'; '.join(problems)}. Resume it with "
+            "its own settings, or start a new run."
+        )
 
 
 def out_of_memory(cfg: TrainConfig, run: RunFolder) -> TrainingFailed:
@@ -145,7 +193,7 @@ def out_of_memory(cfg: TrainConfig, run: RunFolder) -> TrainingFailed:
     return TrainingFailed(
         f"Out of memory with batch size {cfg.batch_size}. Try a smaller batch (e.g. {half} with "
         f"gradient accumulation {cfg.grad_accum * 2}, the same effective batch), a smaller max length, "
-        "or a smaller model.",
+        f"a lower LoRA rank (now {cfg.lora.rank}), or a smaller model.",
         kind="oom",
         retry_batch_size=half if cfg.batch_size > 1 else None,
         run_dir=str(run.path),
@@ -168,6 +216,8 @@ def _train(cfg: TrainConfig, stop: threading.Event, run: RunFolder, resume) -> I
         [p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay
     )
     position = load_resume_state(Path(resume), model, optimizer) if resume else Position(0, 0, 0, 0)
+    if resume:
+        run.save_config(cfg)  # e.g. more epochs when extending a finished run
 
     n_batches = datamod.count_batches(len(prepared.train.labels), cfg.batch_size)
     steps_per_epoch = math.ceil(n_batches / cfg.grad_accum)
@@ -193,16 +243,20 @@ def _train(cfg: TrainConfig, stop: threading.Event, run: RunFolder, resume) -> I
         dropped_empty=prepared.dropped_empty,
         dropped_duplicates=prepared.dropped_duplicates,
         precision_reason=prepared.precision_reason,
+        merged_labels=prepared.merged_labels,
     )
     run.log(
         f"Training {cfg.model} on {started.device} ({started.precision}): "
         f"{started.n_train}/{started.n_val}/{started.n_test} examples, {started.trainable_params:,} trainable"
     )
     run.log(f"Precision: {prepared.precision_reason}")
+    if prepared.merged_labels:
+        run.log(f"Labels written several ways, merged: {datamod.describe_merges(prepared.merged_labels)}")
     yield started
 
     clock = Throughput(total_steps, already_done=position.step)
     step, seen = position.step, position.examples_seen
+    first_step = step
     for epoch in range(position.epoch, cfg.epochs):
         skip = position.batch_in_epoch if epoch == position.epoch else 0
         batches = epoch_batches(prepared.train, cfg, epoch)
@@ -212,6 +266,7 @@ def _train(cfg: TrainConfig, stop: threading.Event, run: RunFolder, resume) -> I
             micro = batches[index : index + cfg.grad_accum]
             loss, tokens = train_step(model, optimizer, micro, device, prepared.precision)
             step += 1
+            raise_if_diverged(cfg, step, loss)
             seen += sum(len(b.labels) for b in micro)
             rate = clock.update(sum(len(b.labels) for b in micro), tokens)
             yield StepDone(
@@ -231,17 +286,31 @@ def _train(cfg: TrainConfig, stop: threading.Event, run: RunFolder, resume) -> I
         if position.epoch != epoch or position.batch_in_epoch < len(batches):
             break  # stopped, or max_steps reached, inside this epoch
         position = Position(step, epoch + 1, 0, seen)
-        val_loss, val_acc = loss_and_accuracy(model, prepared.val, cfg.batch_size, device, prepared.precision)
+        try:
+            val_loss, val_acc = loss_and_accuracy(
+                model, prepared.val, cfg.batch_size, device, prepared.precision, stop=stop
+            )
+        except Cancelled:
+            break  # the position is this epoch's end; the resume state below keeps it
         yield Evaluated(step, epoch + 1, seen, math.nan, val_loss, math.nan, val_acc, full=True)
+        raise_if_weights_diverged(cfg, step, model)
         save_resume_state(run.resume_path, model, optimizer, position)
         run.log(f"Epoch {epoch + 1}: validation loss {val_loss:.3f}, accuracy {val_acc:.1%}")
         yield EpochEnded(epoch + 1, step, seen, val_loss, val_acc, str(run.resume_path))
 
+    if stop.is_set() and step == first_step:
+        raise Cancelled(STOPPED_BEFORE_TRAINING)  # nothing learnt: keep every file as it was
     stopped = stop.is_set() and step < total_steps
+    raise_if_weights_diverged(cfg, step, model)
     save_resume_state(run.resume_path, model, optimizer, position)
     metrics = None
     if not stopped:  # test scores only for a run that saw all its steps
-        metrics = score_split(model, prepared.test, prepared.label_names, cfg.batch_size, device, prepared.precision)
+        try:
+            metrics = score_split(
+                model, prepared.test, prepared.label_names, cfg.batch_size, device, prepared.precision, stop=stop
+            )
+        except Cancelled:
+            stopped = True
     info = adapter_info(cfg, prepared, metrics)
     save_adapter(run.adapter_path, model, info)
     run.log(
@@ -273,20 +342,18 @@ def prepare(cfg: TrainConfig, stop: threading.Event) -> Iterator:
         lambda progress: datamod.identify_dataset(cfg.data.source, progress=progress, stop=stop),
         stop,
     )
-    splits = datamod.make_splits(table, cfg.data, seed=cfg.seed)
-    yield Status("Tokenizing")
+    yield Status("Splitting the dataset")
+    splits = datamod.make_splits(table, cfg.data, seed=cfg.seed, stop=stop)
+    del table  # a large file's frame is no longer needed
     tokenizer = load_tokenizer(checkpoint)
     model_config = load_model_config(checkpoint)
     max_length = min(cfg.data.max_length or model_config.n_positions, model_config.n_positions)
-    encoded, truncated = {}, 0
-    for name in ("train", "val", "test"):
-        part = getattr(splits, name)
-        ids, cut = datamod.encode_texts(part.texts, tokenizer, max_length)
-        encoded[name] = EncodedSplit(ids, list(part.labels), list(part.texts))
-        truncated += cut
+    encoded, truncated = yield from run_with_progress(
+        "Tokenizing", lambda progress: encode_splits(splits, tokenizer, max_length, stop, progress), stop
+    )
     yield Status("Building the model")
     device = pick_device(cfg.device)
-    model = build_lora_model(checkpoint, cfg.lora, len(splits.label_names), cfg.seed).to(device)
+    model = build_lora_model(checkpoint, cfg.lora, len(splits.label_names), cfg.seed, stop).to(device)
     if cfg.precision == "auto":
         yield Status("Measuring fp32 and bf16 speed on this device (once)")
     precision = choose_precision(cfg.precision, device, model_config.n_embd)
@@ -300,12 +367,34 @@ def prepare(cfg: TrainConfig, stop: threading.Event) -> Iterator:
         max_length=max_length,
         dropped_empty=splits.dropped_empty,
         dropped_duplicates=splits.dropped_duplicates,
+        merged_labels=splits.merged_labels,
         model=model,
         device=device,
         precision=precision.precision,
         precision_reason=precision.reason,
         recipe=datamod.recipe_for(cfg.data, splits, dataset, max_length, seed=cfg.seed),
     )
+
+
+def encode_splits(
+    splits: datamod.DatasetSplits, tokenizer, max_length: int, stop: threading.Event, progress
+) -> tuple[dict[str, EncodedSplit], int]:
+    """Token ids of the three splits, and how many texts were cut; progress counts texts."""
+    parts = {name: getattr(splits, name) for name in ("train", "val", "test")}
+    total = sum(len(part.texts) for part in parts.values())
+    encoded, truncated, done = {}, 0, 0
+    for name, part in parts.items():
+        ids, cut = datamod.encode_texts(
+            part.texts,
+            tokenizer,
+            max_length,
+            stop=stop,
+            progress=lambda n, _total, message, before=done: progress(before + n, total, message),
+        )
+        encoded[name] = EncodedSplit(ids, list(part.labels), list(part.texts))
+        truncated += cut
+        done += len(part.texts)
+    return encoded, truncated
 
 
 def run_with_progress(message: str, work: Callable, stop: threading.Event) -> Iterator:
@@ -381,6 +470,28 @@ def train_step(
     return loss_sum, tokens
 
 
+def raise_if_diverged(cfg: TrainConfig, step: int, loss: float) -> None:
+    """A NaN or infinite loss ends the run before anything is saved: the weights it would write
+    are damaged, and an adapter or checkpoint already on disk must stay as it was."""
+    if not math.isfinite(loss):
+        raise Diverged(_divergence_advice(cfg, step, f"loss is {loss}"))
+
+
+def raise_if_weights_diverged(cfg: TrainConfig, step: int, model: GPT2Classifier) -> None:
+    """The last step's update can overflow the weights even when its loss was finite."""
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters() if p.requires_grad):
+        raise Diverged(_divergence_advice(cfg, step, "the adapter's weights are no longer finite"))
+
+
+def _divergence_advice(cfg: TrainConfig, step: int, what: str) -> str:
+    return (
+        f"Training diverged at step {step}: {what}; no adapter was written (an earlier one is kept). "
+        f"Lower the learning rate (now {cfg.lr:g}) or alpha (now {cfg.lora.alpha:g})"
+        + (", or train in fp32 (--precision fp32)" if cfg.precision != "fp32" else "")
+        + "."
+    )
+
+
 def _to_device(batch: datamod.Batch, device: torch.device):
     """On CUDA, copy from pinned memory without blocking, so the copy overlaps the GPU's work."""
     tensors = (batch.input_ids, batch.lengths, batch.labels)
@@ -418,6 +529,7 @@ def adapter_info(cfg: TrainConfig, prepared: Prepared, metrics: EvaluationMetric
         pad_token_id=EOT_ID,
         metrics=summary,
         data=prepared.recipe,
+        label_spellings=prepared.merged_labels,
     )
 
 

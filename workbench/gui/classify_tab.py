@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QTimer, Slot
+from PySide6.QtCore import Qt, QTimer, Slot
 from PySide6.QtWidgets import (
     QFileDialog,
     QGroupBox,
@@ -27,6 +27,7 @@ from ..core.classify import Classifier, Prediction, classify_file
 from ..core.errors import Cancelled, WorkbenchError
 from ..core.events import Status
 from ..worker import Job, JobPool, Returned, Worker
+from .escape import as_rich_text
 
 DEBOUNCE_MS = 250
 
@@ -83,6 +84,7 @@ class ClassifyTab(QWidget):
         self.input.setPlaceholderText("Type or paste a message, e.g. “You have won a £1000 cash prize! Call now”")
         self.input.setMaximumHeight(140)
         self.result_label = QLabel(" ")
+        self.result_label.setTextFormat(Qt.TextFormat.PlainText)  # shows a label name from the adapter
         font = self.result_label.font()
         font.setPointSize(font.pointSize() + 8)
         font.setBold(True)
@@ -173,7 +175,7 @@ class ClassifyTab(QWidget):
 
     def _prediction_failed(self, error) -> None:
         self.result_label.setText("could not classify")
-        self.result_label.setToolTip(str(error))
+        self.result_label.setToolTip(as_rich_text(error))
 
     def _prediction_done(self) -> None:
         self._predict_job = None
@@ -236,7 +238,7 @@ class ClassifyTab(QWidget):
             return
         self.file_progress.setFormat("failed")
         message = str(error) if isinstance(error, WorkbenchError) else f"{type(error).__name__}: {error}"
-        QMessageBox.warning(self, "Could not classify the file", message)
+        QMessageBox.warning(self, "Could not classify the file", as_rich_text(message))
 
     def _file_done(self) -> None:
         self._file_job = None

@@ -39,6 +39,7 @@ from ..core.device import available_devices
 from ..core.errors import WorkbenchError
 from ..core.memory import human_bytes
 from ..core.model import load_model_config
+from .escape import as_rich_text, escaped
 
 LOCAL_FOLDER = "__local__"  # the "Local folder…" entry of the model list
 TARGET_LABELS = {"qkv": "q/k/v", "attn_out": "attn out", "mlp_up": "MLP up", "mlp_down": "MLP down"}
@@ -50,7 +51,7 @@ def mark_invalid(widget: QWidget, problems: list[str], tip: str = "") -> None:
     """Outline a field in red with the reasons as its tooltip, or restore it."""
     widget.setProperty("problems", problems)
     widget.setStyleSheet(INVALID_STYLE if problems else "")
-    widget.setToolTip("\n".join(problems) if problems else tip)
+    widget.setToolTip(as_rich_text("\n".join(problems)) if problems else tip)
 
 
 def human_count(n: int) -> str:
@@ -127,6 +128,7 @@ class DataPanel(QGroupBox):
         form.addRow(file_row)
 
         self.file_label = QLabel("no file chosen")
+        self.file_label.setTextFormat(Qt.TextFormat.PlainText)  # a file name is never markup
         self.file_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.file_label.setWordWrap(True)
         form.addRow(self.file_label)
@@ -214,7 +216,7 @@ class DataPanel(QGroupBox):
         self._path = path
         self.max_rows = max_rows
         self.file_label.setText(Path(path).name if path else "no file chosen")
-        self.file_label.setToolTip(path)
+        self.file_label.setToolTip(as_rich_text(path))
         self.file_radio.setChecked(True)
         self._emit_changed()
 
@@ -237,14 +239,14 @@ class DataPanel(QGroupBox):
 
     def set_counts(self, counts: dict[str, int] | None, note: str = "") -> None:
         if not counts:
-            self.counts_label.setText(note)
+            self.counts_label.setText(escaped(note))
             return
-        shown = " · ".join(f"{name} {n:,}" for name, n in list(counts.items())[:8])
+        shown = " · ".join(f"{escaped(name)} {n:,}" for name, n in list(counts.items())[:8])
         more = f" · … ({len(counts)} classes)" if len(counts) > 8 else ""
         balanced = ""
         if self.balance.isChecked() and len(counts) > 1:
             balanced = f"<br><span style='color:gray'>balanced: {min(counts.values()):,} per class</span>"
-        self.counts_label.setText(f"<b>{shown}{more}</b>{balanced}" + (f"<br>{note}" if note else ""))
+        self.counts_label.setText(f"<b>{shown}{more}</b>{balanced}" + (f"<br>{escaped(note)}" if note else ""))
 
     def set_sms_status(self, downloaded: bool, busy: str = "") -> None:
         if busy:
@@ -399,7 +401,7 @@ class ModelPanel(QGroupBox):
         else:
             self.download_progress.setRange(0, 0)
             self.download_progress.setFormat(human_bytes(done))
-        self.download_progress.setToolTip(message)
+        self.download_progress.setToolTip(as_rich_text(message))
 
     def _download_clicked(self) -> None:
         if self._downloading:

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..core.events import EvaluationMetrics
+from .escape import as_rich_text, escaped
 
 
 def _item(text: str, align_right: bool = False) -> QTableWidgetItem:
@@ -40,7 +41,7 @@ class ConfusionMatrixWidget(QTableWidget):
         self.setToolTip("Rows: the true label. Columns: what the model predicted.")
 
     def set_matrix(self, names: tuple[str, ...], confusion: tuple[tuple[int, ...], ...]) -> None:
-        k = len(names)
+        k = len(names) if len(confusion) == len(names) else 0  # not kept for very many classes
         self.setRowCount(k)
         self.setColumnCount(k)
         self.setHorizontalHeaderLabels([f"predicted {n}" for n in names])
@@ -133,7 +134,7 @@ class ResultsTab(QWidget):
         n = sum(metrics.support)
         self.headline.setText(
             f"Test accuracy <b>{metrics.accuracy:.1%}</b> on {n:,} held-out messages"
-            f" · loss {metrics.loss:.3f}" + (f"<br><small>{where}</small>" if where else "")
+            f" · loss {metrics.loss:.3f}" + (f"<br><small>{escaped(where)}</small>" if where else "")
         )
         self.class_table.setRowCount(len(metrics.label_names))
         for r, name in enumerate(metrics.label_names):
@@ -156,5 +157,5 @@ class ResultsTab(QWidget):
             for c, text in enumerate((m.text, m.true_label, m.predicted_label, f"{m.probability:.0%}")):
                 item = _item(text, align_right=c == 3)
                 if c == 0:
-                    item.setToolTip(m.text)
+                    item.setToolTip(as_rich_text(m.text))
                 self.wrong_table.setItem(r, c, item)

@@ -31,6 +31,7 @@ from ..core.config import SMS_SPAM, TrainConfig
 from ..core.events import Evaluated, TrainingFailed, TrainingFinished
 from ..core.runs import RunFolder, list_runs, run_outcome
 from ..worker import JobPool, Returned, Worker
+from .escape import as_rich_text, escaped
 
 # Colours that stay distinct for the first ten runs compared (matplotlib's tab10).
 RUN_COLORS = (
@@ -96,11 +97,11 @@ def describe_run(run: RunFolder, events: list) -> str:
     try:
         cfg = run.config()
     except (OSError, ValueError, KeyError, TypeError):
-        return f"{run.path.name}\n(config.json unreadable)"
+        return f"{escaped(run.path.name)}<br>(config.json unreadable)"
     data = "SMS Spam Collection" if cfg.data.source == SMS_SPAM else cfg.data.source
     lines = [
-        f"<b>{run.path.name}</b>",
-        f"model: {cfg.model} · data: {data}",
+        f"<b>{escaped(run.path.name)}</b>",
+        f"model: {escaped(cfg.model)} · data: {escaped(data)}",
         f"LoRA r={cfg.lora.rank}, alpha={cfg.lora.alpha:g}, layers: {', '.join(cfg.lora.targets)}",
         f"epochs {cfg.epochs} · batch {cfg.batch_size} · lr {cfg.lr:g} · seed {cfg.seed}",
     ]
@@ -110,7 +111,7 @@ def describe_run(run: RunFolder, events: list) -> str:
         accuracy = f" · test accuracy {end.metrics.accuracy:.1%}" if end.metrics else ""
         lines.append(f"{state.summary} after {end.step} steps ({end.elapsed_s:.0f} s){accuracy}")
     elif isinstance(end, TrainingFailed):
-        lines.append(f"failed: {end.message}")
+        lines.append(f"failed: {escaped(end.message)}")
     elif state.state == "running":
         lines.append("training now")
     else:
@@ -118,7 +119,7 @@ def describe_run(run: RunFolder, events: list) -> str:
     if state.can_resume:
         lines.append("It can be resumed from its last checkpoint.")
     elif state.reason and state.state != "finished":
-        lines.append(state.reason)
+        lines.append(escaped(state.reason))
     lines.append(f"adapter: {'yes' if run.adapter_path.exists() else 'none'}")
     return "<br>".join(lines)
 
@@ -201,7 +202,7 @@ class RunComparisonWidget(QWidget):
                 plot.plot(
                     xs,
                     ys,
-                    name=label,
+                    name=escaped(label),  # pyqtgraph's legend renders HTML
                     pen=pg.mkPen(color, width=2),
                     symbol="o",
                     symbolSize=5,
@@ -210,9 +211,10 @@ class RunComparisonWidget(QWidget):
                 )
             plot.getPlotItem().legend.setVisible(bool(plot.getPlotItem().listDataItems()))
         shown = len(runs) - len(empty)
-        note = f" · no validation points yet: {', '.join(empty)}" if empty else ""
+        note = f" · no validation points yet: {escaped(', '.join(empty))}" if empty else ""
         self.caption.setText(f"Validation curves of {shown} runs{note}")
-        self.caption.setToolTip("\n".join(f"{label}: {name}" for (name, _events), label in zip(runs, labels)))
+        legend = "\n".join(f"{label}: {name}" for (name, _events), label in zip(runs, labels))
+        self.caption.setToolTip(as_rich_text(legend))
 
     def curves(self, which: str = "loss") -> dict[str, tuple[str, int]]:
         """Legend name → (colour, points) of each curve shown (what a test can check)."""
@@ -387,7 +389,7 @@ class RunsTab(QWidget):
         self._set_buttons(run)
         if run is None:
             return
-        self.details.setText(f"<b>{run.path.name}</b><br>reading…")
+        self.details.setText(f"<b>{escaped(run.path.name)}</b><br>reading…")
 
         def read(_progress, _stop):
             events = run.events()
@@ -420,7 +422,9 @@ class RunsTab(QWidget):
         try:
             cfg: TrainConfig = run.config()
         except (OSError, ValueError, KeyError, TypeError):
-            self.details.setText(f"<b>{run.path.name}</b><br>Its config.json cannot be read, so it cannot be repeated.")
+            self.details.setText(
+                f"<b>{escaped(run.path.name)}</b><br>Its config.json cannot be read, so it cannot be repeated."
+            )
             return
         self.rerun_requested.emit(cfg)
 

@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QTimer, Slot
+from PySide6.QtCore import Qt, QTimer, Slot
 from PySide6.QtGui import QFont, QTextCursor
 from PySide6.QtWidgets import QGraphicsItem, QHBoxLayout, QLabel, QPlainTextEdit, QProgressBar, QVBoxLayout, QWidget
 
@@ -202,6 +202,7 @@ class TrainingTab(QWidget):
         self.progress.setFormat("Press Start to train")
         self.progress.setMinimumHeight(24)
         self.summary = QLabel("")
+        self.summary.setTextFormat(Qt.TextFormat.PlainText)  # holds the dataset's label names
         self.summary.setWordWrap(True)
         self.log = QPlainTextEdit()
         self.log.setReadOnly(True)

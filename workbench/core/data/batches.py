@@ -7,32 +7,50 @@ result at a fraction of the compute.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from ..progress import Progress, checked_chunks
+
+# Texts per tokenizer call: a stop check and a progress report between calls. 1,024 SMS-sized
+# texts take about 25 ms with GPT-2's BPE and 0.25 s with the tests' byte-level vocabulary.
+ENCODE_CHUNK = 1024
+
 # --------------------------------------------------------------------------- tokens and batches
 
 
-def encode_texts(texts: list[str], tokenizer: Any, max_length: int) -> tuple[list[list[int]], int]:
+def encode_texts(
+    texts: list[str],
+    tokenizer: Any,
+    max_length: int,
+    *,
+    stop: threading.Event | None = None,
+    progress: Progress | None = None,
+) -> tuple[list[list[int]], int]:
     """Token ids per text (the first ``max_length``), and how many texts were cut.
 
     ``encode_ordinary`` treats "<|endoftext|>" in user text as plain text instead of raising.
     An empty text becomes the end-of-text token, so every example has a last token to classify.
+    Texts go to the tokenizer ``ENCODE_CHUNK`` at a time, checking ``stop`` in between.
     """
     if max_length < 1:
         raise ValueError(f"max_length must be at least 1, got {max_length}")
     batch_encode = getattr(tokenizer, "encode_ordinary_batch", None)
-    encoded = batch_encode(texts) if batch_encode else [tokenizer.encode_ordinary(t) for t in texts]
     token_ids: list[list[int]] = []
     truncated = 0
-    for ids in encoded:
-        if len(ids) > max_length:
-            truncated += 1
-            ids = ids[:max_length]
-        token_ids.append(ids or [tokenizer.eot_token])
+    for chunk in checked_chunks(texts, stop, "Tokenizing", ENCODE_CHUNK):
+        encoded = batch_encode(list(chunk)) if batch_encode else [tokenizer.encode_ordinary(t) for t in chunk]
+        for ids in encoded:
+            if len(ids) > max_length:
+                truncated += 1
+                ids = ids[:max_length]
+            token_ids.append(ids or [tokenizer.eot_token])
+        if progress is not None:
+            progress(len(token_ids), len(texts), "Tokenizing")
     return token_ids, truncated
 
 

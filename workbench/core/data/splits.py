@@ -8,12 +8,19 @@ through the same path, with its own columns, labels and (by default) duplicate r
 
 from __future__ import annotations
 
+import math
 import random
+import threading
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from ..config import SMS_SPAM, DataConfig
 from ..errors import DataError
+from ..progress import CHECK_EVERY, checked_chunks, raise_if_stopped
+from ..text import printable
 from .tables import _MISSING_LABELS, Table, _is_number
 
 # --------------------------------------------------------------------------- labels and splits
@@ -34,16 +41,104 @@ class DatasetSplits:
     class_counts: dict[str, int]  # per label after dropping empty rows and duplicates, before balancing
     dropped_empty: int  # rows with an empty text, or a missing label ("", NA, NaN, null, #N/A, ...)
     dropped_duplicates: int  # repeats of an earlier (text, label) pair
+    # Classes written several ways in the file ("spam", "Spam", "spam "): class name -> every
+    # spelling it stands for, most frequent first. Empty when every class has one spelling.
+    merged_labels: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # What the split was made from, for the adapter's data recipe (see recipe.py).
     text_column: str = ""
     label_column: str = ""
     drop_duplicates: bool = True  # the resolved setting (DataConfig.drop_duplicates None: by source)
-    label_values: dict[str, tuple[str, ...]] = field(default_factory=dict)  # name -> spellings in the file
+    label_values: dict[str, tuple[str, ...]] = field(default_factory=dict)  # class -> spellings in the file
+
+
+# --------------------------------------------------------------------------- label cleaning
+
+# A label column with more classes than this is not a label column (a classifier over thousands
+# of classes from a CSV is not what the workbench is for, and the per-class metrics grow as k²).
+MAX_CLASSES = 1000
+# ... nor is one where most rows carry a label no other row has (checked from this many rows on,
+# so a tiny file still gets the "too small to split" message that lists its labels).
+MOSTLY_UNIQUE_SHARE = 0.5
+MOSTLY_UNIQUE_MIN_ROWS = 20
+
+
+def clean_label(value: object) -> str | None:
+    """A label cell as a class spelling: surrounding whitespace removed; None for a missing
+    label (empty, or what pandas, R, SQL and Excel write for "no value")."""
+    label = "" if value is None else str(value).strip()
+    return None if label in _MISSING_LABELS else label
+
+
+def label_key(label: str) -> str:
+    """What two spellings of one class share: case does not count ("Spam" = "spam"), and numbers
+    compare by value ("0" = "0.0" = "00", "1e1" = "10"), exactly (Decimal, not float)."""
+    try:
+        number = Decimal(label)
+    except InvalidOperation:
+        return label.casefold()
+    if not number.is_finite():
+        return label.casefold()
+    # str, not format "f": "1e999999" must not become a million zeros
+    return "0" if number.is_zero() else str(number.normalize())
+
+
+@dataclass(frozen=True)
+class LabelClasses:
+    """The classes a label column holds, once spellings of one class are merged."""
+
+    names: list[str]  # sorted: alphabetically, or numerically when every class is a number
+    class_of: dict[str, str]  # every spelling as written in the file -> the name of its class
+    counts: dict[str, int]  # rows per class
+    merged: dict[str, tuple[str, ...]]  # class -> its spellings as written (most frequent first), when several
+
+
+def canonical_labels(values: Iterable[object], stop: threading.Event | None = None) -> LabelClasses:
+    """The one label-cleaning rule, for splitting and for counting classes (the window's too).
+
+    Missing labels are skipped (``clean_label``) and spellings with the same ``label_key`` become
+    one class ("spam", "Spam", "spam "), named by its most frequent spelling without surrounding
+    spaces (ties: the first in sort order), so an adapter's label names are spellings the user wrote.
+    """
+    spellings: Counter[str] = Counter()
+    for part in checked_chunks(list(values), stop, "Reading the labels"):
+        spellings.update("" if value is None else str(value) for value in part)
+    groups: dict[str, list[str]] = {}
+    for part in checked_chunks(sorted(spellings), stop, "Reading the labels"):
+        for spelling in part:
+            label = clean_label(spelling)
+            if label is not None:
+                groups.setdefault(label_key(label), []).append(spelling)
+    class_of: dict[str, str] = {}
+    counts: dict[str, int] = {}
+    merged: dict[str, tuple[str, ...]] = {}
+    for group in groups.values():
+        group.sort(key=lambda spelling: -spellings[spelling])  # stable: ties keep sort order
+        name = group[0].strip()
+        counts[name] = sum(spellings[spelling] for spelling in group)
+        class_of.update(dict.fromkeys(group, name))
+        if len(group) > 1:
+            merged[name] = tuple(group)
+    return LabelClasses(_sorted_labels(set(counts)), class_of, counts, merged)
+
+
+def describe_merges(merged: dict[str, tuple[str, ...]], limit: int = 5) -> str:
+    """ "'spam' (also 'Spam', 'spam '), …" for a log line; labels escaped and cut, at most ``limit``."""
+    shown = [
+        f"{printable(name, 24)!r} (also {', '.join(repr(printable(s, 24)) for s in spellings[1:4])}"
+        + (" …" if len(spellings) > 4 else "")
+        + ")"
+        for name, spellings in list(merged.items())[:limit]
+    ]
+    more = f" and {len(merged) - limit} more" if len(merged) > limit else ""
+    return ", ".join(shown) + more
+
+
+# --------------------------------------------------------------------------- splitting
 
 
 @dataclass(frozen=True)
 class UsableRows:
-    """A table's rows as training sees them: (text, label) pairs after the one cleaning rule."""
+    """A table's rows as training sees them: (text, class name) pairs after the one cleaning rule."""
 
     rows: list[tuple[str, str]]
     text_column: str
@@ -51,7 +146,7 @@ class UsableRows:
     dropped_empty: int
     dropped_duplicates: int
     drop_duplicates: bool
-    label_values: dict[str, tuple[str, ...]]  # each label's original spellings (" spam", "spam"), a few
+    classes: LabelClasses
 
     def class_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -59,78 +154,100 @@ class UsableRows:
             counts[label] = counts.get(label, 0) + 1
         return {name: counts[name] for name in _sorted_labels(set(counts))}
 
+    def label_values(self, names: Iterable[str]) -> dict[str, tuple[str, ...]]:
+        """Each class's spellings as written in the file (" spam", "Spam"), a few, most frequent first."""
+        values: dict[str, list[str]] = {name: [] for name in names}
+        for spelling, name in self.classes.class_of.items():
+            if name in values and len(values[name]) < MAX_SPELLINGS:
+                values[name].append(spelling)
+        return {name: tuple(found) for name, found in values.items()}
+
 
 MAX_SPELLINGS = 4  # original spellings kept per label: enough to show, bounded for a messy column
 
 
-def usable_rows(table: Table, cfg: DataConfig, *, drop_duplicates: bool | None = None) -> UsableRows:
+def usable_rows(
+    table: Table, cfg: DataConfig, *, drop_duplicates: bool | None = None, stop: threading.Event | None = None
+) -> UsableRows:
     """The rows of ``table`` that can train or score: a text that is not blank and a label that is
-    not missing (``NA``, ``null``, ``#N/A``, … as pandas, R, SQL and Excel write it), labels
-    stripped; exact repeats of a (text, label) pair dropped where ``cfg`` (or ``drop_duplicates``)
-    says so. The one cleaning rule: splits, class counts and evaluation all read rows through here."""
+    not missing, spellings of one class merged (``canonical_labels``); exact repeats of a (text,
+    label) pair dropped where ``cfg`` (or ``drop_duplicates``) says so. The one cleaning rule:
+    splits, class counts and evaluation all read rows through here."""
+    what = f"Splitting {_describe(table)}"
     text_column, label_column = _chosen_columns(table, cfg)
     frame = table.frame
     texts = frame[text_column].fillna("").astype(str).tolist()
-    raw_labels = frame[label_column].fillna("").astype(str).tolist()
+    raise_if_stopped(stop, what)
+    labels = frame[label_column].fillna("").astype(str).tolist()
+
+    classes = canonical_labels([label for text, label in zip(texts, labels) if text.strip()], stop)
     rows: list[tuple[str, str]] = []
-    spellings: dict[str, list[str]] = {}
-    for text, raw in zip(texts, raw_labels):
-        label = raw.strip()
-        if not text.strip() or label in _MISSING_LABELS:
-            continue
-        rows.append((text, label))
-        seen = spellings.setdefault(label, [])
-        if raw not in seen and len(seen) < MAX_SPELLINGS:
-            seen.append(raw)
+    for part_texts, part_labels in zip(checked_chunks(texts, stop, what), checked_chunks(labels, stop, what)):
+        rows.extend(
+            (text, classes.class_of[label])
+            for text, label in zip(part_texts, part_labels)
+            if label in classes.class_of and text.strip()
+        )
     dropped_empty = len(texts) - len(rows)
     if drop_duplicates is None:
         drop_duplicates = cfg.drop_duplicates if cfg.drop_duplicates is not None else table.source != SMS_SPAM
     dropped_duplicates = 0
     if drop_duplicates:
-        unique = list(dict.fromkeys(rows))  # keeps the first of each (text, label)
+        unique: dict[tuple[str, str], None] = {}
+        for part in checked_chunks(rows, stop, what):
+            unique.update(dict.fromkeys(part))  # keeps the first of each (text, label), in order
         dropped_duplicates = len(rows) - len(unique)
-        rows = unique
-    values = {label: tuple(found) for label, found in spellings.items()}
-    return UsableRows(rows, text_column, label_column, dropped_empty, dropped_duplicates, drop_duplicates, values)
+        rows = list(unique)
+        del unique
+    return UsableRows(rows, text_column, label_column, dropped_empty, dropped_duplicates, drop_duplicates, classes)
 
 
 def count_classes(table: Table, cfg: DataConfig) -> dict[str, int]:
-    """Usable rows per label, exactly as ``make_splits`` counts them before balancing (in its label
+    """Usable rows per class, exactly as ``make_splits`` counts them before balancing (in its label
     order): what a window shows next to the label column, so it never counts "NA" as a class."""
     return usable_rows(table, cfg).class_counts()
 
 
-def make_splits(table: Table, cfg: DataConfig, *, seed: int) -> DatasetSplits:
+def make_splits(table: Table, cfg: DataConfig, *, seed: int, stop: threading.Event | None = None) -> DatasetSplits:
     """Clean, balance and split a table into train/validation/test, reproducibly for ``seed`` (the
-    run's ``TrainConfig.seed``, so `workbench eval` given the same seed scores the same test set).
+    run's ``TrainConfig.seed``, so `workbench eval` rebuilding from the adapter's recipe scores the
+    same test set).
 
     Sizes follow the book's ``random_split``: int(n*train), int(n*val), and the rest for test;
     within those totals every class gets its proportional share (stratified), so a small or
-    skewed dataset still has every class in every split.
+    skewed dataset still has every class in every split. Labels are cleaned and merged by
+    ``canonical_labels``; a column that looks like text rather than labels is refused before any
+    work that grows with the number of classes. ``stop`` is checked every ``CHECK_EVERY`` rows.
     """
-    usable = usable_rows(table, cfg)
+    what = f"Splitting {_describe(table)}"
+    usable = usable_rows(table, cfg, stop=stop)
     rows, label_column = usable.rows, usable.label_column
-
-    label_names = _sorted_labels({label for _, label in rows})
+    by_label: dict[str, list[str]] = {}
+    for part in checked_chunks(rows, stop, what):
+        for text, label in part:
+            by_label.setdefault(label, []).append(text)
+    n_rows = len(rows)
+    del rows
+    _refuse_text_as_labels(by_label, n_rows, label_column, table)
+    label_names = _sorted_labels(set(by_label))
     if len(label_names) < 2:
         found = f"only the label {_short(label_names[0])!r}" if label_names else "no labels"
         raise DataError(
             f"Column {label_column!r} of {_describe(table)} has {found}; a classifier needs at "
             "least two classes. Choose another label column or another file."
         )
-    by_class: dict[str, list[str]] = {name: [] for name in label_names}
-    for text, label in rows:
-        by_class[label].append(text)
+    by_class = {name: by_label[name] for name in label_names}
     class_counts = {name: len(by_class[name]) for name in label_names}
 
     rng = random.Random(seed)
     if cfg.balance:
         smallest = min(class_counts.values())
-        by_class = {name: rng.sample(items, smallest) for name, items in by_class.items()}
+        by_class = {name: sample(rng, items, smallest, stop, what) for name, items in by_class.items()}
     for items in by_class.values():
-        rng.shuffle(items)
+        shuffle(rng, items, stop, what)
 
-    train, val, test = _stratified_split(by_class, label_names, cfg, rng, table)
+    train, val, test = _stratified_split(by_class, label_names, cfg, rng, table, stop, what)
+    merged = {name: spellings for name, spellings in usable.classes.merged.items() if name in by_class}
     return DatasetSplits(
         train,
         val,
@@ -139,11 +256,71 @@ def make_splits(table: Table, cfg: DataConfig, *, seed: int) -> DatasetSplits:
         class_counts,
         usable.dropped_empty,
         usable.dropped_duplicates,
+        merged,
         text_column=usable.text_column,
         label_column=label_column,
         drop_duplicates=usable.drop_duplicates,
-        label_values={name: usable.label_values[name] for name in label_names},
+        label_values=usable.label_values(label_names),
     )
+
+
+def _refuse_text_as_labels(by_label: dict[str, list[str]], n_rows: int, column: str, table: Table) -> None:
+    """A text column chosen as the label column has a "class" per row or nearly: say so, before
+    the per-class work (splitting, metrics) that grows with the number of classes."""
+    singletons = sum(1 for texts in by_label.values() if len(texts) == 1)
+    mostly_unique = n_rows >= MOSTLY_UNIQUE_MIN_ROWS and singletons > MOSTLY_UNIQUE_SHARE * n_rows
+    if len(by_label) > MAX_CLASSES or mostly_unique:
+        raise DataError(
+            f"Column {printable(column, 40)!r} of {_describe(table)} looks like a text column, not labels: "
+            f"{len(by_label):,} different values in {n_rows:,} rows, {singletons:,} of them on a single row "
+            f"(at most {MAX_CLASSES:,} classes, and most rows sharing their label with others, make a label "
+            "column). Choose the column that holds the class names as the label column."
+        )
+
+
+def shuffle(rng: random.Random, items: list, stop: threading.Event | None, what: str) -> None:
+    """``rng.shuffle(items)``, the same permutation for the same seed, checking ``stop`` every
+    ``CHECK_EVERY`` swaps. CPython's Fisher-Yates loop (Lib/random.py) is pure Python too, so this
+    costs what it costs; a test pins the equality."""
+    randbelow = rng._randbelow
+    for top in range(len(items) - 1, 0, -CHECK_EVERY):
+        raise_if_stopped(stop, what)
+        for i in range(top, max(top - CHECK_EVERY, 0), -1):
+            j = randbelow(i + 1)
+            items[i], items[j] = items[j], items[i]
+
+
+def sample(rng: random.Random, population: list, k: int, stop: threading.Event | None, what: str) -> list:
+    """``rng.sample(population, k)``, the same picks for the same seed (CPython's algorithm from
+    Lib/random.py: a pool for large samples, a set of picks for small ones), checking ``stop``
+    every ``CHECK_EVERY`` picks; a test pins the equality."""
+    n = len(population)
+    if not 0 <= k <= n:
+        raise ValueError("Sample larger than population or is negative")
+    randbelow = rng._randbelow
+    result = [None] * k
+    setsize = 21  # CPython's: the size of a small set minus that of an empty list
+    if k > 5:
+        setsize += 4 ** math.ceil(math.log(k * 3, 4))
+    if n <= setsize:
+        pool = list(population)
+        for i in range(k):
+            if i % CHECK_EVERY == 0:
+                raise_if_stopped(stop, what)
+            j = randbelow(n - i)
+            result[i] = pool[j]
+            pool[j] = pool[n - i - 1]
+    else:
+        selected: set[int] = set()
+        for i in range(k):
+            if i % CHECK_EVERY == 0:
+                raise_if_stopped(stop, what)
+            j = randbelow(n)
+            while j in selected:
+                j = randbelow(n)
+            selected.add(j)
+            result[i] = population[j]
+    return result
 
 
 def _short(label: str, limit: int = 24) -> str:
@@ -197,6 +374,8 @@ def _stratified_split(
     cfg: DataConfig,
     rng: random.Random,
     table: Table,
+    stop: threading.Event | None,
+    what: str,
 ) -> tuple[LabeledTexts, LabeledTexts, LabeledTexts]:
     sizes = [len(by_class[name]) for name in label_names]
     n = sum(sizes)
@@ -223,11 +402,20 @@ def _stratified_split(
         items = by_class[name]
         cut_val, cut_test = train_k[class_id], train_k[class_id] + val_k[class_id]
         for split, part in zip(splits, (items[:cut_val], items[cut_val:cut_test], items[cut_test:])):
-            split.extend((text, class_id) for text in part)
+            for chunk in checked_chunks(part, stop, what):
+                split.extend((text, class_id) for text in chunk)
     result = []
-    for split in splits:
-        rng.shuffle(split)  # mix the classes
-        result.append(LabeledTexts([text for text, _ in split], [label for _, label in split]))
+    while splits:
+        split = splits.pop(0)
+        shuffle(rng, split, stop, what)  # mix the classes
+        texts: list[str] = []
+        labels: list[int] = []
+        for chunk in checked_chunks(split, stop, what):
+            texts.extend(text for text, _ in chunk)
+            labels.extend(label for _, label in chunk)
+        del split, chunk  # the pairs, freed now rather than all at once on return
+        raise_if_stopped(stop, what)
+        result.append(LabeledTexts(texts, labels))
     return result[0], result[1], result[2]
 
 

@@ -13,8 +13,8 @@ import io
 import re
 import threading
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -92,16 +92,26 @@ def read_table(
     start (for a preview); progress is reported in bytes.
     """
     path = Path(path)
+    encoding, dialect = _sniffed(path)
+    read, encoding = _read_any_encoding(path, encoding, dialect, max_rows, progress, stop)
+    frame = _tidy(read, max_rows)
+    raise_if_stopped(stop, f"Reading {path.name}")  # joining a million rows' chunks takes a moment
+    if frame.empty:
+        raise DataError(f"{path.name} has no rows of data. {_WANTED}")
+    text_column, label_column = _detect_columns(frame)
+    truncated = max_rows is not None and read.rows > max_rows
+    return Table(frame, str(path), encoding, text_column, label_column, truncated)
+
+
+def _sniffed(path: Path) -> tuple[str, _Dialect]:
+    """The encoding guess and the dialect, from the first 256 KB; refuses empty and non-text files."""
     head, complete = _read_head(path)
     encoding = _guess_encoding(head)
     sample = _decode_sample(head, encoding, complete)
     if not sample.strip():
         raise _empty_file(path)
     _refuse_non_text(sample, path)
-    dialect = _sniff_dialect(sample, path, complete)
-    frame, truncated, encoding = _read_any_encoding(path, encoding, dialect, max_rows, progress, stop)
-    text_column, label_column = _detect_columns(frame)
-    return Table(frame, str(path), encoding, text_column, label_column, truncated)
+    return encoding, _sniff_dialect(sample, path, complete)
 
 
 def _read_head(path: Path) -> tuple[bytes, bool]:
@@ -201,11 +211,13 @@ def _read_any_encoding(
     max_rows: int | None,
     progress: Progress | None,
     stop: threading.Event | None,
-) -> tuple[pd.DataFrame, bool, str]:
-    """Read with the guessed encoding; a non-UTF-8 byte after the sample means reading again."""
+    keep_rows: bool = True,
+) -> tuple[_Read, str]:
+    """Read with the guessed encoding; a non-UTF-8 byte after the sample means reading again.
+    Returns what was read and the encoding that worked."""
     if guess.startswith(("utf-16", "utf-32")):  # no single-byte fallback: it would read NULs
         try:
-            return (*_read_frame(path, guess, dialect, max_rows, progress, stop), guess)
+            return _read_frame(path, guess, dialect, max_rows, progress, stop, keep_rows), guess
         except UnicodeDecodeError as error:
             raise DataError(
                 f"{path.name} is {guess[:6].upper()} text with a damaged character. "
@@ -213,10 +225,10 @@ def _read_any_encoding(
             ) from error
     for encoding in dict.fromkeys([guess, "cp1252"]):
         try:
-            return (*_read_frame(path, encoding, dialect, max_rows, progress, stop), encoding)
+            return _read_frame(path, encoding, dialect, max_rows, progress, stop, keep_rows), encoding
         except UnicodeDecodeError:
             continue
-    return (*_read_frame(path, "latin-1", dialect, max_rows, progress, stop), "latin-1")  # decodes any byte
+    return _read_frame(path, "latin-1", dialect, max_rows, progress, stop, keep_rows), "latin-1"  # any byte
 
 
 def _decode_sample(head: bytes, encoding: str, complete: bool) -> str:
@@ -355,24 +367,20 @@ def _read_frame(
     max_rows: int | None,
     progress: Progress | None,
     stop: threading.Event | None,
-) -> tuple[pd.DataFrame, bool]:
-    """The whole file as named string columns, plus whether rows were left unread."""
+    keep_rows: bool = True,
+) -> _Read:
+    """The whole file in chunks, with as many columns as its widest row (``keep_rows`` False:
+    only the header, the counts and which columns hold anything)."""
     width = dialect.width + _EXTRA_FIELDS
     while True:
         try:
-            read = _read_chunks(path, encoding, dialect, width, max_rows, progress, stop)
-            break
+            return _read_chunks(path, encoding, dialect, width, max_rows, progress, stop, keep_rows)
         except pd.errors.ParserError as error:
             # A row with more fields than we allowed for: widen and read again; anything else is fatal.
             found = re.search(r"Expected \d+ fields in line \d+, saw (\d+)", str(error))
             if found is None or int(found[1]) < width:
                 raise _parser_error(path, dialect, error) from error
             width = int(found[1]) + _EXTRA_FIELDS
-    truncated = max_rows is not None and read.rows > max_rows
-    frame = _tidy(read, max_rows)
-    if frame.empty:
-        raise DataError(f"{path.name} has no rows of data. {_WANTED}")
-    return frame, truncated
 
 
 def _parser_error(path: Path, dialect: _Dialect, error: Exception) -> DataError:
@@ -396,6 +404,7 @@ class _Read:
     header: list[str] | None
     rows: int  # data rows read (blank ones included), to tell whether max_rows cut the file
     filled: dict[int, bool]  # per column: whether any cell holds more than whitespace
+    kept_rows: int = 0  # rows with at least one non-blank cell (those in chunks, when kept)
 
 
 def _read_chunks(
@@ -406,19 +415,46 @@ def _read_chunks(
     max_rows: int | None,
     progress: Progress | None,
     stop: threading.Event | None,
+    keep_rows: bool = True,
 ) -> _Read:
     """pandas' C parser in chunks, so big files report progress (bytes) and can be cancelled.
 
-    Columns are numbered 0..width-1 up front: rows with missing trailing fields then read as "",
-    and rows with extra separators don't abort the read. Blank rows are dropped chunk by chunk,
-    so the work left after the last byte is small (a 1 GB file would otherwise sit at 100 % for
-    half a minute, deaf to Stop).
+    Blank rows are dropped chunk by chunk, so the work left after the last byte is small (a 1 GB
+    file would otherwise sit at 100 % for half a minute, deaf to Stop).
     """
-    size = path.stat().st_size
-    message = f"Reading {path.name}"
     # One row more than asked shows whether the file goes on; the header takes one more.
     nrows = None if max_rows is None else max_rows + 1 + int(dialect.header)
     read = _Read(chunks=[], header=None, rows=0, filled=dict.fromkeys(range(width), False))
+    for header, rows, chunk, filled in _parsed_chunks(path, encoding, dialect, width, nrows, progress, stop):
+        read.header = header
+        read.rows += rows
+        read.kept_rows += len(chunk)
+        for col, any_filled in filled.items():
+            read.filled[col] = read.filled[col] or any_filled
+        if keep_rows:
+            read.chunks.append(chunk)
+    return read
+
+
+def _parsed_chunks(
+    path: Path,
+    encoding: str,
+    dialect: _Dialect,
+    width: int,
+    nrows: int | None,
+    progress: Progress | None,
+    stop: threading.Event | None,
+    chunk_rows: int | None = None,
+) -> Iterator[tuple[list[str] | None, int, pd.DataFrame, dict[int, bool]]]:
+    """(header, data rows parsed, the chunk's non-blank rows, per column whether any cell of the
+    chunk holds more than whitespace), chunk by chunk, checking ``stop`` after each.
+
+    Columns are numbered 0..width-1 up front: rows with missing trailing fields then read as "",
+    and rows with extra separators don't abort the read.
+    """
+    size = path.stat().st_size
+    message = f"Reading {path.name}"
+    header: list[str] | None = None
     with path.open("rb") as fh:
         if progress is not None:
             progress(0, size, message)
@@ -432,29 +468,30 @@ def _read_chunks(
             keep_default_na=False,
             na_filter=False,
             encoding=encoding,
-            chunksize=_CHUNK_ROWS,
+            chunksize=chunk_rows or _CHUNK_ROWS,
             nrows=nrows,
             engine="c",
         )
         with reader:
+            header_pending = dialect.header
             for chunk in reader:
-                if dialect.header and read.header is None and len(chunk):
-                    read.header = [str(cell).strip() for cell in chunk.iloc[0]]
+                if header_pending and len(chunk):
+                    header = [str(cell).strip() for cell in chunk.iloc[0]]
                     chunk = chunk.iloc[1:]
-                read.rows += len(chunk)
+                    header_pending = False
                 row_filled = np.zeros(len(chunk), dtype=bool)
+                filled: dict[int, bool] = {}
                 for col in chunk.columns:
                     cells = _filled_cells(chunk[col])
                     if cells is not None:
-                        read.filled[col] = read.filled[col] or bool(cells.any())
+                        filled[col] = bool(cells.any())
                         row_filled |= cells
-                read.chunks.append(chunk[row_filled])
+                yield header, len(chunk), chunk[row_filled], filled
                 raise_if_stopped(stop, message)
                 if progress is not None:
                     progress(min(fh.tell(), size), size, message)
     if progress is not None:
         progress(size, size, message)
-    return read
 
 
 def _filled_cells(column: pd.Series) -> np.ndarray | None:
@@ -519,10 +556,61 @@ def save_table(frame: pd.DataFrame, path: str | Path) -> Path:
     adapters, so a full disk or a read-only folder gives a DataError and leaves any file already
     at ``path`` as it was."""
     path = Path(path)
-    sep = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
-    payload = frame.to_csv(index=False, sep=sep, quoting=csv.QUOTE_MINIMAL, lineterminator="\n").encode("utf-8")
     try:
-        write_atomically(path, payload)
+        write_atomically(path, table_bytes(frame, path))
     except WorkbenchError as error:
         raise DataError(str(error)) from error
     return path
+
+
+def table_bytes(frame: pd.DataFrame, path: Path, header: bool = True) -> bytes:
+    """Rows as the workbench writes tables: UTF-8, comma-separated (tab for a .tsv/.tab name),
+    quoted where needed, "\n" line ends. Without ``header``, rows to append to a file so written."""
+    sep = "\t" if Path(path).suffix.lower() in (".tsv", ".tab") else ","
+    text = frame.to_csv(index=False, header=header, sep=sep, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
+    return text.encode("utf-8")
+
+
+@dataclass(frozen=True)
+class TableStream:
+    """A CSV/TSV file read chunk by chunk, with the columns ``read_table`` would give it, for
+    files too large to hold at once (classifying a million rows). ``stream_table`` made it with
+    a first pass that keeps no rows: the encoding that works, the widest row, the header, and
+    which columns hold anything."""
+
+    path: Path
+    encoding: str
+    dialect: _Dialect
+    width: int  # fields per row, the widest row's
+    positions: tuple[int, ...]  # the file's columns that are kept, in order
+    columns: tuple[str, ...]  # their names, as read_table names them
+    rows: int  # rows with at least one non-blank cell
+    text_column: str | None  # read_table's guess, made on the first chunk
+
+    def chunks(self, *, chunk_rows: int | None = None, stop: threading.Event | None = None) -> Iterator[pd.DataFrame]:
+        """The non-blank rows, ``chunk_rows`` at a time (about: blank rows are left out)."""
+        for _, _, chunk, _ in _parsed_chunks(
+            self.path, self.encoding, self.dialect, self.width, None, None, stop, chunk_rows
+        ):
+            frame = chunk[list(self.positions)].fillna("").reset_index(drop=True)
+            frame.columns = list(self.columns)
+            yield frame
+
+
+def stream_table(
+    path: str | Path, *, progress: Progress | None = None, stop: threading.Event | None = None
+) -> TableStream:
+    """Open ``path`` for reading in chunks (see TableStream); the first pass reports progress in
+    bytes and honours ``stop`` like ``read_table``."""
+    path = Path(path)
+    guess, dialect = _sniffed(path)
+    scan, encoding = _read_any_encoding(path, guess, dialect, None, progress, stop, keep_rows=False)
+    if not scan.kept_rows:
+        raise DataError(f"{path.name} has no rows of data. {_WANTED}")
+    names = scan.header or []
+    positions = tuple(col for col in range(len(scan.filled)) if scan.filled[col] or (col < len(names) and names[col]))
+    columns = tuple(_column_names(positions, names))
+    stream = TableStream(path, encoding, dialect, len(scan.filled), positions, columns, scan.kept_rows, None)
+    first = next(stream.chunks(stop=stop), None)
+    text_column = _detect_columns(first)[0] if first is not None else None
+    return replace(stream, text_column=text_column)
