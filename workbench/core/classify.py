@@ -19,6 +19,7 @@ from .config import LORA_TARGETS
 from .data import pad_batch
 from .device import autocast, describe, pick_device, pick_precision
 from .errors import Cancelled
+from .fileio import check_outputs
 from .lora import LoRALinear, apply_lora, merge_lora
 from .model import GPT2Classifier, load_model_config
 from .tokenizer import EOT_ID, load_tokenizer
@@ -37,8 +38,17 @@ class Prediction:
 class Classifier:
     """A ready-to-use classifier; build it once (seconds), then ``predict`` is fast."""
 
-    def __init__(self, model: GPT2Classifier, tokenizer, info: AdapterInfo, device: torch.device, precision: str):
+    def __init__(
+        self,
+        model: GPT2Classifier,
+        tokenizer,
+        info: AdapterInfo,
+        device: torch.device,
+        precision: str,
+        sources: dict[str, Path] | None = None,
+    ):
         self.model = model.eval()
+        self.sources = sources or {}  # the files it was loaded from: no output may replace them
         self.tokenizer = tokenizer
         self.info = info
         self.device = device
@@ -68,7 +78,8 @@ class Classifier:
         chosen = pick_precision(precision, torch_device)
         gpt.to(torch_device)
         pack_weights_for_cpu(gpt, torch_device, chosen)
-        return cls(gpt, load_tokenizer(checkpoint), info, torch_device, chosen)
+        sources = {"the adapter": Path(adapter), **hub.checkpoint_files(str(checkpoint))}
+        return cls(gpt, load_tokenizer(checkpoint), info, torch_device, chosen, sources)
 
     @property
     def device_name(self) -> str:
@@ -238,9 +249,11 @@ def classify_file(
     progress=None,
     stop: threading.Event | None = None,
 ) -> int:
-    """``classify_table`` written to ``target`` (CSV, or TSV for .tsv); returns the rows written."""
+    """``classify_table`` written to ``target`` (CSV, or TSV for .tsv); returns the rows written.
+    ``target`` is refused before any work when it would replace the input or the classifier's files."""
     from .data import save_table
 
+    check_outputs({"The output file": target}, {"the input file": Path(source), **classifier.sources})
     out = classify_table(classifier, source, text_column=text_column, progress=progress, stop=stop)
     save_table(out, target)  # atomic: a full disk leaves an existing file as it was
     return len(out)

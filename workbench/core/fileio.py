@@ -1,12 +1,88 @@
-"""Writing files safely: every output of the workbench goes through here."""
+"""Writing files safely: every output of the workbench goes through here.
+
+Two rules live here so that every caller gets them: an output never lands on one of the
+command's inputs (``check_outputs``, called before any work), and a file is written by temp
+file + rename (``write_atomically``), so a reader sees the old file or the new one, never half.
+"""
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 from .errors import OutputError
+
+PathLike = str | os.PathLike
+
+
+def check_outputs(outputs: Mapping[str, PathLike], inputs: Mapping[str, PathLike | None]) -> None:
+    """Refuse, before any work, outputs that cannot be written or would destroy an input.
+
+    ``outputs`` and ``inputs`` map what the user calls each path ("--out", "the dataset") to the
+    path. An output is refused when it is an existing folder or something other than a regular
+    file (a FIFO, a device), when its folder is missing or not writable, or when it is the same
+    file as an input: the same path once resolved (``./x`` and ``x``, a symbolic link, a folder
+    reached two ways) or the same inode (a hard link). Folder inputs are given as the files read
+    from them (``hub.checkpoint_files``), so ``--out model/model.safetensors`` is caught too.
+    """
+    for out_name, out in outputs.items():
+        out = Path(out)
+        _check_output_place(out_name, out)
+        for in_name, source in inputs.items():
+            if source is not None and same_file(out, Path(source)):
+                raise OutputError(
+                    f"{out_name} {out} is the same file as {in_name} {source}: writing it would destroy "
+                    "what is being read. Choose another output file."
+                )
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """Whether writing ``a`` would replace ``b``: the same path once resolved, or the same inode."""
+    try:
+        if a.resolve() == b.resolve():
+            return True
+    except (OSError, RuntimeError):  # a symbolic-link loop: compare inodes below
+        pass
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet): different files
+        return False
+
+
+def _check_output_place(name: str, out: Path) -> None:
+    try:
+        info = os.stat(out)
+    except FileNotFoundError:
+        info = None  # a new file, or a dangling link that the write replaces
+    except OSError as exc:
+        raise OutputError(f"Cannot write {name} {out}: {exc.strerror or exc}") from exc
+    if info is not None and stat.S_ISDIR(info.st_mode):
+        raise OutputError(
+            f"{name} {out} is a folder; give a file name inside it, such as {out / 'adapter.safetensors'}"
+        )
+    if info is not None and not stat.S_ISREG(info.st_mode):
+        raise OutputError(f"{name} {out} is {describe_kind(info.st_mode)}, not a file the workbench can replace")
+    folder = out.parent if str(out.parent) else Path(".")
+    if not folder.is_dir():
+        raise OutputError(f"Cannot write {name} {out}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"Cannot write {name} {out}: folder {folder}: {os.strerror(errno.EACCES)}")
+
+
+def describe_kind(mode: int) -> str:
+    """What a non-regular file is, in words, for messages."""
+    kinds = (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    )
+    return next((words for test, words in kinds if test(mode)), "not a regular file")
 
 
 def write_atomically(path: Path, payload: bytes) -> None:

@@ -69,6 +69,18 @@ def is_cached(model: str) -> bool:
     return all(_cached_file(repo, name) is not None for name in CHECKPOINT_FILES)
 
 
+def checkpoint_files(model: str, label: str = "the model") -> dict[str, Path]:
+    """The files a run reads from ``model`` (a folder, or a size's cached snapshot), named for
+    messages: the inputs an output must never replace (``fileio.check_outputs``). A size that
+    is not downloaded yet has none; its files arrive in the cache, where no output goes."""
+    names = (*CHECKPOINT_FILES, *TOKENIZER_FILES, "gpt2.tiktoken")
+    repo = MODEL_REPOS.get(model)
+    if repo is None:
+        folder = Path(model).expanduser()
+        return {f"{label}'s {name}": folder / name for name in names}
+    return {f"{label}'s {name}": Path(p) for name in names if (p := _cached_file(repo, name))}
+
+
 def cached_size_bytes(model: str) -> int | None:
     """Disk size of the model's files (weights, config, tokenizer), or None when not available."""
     if not is_cached(model):

@@ -31,7 +31,8 @@ import torch
 from .adapters import AdapterInfo, check_adapter_tensors, read_adapter, save_adapter_tensors
 from .config import LORA_TARGETS, MODEL_REPOS, LoRAConfig, ModelConfig
 from .errors import AdapterError, CheckpointError, ConfigError, shorten
-from .fileio import write_atomically
+from .fileio import check_outputs, write_atomically
+from .hub import checkpoint_files
 from .lora import adapter_shapes
 from .model import load_model_config
 
@@ -60,15 +61,18 @@ def export_peft(adapter_path: str | Path, out_dir: str | Path) -> Path:
     """
     from safetensors.torch import save
 
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise AdapterError(f"Cannot export to {out}: it is a file, not a folder")
+    if out.is_dir():  # a folder made below has nothing in it to protect
+        outputs = {f"The exported {name}": out / name for name in (WEIGHTS_FILE, CONFIG_FILE, WORKBENCH_FILE)}
+        check_outputs(outputs, {"the adapter": Path(adapter_path)})
     tensors, info = read_adapter(adapter_path)
     _check_shapes(
         tensors,
         adapter_shapes(info.model_config, info.lora, len(info.label_names)),
         f"{Path(adapter_path).name} does not match its own metadata",
     )
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise AdapterError(f"Cannot export to {out}: it is a file, not a folder")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -143,9 +147,12 @@ def import_peft(
     folder = Path(folder)
     if not folder.is_dir():
         raise AdapterError(f"{folder} is not a folder; a PEFT adapter is a folder with {CONFIG_FILE}")
+    inputs = {f"the PEFT folder's {name}": folder / name for name in (CONFIG_FILE, WEIGHTS_FILE, WORKBENCH_FILE)}
+    check_outputs({"The output": out_path}, inputs)
     cfg = _read_peft_config(folder)
     _check_supported(cfg, folder)
     base_model, model_config = _resolve_base(model or cfg.get("base_model_name_or_path"), folder)
+    check_outputs({"The output": out_path}, checkpoint_files(base_model, "the base model"))
     raw = _read_peft_weights(folder)
     lora = _lora_config(cfg, model_config, folder)
     tensors = _to_workbench_tensors(raw, folder)

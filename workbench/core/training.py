@@ -37,6 +37,7 @@ from .events import (
     TrainingFailed,
     TrainingFinished,
 )
+from .fileio import check_outputs
 from .lora import build_lora_model
 from .model import GPT2Classifier, load_model_config, param_count
 from .runs import Position, RunFolder, load_checkpoint, save_checkpoint
@@ -76,12 +77,17 @@ def train(
     stop: threading.Event | None = None,
     run: RunFolder | None = None,
     resume: str | Path | None = None,
+    out: str | Path | None = None,
 ) -> Iterator:
     """Run one training; see the module docstring for the events. ``stop`` ends it within one step
-    (the adapter and a checkpoint are still written); ``resume`` continues from a checkpoint."""
+    (the adapter and a checkpoint are still written); ``resume`` continues from a checkpoint.
+    ``out``, where the caller will save the adapter, is refused before any work when it cannot be
+    written or would replace one of the run's inputs."""
     stop = stop or threading.Event()
     try:
         cfg.check()
+        if out is not None:
+            check_outputs({"The adapter output": out}, training_inputs(cfg, resume))
         run = run or _run_folder_for(cfg, resume)
     except WorkbenchError as exc:
         yield TrainingFailed(str(exc), kind="config")
@@ -117,6 +123,15 @@ def train(
                 run_dir=str(run.path),
             ),
         )
+
+
+def training_inputs(cfg: TrainConfig, resume: str | Path | None = None) -> dict[str, Path]:
+    """Every file a run reads, named for messages: what no output may replace."""
+    dataset = datamod.sms_spam_path() if cfg.data.source == datamod.SMS_SPAM else Path(cfg.data.source)
+    inputs = {"the dataset": dataset, **hub.checkpoint_files(cfg.model)}
+    if resume is not None:
+        inputs["the checkpoint to resume"] = Path(resume)
+    return inputs
 
 
 def _run_folder_for(cfg: TrainConfig, resume: str | Path | None) -> RunFolder:
