@@ -18,7 +18,7 @@ import torch
 
 from .config import LoRAConfig, ModelConfig
 from .errors import AdapterError, WorkbenchError
-from .fileio import write_atomically
+from .fileio import open_regular_file, require_regular_file, write_atomically
 from .lora import adapter_shapes, trainable_state_dict
 from .model import GPT2Classifier
 
@@ -97,7 +97,8 @@ def copy_adapter(source: str | Path, target: str | Path) -> Path:
     where the adapter is still kept."""
     source, target = Path(source), Path(target)
     try:
-        payload = source.read_bytes()
+        with open_regular_file(source, "The adapter", AdapterError) as f:
+            payload = f.read()
     except OSError as exc:
         raise AdapterError(f"Cannot read the adapter {source}: {exc.strerror or exc}") from exc
     try:
@@ -210,16 +211,14 @@ def _listing(names: Sequence[str], limit: int = 8) -> str:
 
 
 def _refuse_non_adapter(path: Path) -> None:
-    if not path.exists():
-        raise AdapterError(f"Adapter file {path} does not exist")
     if path.is_dir():
         raise AdapterError(
             f"{path} is a folder; choose an adapter .safetensors file (a PEFT folder: `workbench import-peft`)"
         )
+    size = require_regular_file(path, "Adapter file", AdapterError).st_size
     try:
-        with open(path, "rb") as f:
+        with open_regular_file(path, "Adapter file", AdapterError) as f:
             head = f.read(9)
-        size = path.stat().st_size
     except OSError as exc:
         raise AdapterError(f"Cannot read {path}: {exc.strerror or exc}") from exc
     # A safetensors file opens with its JSON header's length (8 bytes, little-endian), then "{";

@@ -1,20 +1,30 @@
-"""Writing files safely: every output of the workbench goes through here.
+"""Files in and out, safely: every file the workbench reads or writes goes through here.
 
-Two rules live here so that every caller gets them: an output never lands on one of the
-command's inputs (``check_outputs``, called before any work), and a file is written by temp
-file + rename (``write_atomically``), so a reader sees the old file or the new one, never half.
+The rules live here so that every caller gets them:
+
+- an output never lands on one of the command's inputs (``check_outputs``, before any work);
+- a file is written by temp file + rename (``write_atomically``), so a reader sees the old file
+  or the new one, never half;
+- a path read as a file must be a regular file (``require_regular_file``, ``open_regular_file``):
+  opening a named pipe waits for a writer forever, and a device never ends;
+- a small JSON file is read with a size cap and every parser failure, deep nesting included,
+  becomes one error (``read_json``).
 """
 
 from __future__ import annotations
 
 import errno
+import json
 import os
 import stat
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, BinaryIO
 
-from .errors import OutputError
+from .errors import OutputError, WorkbenchError
+
+MAX_JSON_BYTES = 16 * 2**20  # config.json, adapter_config.json, run configs: a few KB in practice
 
 PathLike = str | os.PathLike
 
@@ -120,3 +130,75 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# --- reading -----------------------------------------------------------------------------------
+
+
+def require_regular_file(path: PathLike, what: str, error: type[WorkbenchError] = WorkbenchError) -> os.stat_result:
+    """The file's status, or ``error`` when ``path`` is missing or not a regular file.
+
+    ``os.stat`` never blocks, unlike ``open`` on a named pipe (which waits for a writer) or a read
+    of a device (which never ends), so this is asked before any reader opens a path. Symbolic
+    links are followed: a link to a file is that file.
+    """
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise error(f"{what} {path} does not exist") from None
+    except OSError as exc:
+        raise error(f"Cannot read {what} {path}: {exc.strerror or exc}") from exc
+    if stat.S_ISDIR(info.st_mode):
+        raise error(f"{what} {path} is a folder, not a file")
+    if not stat.S_ISREG(info.st_mode):
+        raise error(f"{what} {path} is {describe_kind(info.st_mode)}, not a regular file, so it is not opened")
+    return info
+
+
+def open_regular_file(path: PathLike, what: str, error: type[WorkbenchError] = WorkbenchError) -> BinaryIO:
+    """``open(path, "rb")`` for a regular file only, without ever blocking.
+
+    The open itself is non-blocking and the check is repeated on the open descriptor, so a path
+    swapped for a named pipe between the check and the open is refused too.
+    """
+    require_regular_file(path, what, error)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise error(f"Cannot read {what} {path}: {exc.strerror or exc}") from exc
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise error(f"{what} {path} is {describe_kind(mode)}, not a regular file, so it is not opened")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_json(
+    path: PathLike, what: str, error: type[WorkbenchError] = WorkbenchError, max_bytes: int = MAX_JSON_BYTES
+) -> Any:
+    """A small JSON file's value; ``error`` with one line for anything else: not a regular file,
+    larger than ``max_bytes``, not UTF-8, not JSON, or nested too deeply for the parser."""
+    with open_regular_file(path, what, error) as f:
+        try:
+            raw = f.read(max_bytes + 1)
+        except OSError as exc:
+            raise error(f"Cannot read {what} {path}: {exc.strerror or exc}") from exc
+    if len(raw) > max_bytes:
+        raise error(f"{what} {path} is larger than {max_bytes // 2**20} MB, far more than such a file holds")
+    return parse_json(raw, f"{what} {path}", error)
+
+
+def parse_json(raw: bytes | str, what: str, error: type[WorkbenchError] = WorkbenchError) -> Any:
+    """``json.loads`` with its failures as one ``error``: bad UTF-8, bad JSON, numbers too long to
+    convert, nesting deeper than Python's recursion limit."""
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise error(f"{what} nests its JSON too deeply to be read") from None
+    except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
+        raise error(f"{what} is not valid JSON ({exc})") from exc

@@ -18,6 +18,7 @@ from typing import Any
 
 from .config import MODEL_REPOS
 from .errors import CheckpointError, WorkbenchError
+from .fileio import describe_kind, require_regular_file
 from .progress import Progress, raise_if_stopped
 
 CHECKPOINT_FILES = ("config.json", "model.safetensors")
@@ -246,7 +247,8 @@ def _check_local_folder(model: str) -> Path:
             "Choose a size, or a folder that holds config.json and model.safetensors."
         )
     if not folder.is_dir():
-        raise CheckpointError(f"{folder} is a file. Choose the folder that holds config.json and model.safetensors.")
+        kind = "a file" if folder.is_file() else describe_kind(folder.stat().st_mode)
+        raise CheckpointError(f"{folder} is {kind}. Choose the folder that holds config.json and model.safetensors.")
     problem = _local_folder_problem(folder)
     if problem:
         raise CheckpointError(problem)
@@ -255,6 +257,12 @@ def _check_local_folder(model: str) -> Path:
 
 def _local_folder_problem(folder: Path) -> str | None:
     """Why ``folder`` is not a loadable checkpoint, or None when it is."""
+    for name in (*CHECKPOINT_FILES, *TOKENIZER_FILES):
+        if os.path.lexists(folder / name):
+            try:
+                require_regular_file(folder / name, "The model file", CheckpointError)
+            except CheckpointError as exc:
+                return str(exc)
     missing = [name for name in CHECKPOINT_FILES if not (folder / name).is_file()]
     if not missing:
         return None

@@ -20,6 +20,7 @@ never opened (a pickle runs code when loaded).
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import replace
@@ -31,7 +32,7 @@ import torch
 from .adapters import AdapterInfo, check_adapter_tensors, read_adapter, save_adapter_tensors
 from .config import LORA_TARGETS, MODEL_REPOS, LoRAConfig, ModelConfig
 from .errors import AdapterError, CheckpointError, ConfigError, shorten
-from .fileio import check_outputs, write_atomically
+from .fileio import check_outputs, read_json, require_regular_file, write_atomically
 from .hub import checkpoint_files
 from .lora import adapter_shapes
 from .model import load_model_config
@@ -183,12 +184,9 @@ def import_peft(
 
 def _read_peft_config(folder: Path) -> dict[str, Any]:
     path = folder / CONFIG_FILE
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise AdapterError(f"{folder} has no {CONFIG_FILE}: not a PEFT adapter folder")
-    try:
-        cfg = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise AdapterError(f"{path} is not readable JSON ({exc})") from exc
+    cfg = read_json(path, "The PEFT config", AdapterError)
     if not isinstance(cfg, dict):
         raise AdapterError(f"{path} does not hold a PEFT config (expected a JSON object)")
     return cfg
@@ -252,13 +250,14 @@ def _read_peft_weights(folder: Path) -> dict[str, torch.Tensor]:
     from safetensors import SafetensorError, safe_open
 
     path = folder / WEIGHTS_FILE
-    if not path.is_file():
-        if (folder / PICKLED_WEIGHTS_FILE).exists():
+    if not os.path.lexists(path):
+        if os.path.lexists(folder / PICKLED_WEIGHTS_FILE):
             raise AdapterError(
                 f"{folder} holds only {PICKLED_WEIGHTS_FILE}, a PyTorch pickle. Pickles can run code when "
                 "opened, so they are never loaded; save the adapter with safe_serialization=True"
             )
         raise AdapterError(f"{folder} has no {WEIGHTS_FILE}")
+    require_regular_file(path, "The PEFT weights", AdapterError)
     try:
         with safe_open(str(path), framework="pt") as f:
             return {key: f.get_tensor(key) for key in f.keys()}
@@ -425,12 +424,9 @@ def _stored(extra: dict[str, Any], key: str, kind: type, default: Any) -> Any:
 
 def _read_workbench_json(folder: Path) -> dict[str, Any]:
     path = folder / WORKBENCH_FILE
-    if not path.is_file():
+    if not os.path.lexists(path):
         return {}
-    try:
-        extra = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise AdapterError(f"{path} is not readable JSON ({exc})") from exc
+    extra = read_json(path, "The label file", AdapterError)
     return extra if isinstance(extra, dict) else {}
 
 

@@ -21,10 +21,15 @@ import torch
 from . import events as ev
 from .config import TrainConfig
 from .errors import WorkbenchError
-from .fileio import write_atomically
+from .fileio import read_json, require_regular_file, write_atomically
 from .paths import runs_dir
 
 CHECKPOINT_KEY = "lora_workbench_checkpoint"
+
+
+class DamagedRunError(WorkbenchError, ValueError):
+    """A run folder's file that cannot be read (also a ValueError: callers of ``config()`` that
+    predate this class catch that)."""
 
 
 @dataclass(frozen=True)
@@ -71,7 +76,11 @@ class RunFolder:
         self.config_path.write_text(json.dumps(cfg.to_dict(), indent=2), encoding="utf-8")
 
     def config(self) -> TrainConfig:
-        return TrainConfig.from_dict(json.loads(self.config_path.read_text(encoding="utf-8")))
+        values = read_json(self.config_path, "The run's settings", DamagedRunError)
+        try:
+            return TrainConfig.from_dict(values)
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise DamagedRunError(f"The run's settings {self.config_path} are damaged ({exc})") from exc
 
     def record(self, event) -> None:
         with open(self.metrics_path, "a", encoding="utf-8") as f:
@@ -133,6 +142,7 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
 
     from .lora import trainable_state_dict
 
+    require_regular_file(path, "Checkpoint")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}

@@ -37,7 +37,7 @@ from .events import (
     TrainingFailed,
     TrainingFinished,
 )
-from .fileio import check_outputs
+from .fileio import check_outputs, require_regular_file
 from .lora import build_lora_model
 from .model import GPT2Classifier, load_model_config, param_count
 from .runs import Position, RunFolder, load_checkpoint, save_checkpoint
@@ -137,8 +137,7 @@ def training_inputs(cfg: TrainConfig, resume: str | Path | None = None) -> dict[
 def _run_folder_for(cfg: TrainConfig, resume: str | Path | None) -> RunFolder:
     """A resumed (or extended) run continues in its own folder; a new run gets a new one."""
     if resume is not None:
-        if not Path(resume).is_file():
-            raise WorkbenchError(f"Checkpoint {resume} does not exist")
+        require_regular_file(resume, "Checkpoint", WorkbenchError)
         folder = RunFolder(Path(resume).parent)
         if folder.config_path.is_file():
             folder.save_config(cfg)  # e.g. more epochs when extending a finished run

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError, WorkbenchError
-from ..fileio import write_atomically
+from ..fileio import open_regular_file, write_atomically
 from ..progress import Progress, raise_if_stopped
 
 SMS_SPAM = "sms-spam"  # DataConfig.source value for the built-in dataset
@@ -113,7 +113,7 @@ def _read_head(path: Path) -> tuple[bytes, bool]:
     if path.is_dir():
         raise DataError(f"{path} is a folder. Choose a CSV or TSV file inside it.")
     try:
-        with path.open("rb") as f:
+        with open_regular_file(path, "Dataset file", DataError) as f:
             head = f.read(_SAMPLE_BYTES + 1)
     except OSError as error:
         raise DataError(f"Cannot read {path}: {error.strerror or error}.") from error
@@ -421,7 +421,7 @@ def _read_chunks(
     # One row more than asked shows whether the file goes on; the header takes one more.
     nrows = None if max_rows is None else max_rows + 1 + int(dialect.header)
     read = _Read(chunks=[], header=None, rows=0, filled=dict.fromkeys(range(width), False))
-    with path.open("rb") as fh:
+    with open_regular_file(path, "Dataset file", DataError) as fh:
         if progress is not None:
             progress(0, size, message)
         reader = pd.read_csv(
