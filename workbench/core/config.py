@@ -10,11 +10,23 @@ first, so the window can mark all bad fields at once; ``check()`` raises them to
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from .errors import ConfigError
+from .limits import (
+    MAX_HEADS,
+    MAX_LAYERS,
+    MAX_POSITIONS,
+    MAX_RANK,
+    MAX_VOCABULARY,
+    MAX_WIDTH,
+    real_number_problem,
+    shown,
+    whole_number_problem,
+)
 
 # The four released GPT-2 sizes and their Hub repositories.
 MODEL_REPOS: dict[str, str] = {
@@ -93,13 +105,22 @@ class ModelConfig:
         return {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], **asdict(self)}
 
     def validate(self) -> list[str]:
-        problems = []
-        for name in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head"):
-            if getattr(self, name) <= 0:
-                problems.append(f"{name} must be positive")
-        if self.n_head > 0 and self.n_embd % self.n_head:
+        """Types and sizes too: these values come from files (config.json, adapter metadata) and
+        size every allocation of the model, so they are bounded by limits.py before any is made."""
+        bounds = {
+            "vocab_size": MAX_VOCABULARY,
+            "n_positions": MAX_POSITIONS,
+            "n_embd": MAX_WIDTH,
+            "n_layer": MAX_LAYERS,
+            "n_head": MAX_HEADS,
+        }
+        problems = [
+            p for name, high in bounds.items() if (p := whole_number_problem(name, getattr(self, name), 1, high))
+        ]
+        if not problems and self.n_embd % self.n_head:
             problems.append(f"n_embd {self.n_embd} is not divisible by n_head {self.n_head}")
-        return problems
+        epsilon = real_number_problem("layer_norm_epsilon", self.layer_norm_epsilon, 0.0, 0.1, low_open=True)
+        return problems + ([epsilon] if epsilon else [])
 
     def check(self) -> None:
         _raise_if(self.validate(), "model config")
@@ -126,28 +147,36 @@ class LoRAConfig:
     def scaling(self) -> float:
         return self.alpha / self.rank
 
-    def validate(self, n_layer: int | None = None) -> list[str]:
+    def validate(self, n_layer: int | None = None, n_embd: int | None = None) -> list[str]:
+        """Every problem; with the model's ``n_layer`` and ``n_embd``, also the bounds they set
+        (a rank above the width adds parameters but no expressiveness: B A has rank ≤ width)."""
         problems = []
-        if not isinstance(self.rank, int) or self.rank <= 0:
+        if type(self.rank) is not int or self.rank <= 0:
             problems.append("rank must be a whole number ≥ 1")
-        if not self.alpha > 0:
-            problems.append("alpha must be greater than 0")
-        if not 0.0 <= self.dropout < 1.0:
-            problems.append("dropout must be in [0, 1)")
-        if not self.targets:
+        elif self.rank > min(MAX_RANK, n_embd or MAX_RANK):
+            width = ", the model's width" if n_embd is not None and n_embd < MAX_RANK else ""
+            problems.append(f"rank {self.rank:,} is above {min(MAX_RANK, n_embd or MAX_RANK)}{width}")
+        alpha = real_number_problem("alpha", self.alpha, 0.0, math.inf, low_open=True)
+        problems += [alpha] if alpha else []
+        if real_number_problem("dropout", self.dropout, 0.0, 1.0) or self.dropout == 1:
+            problems.append(f"dropout must be a number in [0, 1), got {shown(self.dropout)}")
+        if isinstance(self.targets, str) or not isinstance(self.targets, (tuple, list)):
+            problems.append("targets must be a list of layer names")
+        elif not self.targets:
             problems.append("choose at least one target layer")
-        unknown = [t for t in self.targets if t not in LORA_TARGETS]
-        if unknown:
-            problems.append(f"unknown target(s) {', '.join(unknown)}; choose from {', '.join(ALL_TARGETS)}")
+        else:
+            unknown = [str(t)[:40] for t in self.targets if not isinstance(t, str) or t not in LORA_TARGETS]
+            if unknown:
+                problems.append(f"unknown target(s) {', '.join(unknown[:8])}; choose from {', '.join(ALL_TARGETS)}")
         if self.top_blocks is not None:
-            if self.top_blocks <= 0:
-                problems.append("top blocks must be ≥ 1 (or empty for all blocks)")
-            elif n_layer is not None and self.top_blocks > n_layer:
-                problems.append(f"top blocks {self.top_blocks} exceeds the model's {n_layer} blocks")
+            if type(self.top_blocks) is not int or self.top_blocks <= 0:
+                problems.append("top blocks must be a whole number ≥ 1 (or empty for all blocks)")
+            elif self.top_blocks > (n_layer or MAX_LAYERS):
+                problems.append(f"top blocks {self.top_blocks:,} exceeds the model's {n_layer or MAX_LAYERS} blocks")
         return problems
 
-    def check(self, n_layer: int | None = None) -> None:
-        _raise_if(self.validate(n_layer), "LoRA settings")
+    def check(self, n_layer: int | None = None, n_embd: int | None = None) -> None:
+        _raise_if(self.validate(n_layer, n_embd), "LoRA settings")
 
     def blocks(self, n_layer: int) -> list[int]:
         """Indices of the blocks that get adapters."""

@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .config import ModelConfig
-from .errors import CheckpointError, shorten
+from .errors import CheckpointError, ConfigError, shorten
 from .fileio import open_regular_file, read_json
 from .recompute import recompute_when_saved
 from .safetensors_reader import TensorReader, read_safetensors_index
@@ -262,8 +262,8 @@ def load_model_config(folder: Path) -> ModelConfig:
         raise CheckpointError(f"{path} is not a GPT-2 config (expected a JSON object)")
     try:
         return ModelConfig.from_hf_dict(values)
-    except (ValueError, TypeError) as exc:
-        raise CheckpointError(f"{path} is not a readable GPT-2 config: {exc}") from exc
+    except (ConfigError, ValueError, TypeError) as exc:
+        raise CheckpointError(f"{path} is not a usable GPT-2 config: {exc}") from exc
 
 
 def read_checkpoint_weights(folder: Path, config: ModelConfig) -> dict[str, torch.Tensor]:

@@ -20,6 +20,7 @@ never opened (a pickle runs code when loaded).
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Sequence
@@ -29,11 +30,24 @@ from typing import Any
 
 import torch
 
-from .adapters import AdapterInfo, check_adapter_tensors, read_adapter, save_adapter_tensors
+from .adapters import AdapterInfo, check_adapter_info, check_adapter_tensors, read_adapter, save_adapter_tensors
 from .config import LORA_TARGETS, MODEL_REPOS, LoRAConfig, ModelConfig
 from .errors import AdapterError, CheckpointError, ConfigError, shorten
 from .fileio import check_outputs, read_json, require_regular_file, write_atomically
 from .hub import checkpoint_files
+from .limits import (
+    MAX_LAYERS,
+    MAX_LIST_ITEMS,
+    MAX_NAME_CHARS,
+    MAX_PATTERN_CHARS,
+    MAX_RANK,
+    MAX_SHORT_TEXT_CHARS,
+    label_names_problem,
+    real_number_problem,
+    shown,
+    text_problem,
+    whole_number_problem,
+)
 from .lora import adapter_shapes
 from .model import load_model_config
 
@@ -179,6 +193,7 @@ def import_peft(
     )
     if isinstance(extra.get("created"), str):  # when it was trained, not when it was converted
         info = replace(info, created=extra["created"])
+    check_adapter_info(info, f"The PEFT adapter in {folder}")  # the same rules as an adapter file's
     return save_adapter_tensors(out_path, tensors, info)
 
 
@@ -193,9 +208,12 @@ def _read_peft_config(folder: Path) -> dict[str, Any]:
 
 
 def _check_supported(cfg: dict[str, Any], folder: Path) -> None:
-    """Every PEFT feature this adapter uses that our ``LoRALinear`` cannot reproduce, in one error."""
-    problems = []
-    peft_type = str(cfg.get("peft_type", "LORA")).upper()
+    """The one check of ``adapter_config.json``: the JSON type and size of every field read
+    (limits.py), then every PEFT feature our ``LoRALinear`` cannot reproduce, in one error."""
+    problems = _config_type_problems(cfg)
+    if problems:
+        raise AdapterError(f"Cannot import the PEFT adapter in {folder}: " + "; ".join(problems))
+    peft_type = cfg.get("peft_type", "LORA").upper()
     if peft_type != "LORA":
         problems.append(f"it is a {peft_type} adapter, not LoRA")
     if cfg.get("use_dora"):
@@ -216,13 +234,59 @@ def _check_supported(cfg: dict[str, Any], folder: Path) -> None:
     unknown_saved = [m for m in cfg.get("modules_to_save") or [] if m not in (HEAD, "classifier")]
     if unknown_saved:
         problems.append(f"fully trained modules other than the head ({', '.join(unknown_saved)}) are not supported")
-    if not isinstance(cfg.get("r"), int) or cfg["r"] < 1:
-        problems.append(f"r must be a whole number ≥ 1, got {cfg.get('r')!r}")
-    alpha = cfg.get("lora_alpha", 8)  # PEFT's default
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0:
-        problems.append(f"lora_alpha must be a positive number, got {alpha!r}")
     if problems:
         raise AdapterError(f"Cannot import the PEFT adapter in {folder}: " + "; ".join(problems))
+
+
+# Names PEFT splices into regular expressions (layers_pattern, modules_to_save): plain names only.
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_]{1,64}")
+
+
+def _config_type_problems(cfg: dict[str, Any]) -> list[str]:
+    """Each field this module reads, with the JSON type PEFT writes and a bounded size."""
+    problems = [
+        whole_number_problem("r", cfg.get("r"), 1, MAX_RANK),
+        real_number_problem("lora_alpha", cfg.get("lora_alpha", 8), 0.0, math.inf, low_open=True),  # PEFT's default 8
+        real_number_problem("lora_dropout", cfg.get("lora_dropout") or 0.0, 0.0, 0.999),
+        _optional_text("peft_type", cfg.get("peft_type"), MAX_SHORT_TEXT_CHARS),
+        _optional_text("bias", cfg.get("bias"), MAX_SHORT_TEXT_CHARS),
+        _optional_text("base_model_name_or_path", cfg.get("base_model_name_or_path"), MAX_NAME_CHARS),
+        _names_problem("target_modules", cfg.get("target_modules"), pattern_allowed=True),
+        _names_problem("exclude_modules", cfg.get("exclude_modules"), pattern_allowed=True),
+        _names_problem("modules_to_save", cfg.get("modules_to_save"), plain=True),
+        _names_problem("layers_pattern", cfg.get("layers_pattern"), pattern_allowed=True, plain=True),
+    ]
+    if cfg.get("target_modules") is None:
+        problems.append("target_modules is missing")
+    layers = cfg.get("layers_to_transform")
+    layer_list = [layers] if type(layers) is int else layers if isinstance(layers, list) else None
+    if layers is not None and (layer_list is None or len(layer_list) > MAX_LIST_ITEMS):
+        problems.append(f"layers_to_transform must be a block number or a list of them, got {shown(layers)}")
+    elif layer_list:
+        problems += [whole_number_problem("a layers_to_transform entry", i, 0, MAX_LAYERS - 1) for i in layer_list]
+    return list(dict.fromkeys(p for p in problems if p))
+
+
+def _optional_text(name: str, value: object, max_chars: int) -> str | None:
+    return None if value is None else text_problem(name, value, max_chars)
+
+
+def _names_problem(name: str, value: object, *, pattern_allowed: bool = False, plain: bool = False) -> str | None:
+    """None, a list of module names, or (``pattern_allowed``) one string; ``plain`` names only
+    (PEFT puts them into regular expressions unescaped)."""
+    if value is None:
+        return None
+    if isinstance(value, str) and pattern_allowed:
+        if plain and not _PLAIN_NAME.fullmatch(value):
+            return f"{name} must be a plain module name such as 'h', got {shown(value)}"
+        return text_problem(name, value, MAX_PATTERN_CHARS)
+    if not isinstance(value, list) or len(value) > MAX_LIST_ITEMS:
+        return f"{name} must be a list of module names, got {shown(value)}"
+    if not all(isinstance(item, str) and 0 < len(item) <= MAX_NAME_CHARS for item in value):
+        return f"{name} must hold module names (texts)"
+    if plain and not all(_PLAIN_NAME.fullmatch(item) for item in value):
+        return f"{name} must hold plain module names such as 'score'"
+    return None
 
 
 def _resolve_base(name: str | Path | None, folder: Path) -> tuple[str, ModelConfig]:
@@ -356,7 +420,7 @@ def peft_targets(cfg: dict[str, Any], key: str) -> bool:
         elif key in exclude or any(key.endswith(f".{e}") for e in exclude):
             return False
     # Modules trained in full (the head) never also get LoRA.
-    if any(re.match(rf"(^|.*\.){m}($|\..*)", key) for m in cfg.get("modules_to_save") or []):
+    if any(re.match(rf"(^|.*\.){re.escape(m)}($|\..*)", key) for m in cfg.get("modules_to_save") or []):
         return False
     targets = cfg.get("target_modules")
     if isinstance(targets, str):
@@ -376,7 +440,7 @@ def peft_targets(cfg: dict[str, Any], key: str) -> bool:
         match = re.match(r".*?\.[^.]*\.(?P<idx>\d+)\.", key)
     else:
         for pattern in [patterns] if isinstance(patterns, str) else patterns:
-            match = re.match(rf"(?:^|.*?\.){pattern}\.(?P<idx>\d+)\.", key)
+            match = re.match(rf"(?:^|.*?\.){re.escape(pattern)}\.(?P<idx>\d+)\.", key)
             if match:
                 break
     if match is None:
@@ -434,7 +498,10 @@ def _label_names(given: Sequence[str] | None, stored: Any, num_classes: int) -> 
     if given is not None:
         names, source = tuple(str(x) for x in given), "given"
     elif stored:
-        names, source = tuple(str(x) for x in stored), f"in {WORKBENCH_FILE}"
+        problem = label_names_problem(stored)
+        if problem:
+            raise AdapterError(f"{WORKBENCH_FILE}: {problem}")
+        names, source = tuple(stored), f"in {WORKBENCH_FILE}"
     else:
         return tuple(str(i) for i in range(num_classes))
     if len(names) != num_classes:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..config import DataConfig
 from ..errors import DataError
+from ..limits import label_names_problem
 from .tables import _MISSING_LABELS, SMS_SPAM, Table, _is_number
 
 # --------------------------------------------------------------------------- labels and splits
@@ -63,6 +64,12 @@ def make_splits(table: Table, cfg: DataConfig) -> DatasetSplits:
         raise DataError(
             f"Column {label_column!r} of {_describe(table)} has {found}; a classifier needs at "
             "least two classes. Choose another label column or another file."
+        )
+    problem = label_names_problem(label_names)  # the bounds an adapter's labels must keep (limits.py)
+    if problem:
+        raise DataError(
+            f"Column {label_column!r} of {_describe(table)} cannot be the labels: {problem}. It looks like a "
+            "text column; choose the column that holds the labels."
         )
     by_class: dict[str, list[str]] = {name: [] for name in label_names}
     for text, label in rows:
