@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from . import patterns
 from .adapters import AdapterInfo, check_adapter_info, check_adapter_tensors, read_adapter, save_adapter_tensors
 from .config import LORA_TARGETS, MODEL_REPOS, LoRAConfig, ModelConfig
 from .errors import AdapterError, CheckpointError, ConfigError, shorten
@@ -50,6 +51,7 @@ from .limits import (
 )
 from .lora import adapter_shapes
 from .model import load_model_config
+from .patterns import PatternError, check_pattern
 
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
@@ -267,6 +269,19 @@ def _config_type_problems(cfg: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(p for p in problems if p))
 
 
+def _pattern_problem(name: str, pattern: str) -> str | None:
+    """Why ``pattern`` cannot be matched here (see patterns.py), or None."""
+    if pattern.lower() == "all-linear":
+        return None
+    try:
+        check_pattern(pattern)
+    except re.error as exc:
+        return f"{name} is not a valid pattern ({exc})"
+    except PatternError as exc:
+        return f"{name} is a pattern LoRA Workbench does not match: {exc}"
+    return None
+
+
 def _optional_text(name: str, value: object, max_chars: int) -> str | None:
     return None if value is None else text_problem(name, value, max_chars)
 
@@ -279,7 +294,7 @@ def _names_problem(name: str, value: object, *, pattern_allowed: bool = False, p
     if isinstance(value, str) and pattern_allowed:
         if plain and not _PLAIN_NAME.fullmatch(value):
             return f"{name} must be a plain module name such as 'h', got {shown(value)}"
-        return text_problem(name, value, MAX_PATTERN_CHARS)
+        return text_problem(name, value, MAX_PATTERN_CHARS) or _pattern_problem(name, value)
     if not isinstance(value, list) or len(value) > MAX_LIST_ITEMS:
         return f"{name} must be a list of module names, got {shown(value)}"
     if not all(isinstance(item, str) and 0 < len(item) <= MAX_NAME_CHARS for item in value):
@@ -333,7 +348,7 @@ def _lora_config(cfg: dict[str, Any], model_config: ModelConfig, folder: Path) -
     """Our LoRAConfig for the layers PEFT would wrap on a GPT-2 with ``model_config``'s blocks."""
     try:
         matched = [name for name in hf_module_names(model_config.n_layer) if peft_targets(cfg, name)]
-    except re.error as exc:
+    except (re.error, PatternError) as exc:
         raise AdapterError(f"target_modules in {folder / CONFIG_FILE} is not a valid pattern ({exc})") from exc
     where = f"The PEFT adapter in {folder}"
     targets_by_block: dict[int, set[str]] = {}
@@ -408,14 +423,15 @@ def peft_targets(cfg: dict[str, Any], key: str) -> bool:
     """Whether PEFT would put LoRA on module ``key``: its ``check_target_module_exists`` (peft 0.21,
     ``tuners/tuners_utils.py``) restated over the JSON config.
 
-    A string target is a regex that must match the whole name; a list entry matches the name
+    A string target is a regex that must match the whole name (decided by ``patterns.fullmatch``,
+    which cannot be made to backtrack for hours); a list entry matches the name
     itself or a ``.``-separated suffix of it; ``layers_to_transform`` then filters list matches
     by the number after ``<layers_pattern>.`` (without a pattern: the first ``.<name>.<number>.``).
     """
     exclude = cfg.get("exclude_modules")
     if exclude:
         if isinstance(exclude, str):
-            if re.fullmatch(exclude, key):
+            if patterns.fullmatch(exclude, key):
                 return False
         elif key in exclude or any(key.endswith(f".{e}") for e in exclude):
             return False
@@ -425,7 +441,7 @@ def peft_targets(cfg: dict[str, Any], key: str) -> bool:
     targets = cfg.get("target_modules")
     if isinstance(targets, str):
         if targets.lower() != "all-linear":
-            return re.fullmatch(targets, key) is not None
+            return patterns.fullmatch(targets, key)
         targets = ALL_LINEAR
     if not targets:
         return False
@@ -434,12 +450,12 @@ def peft_targets(cfg: dict[str, Any], key: str) -> bool:
     layers = cfg.get("layers_to_transform")
     if layers is None or layers == []:
         return True
-    patterns = cfg.get("layers_pattern")
+    layer_patterns = cfg.get("layers_pattern")
     match = None
-    if not patterns:
+    if not layer_patterns:
         match = re.match(r".*?\.[^.]*\.(?P<idx>\d+)\.", key)
     else:
-        for pattern in [patterns] if isinstance(patterns, str) else patterns:
+        for pattern in [layer_patterns] if isinstance(layer_patterns, str) else layer_patterns:
             match = re.match(rf"(?:^|.*?\.){re.escape(pattern)}\.(?P<idx>\d+)\.", key)
             if match:
                 break
