@@ -8,7 +8,8 @@ The rules live here so that every caller gets them:
 - a path read as a file must be a regular file (``require_regular_file``, ``open_regular_file``):
   opening a named pipe waits for a writer forever, and a device never ends;
 - a small JSON file is read with a size cap and every parser failure, deep nesting included,
-  becomes one error (``read_json``).
+  becomes one error (``read_json``);
+- a new folder gets a unique name atomically (``create_unique_folder``).
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import stat
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -25,6 +28,10 @@ from typing import Any, BinaryIO
 from .errors import OutputError, WorkbenchError
 
 MAX_JSON_BYTES = 16 * 2**20  # config.json, adapter_config.json, run configs: a few KB in practice
+# write_atomically's temp files: mkstemp(prefix=".NAME.", suffix=".tmp") adds 8 of [a-z0-9_].
+_OUR_TEMP_FILE = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
+STALE_TEMP_AGE_S = 10 * 60  # a live write touches its temp file far more often than this
+MAX_NAME_ATTEMPTS = 10_000
 
 PathLike = str | os.PathLike
 
@@ -108,6 +115,7 @@ def write_atomically(path: Path, payload: bytes) -> None:
         raise OutputError(
             f"Cannot save to {path}: it is a folder; give a file name such as {path / 'adapter.safetensors'}"
         )
+    remove_stale_temp_files(folder)
     tmp_name = None
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
@@ -124,6 +132,45 @@ def write_atomically(path: Path, payload: bytes) -> None:
     finally:
         if tmp_name and os.path.exists(tmp_name):
             os.unlink(tmp_name)
+
+
+def remove_stale_temp_files(folder: Path, max_age_s: float = STALE_TEMP_AGE_S) -> list[Path]:
+    """Delete the temp files a killed ``write_atomically`` left in ``folder`` (SIGKILL, power loss:
+    no ``finally`` runs), and return them. Only regular files named in our pattern, owned by this
+    user and untouched for ``max_age_s`` go: never another file, nor a write still running."""
+    removed = []
+    now = time.time()
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed  # cleaning is a courtesy; the write itself reports real trouble
+    for entry in entries:
+        if not _OUR_TEMP_FILE.fullmatch(entry.name):
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+            ours = not hasattr(os, "getuid") or info.st_uid == os.getuid()
+            if stat.S_ISREG(info.st_mode) and ours and now - info.st_mtime > max_age_s:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:
+            continue
+    return removed
+
+
+def create_unique_folder(parent: Path, name: str) -> Path:
+    """``parent/name``, or ``name_2``, ``name_3`` … : the first that ``os.mkdir`` creates. The
+    creation is the test, so two processes starting in the same second never pick the same
+    folder (checking first and creating after leaves a gap another process can fall into)."""
+    parent.mkdir(parents=True, exist_ok=True)
+    for n in range(1, MAX_NAME_ATTEMPTS + 1):
+        path = parent / (name if n == 1 else f"{name}_{n}")
+        try:
+            os.mkdir(path)
+            return path
+        except FileExistsError:
+            continue
+    raise OutputError(f"Cannot create a folder for {name} in {parent}: {MAX_NAME_ATTEMPTS:,} names are taken")
 
 
 def _umask() -> int:

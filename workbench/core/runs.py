@@ -21,7 +21,7 @@ import torch
 from . import events as ev
 from .config import TrainConfig
 from .errors import WorkbenchError
-from .fileio import read_json, require_regular_file, write_atomically
+from .fileio import create_unique_folder, read_json, require_regular_file, write_atomically
 from .paths import runs_dir
 
 CHECKPOINT_KEY = "lora_workbench_checkpoint"
@@ -42,13 +42,7 @@ class RunFolder:
         stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
         data = "sms-spam" if cfg.data.source == "sms-spam" else Path(cfg.data.source).stem
         base = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{stamp}_{Path(cfg.model).name}_{data}")
-        path = parent / base
-        n = 1
-        while path.exists():
-            n += 1
-            path = parent / f"{base}_{n}"
-        path.mkdir(parents=True)
-        run = cls(path)
+        run = cls(create_unique_folder(parent, base))
         run.save_config(cfg)
         return run
 
@@ -73,7 +67,7 @@ class RunFolder:
         return self.path / "adapter.safetensors"
 
     def save_config(self, cfg: TrainConfig) -> None:
-        self.config_path.write_text(json.dumps(cfg.to_dict(), indent=2), encoding="utf-8")
+        write_atomically(self.config_path, json.dumps(cfg.to_dict(), indent=2).encode("utf-8"))
 
     def config(self) -> TrainConfig:
         values = read_json(self.config_path, "The run's settings", DamagedRunError)
