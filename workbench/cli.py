@@ -392,13 +392,11 @@ def cmd_train(args) -> int:
         seed=args.seed,
     )
     out = Path(args.out)
-    if not out.parent.is_dir():
-        raise WorkbenchError(f"output folder {out.parent} does not exist")
     stop = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: stop.set())  # Ctrl+C: stop cleanly, keep the adapter
     bar = ProgressBar(enabled=not args.quiet and sys.stderr.isatty())
     try:
-        for event in train(cfg, stop=stop, resume=args.resume):
+        for event in train(cfg, stop=stop, resume=args.resume, out=out):
             if isinstance(event, ev.Status):
                 bar.status(event)
             elif isinstance(event, ev.RunStarted):
@@ -527,8 +525,15 @@ class ProgressBar:
 
 
 def cmd_classify(args) -> int:
+    from .core import hub
     from .core.classify import Classifier
+    from .core.fileio import check_outputs
 
+    if args.output:  # before the model loads; classify_file checks again against the model it used
+        inputs = {"--input": args.input, "--adapter": args.adapter}
+        if args.model:
+            inputs |= hub.checkpoint_files(args.model, "--model")
+        check_outputs({"--output": args.output}, inputs)
     classifier = Classifier.from_adapter(args.adapter, model=args.model, device=args.device, precision=args.precision)
     if args.input:
         return classify_file(classifier, args)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -19,7 +19,16 @@ import torch
 from .config import LoRAConfig, ModelConfig
 from .data.recipe import DataRecipe
 from .errors import AdapterError, WorkbenchError
-from .fileio import is_pickle_name, write_atomically
+from .fileio import is_pickle_name, open_regular_file, require_regular_file, write_atomically
+from .limits import (
+    MAX_METADATA_CHARS,
+    MAX_NAME_CHARS,
+    MAX_SHORT_TEXT_CHARS,
+    label_names_problem,
+    shown,
+    text_problem,
+    whole_number_problem,
+)
 from .lora import adapter_shapes, trainable_state_dict
 from .model import GPT2Classifier
 from .tokenizer import EOT_ID
@@ -55,27 +64,44 @@ class AdapterInfo:
 
     @classmethod
     def from_json(cls, text: str) -> AdapterInfo:
+        """The metadata as written, values kept as they are (lists become tuples, nothing is
+        coerced: ``"abc"`` must not turn into three labels); ``_metadata_problems`` judges them.
+        Raises ValueError (text too long, not JSON), RecursionError (nested too deeply), or
+        KeyError/TypeError (a field missing or misplaced)."""
+        if len(text) > MAX_METADATA_CHARS:
+            raise ValueError(f"{len(text):,} characters, far more than an adapter's metadata")
         d = json.loads(text)
-        lora = dict(d["lora"])
-        lora["targets"] = tuple(lora["targets"])
+        if not isinstance(d, dict) or not isinstance(d["lora"], dict) or not isinstance(d["model_config"], dict):
+            raise TypeError("the metadata is not laid out as a LoRA Workbench adapter's")
+        lora = {key: _tuple_if_list(value) for key, value in d["lora"].items()}
         return cls(
             base_model=d["base_model"],
             model_config=ModelConfig(**d["model_config"]),
             lora=LoRAConfig(**lora),
-            label_names=tuple(d["label_names"]),
-            max_length=int(d["max_length"]),
-            pad_token_id=int(d.get("pad_token_id", EOT_ID)),
-            metrics=dict(d.get("metrics", {})),
+            label_names=_tuple_if_list(d["label_names"]),
+            max_length=d["max_length"],
+            pad_token_id=d.get("pad_token_id", EOT_ID),
+            metrics=d.get("metrics", {}),
             label_spellings=_spellings(d.get("label_spellings", {})),
             created=d.get("created", ""),
             package_version=d.get("package_version", ""),
-            format_version=int(d.get("format_version", FORMAT_VERSION)),
+            format_version=d.get("format_version", FORMAT_VERSION),
             data=DataRecipe.from_dict(d["data"]) if d.get("data") else None,
         )
 
-    def describe_base(self) -> str:
+    def describe_base(self, fields_shown: Sequence[str] = ()) -> str:
         c = self.model_config
-        return f"{self.base_model} ({c.n_layer} layers, width {c.n_embd})"
+        return f"{self.base_model} ({describe_config(c, fields_shown)})"
+
+
+def describe_config(c: ModelConfig, fields_shown: Sequence[str] = ()) -> str:
+    """ "2 layers, width 64", plus ``fields_shown`` by name: the fields that tell two configs apart."""
+    extra = "".join(f", {name} {getattr(c, name)!r}" for name in fields_shown)
+    return f"{c.n_layer} layers, width {c.n_embd}{extra}"
+
+
+def _tuple_if_list(value: object) -> object:
+    return tuple(value) if isinstance(value, list) else value
 
 
 def _spellings(value: object) -> dict[str, tuple[str, ...]]:
@@ -117,7 +143,8 @@ def copy_adapter(source: str | Path, target: str | Path) -> Path:
     where the adapter is still kept."""
     source, target = Path(source), Path(target)
     try:
-        payload = source.read_bytes()
+        with open_regular_file(source, "The adapter", AdapterError) as f:
+            payload = f.read()
     except OSError as exc:
         raise AdapterError(f"Cannot read the adapter {source}: {exc.strerror or exc}") from exc
     try:
@@ -146,43 +173,41 @@ def read_adapter(path: str | Path) -> tuple[dict[str, torch.Tensor], AdapterInfo
         )
     try:
         info = AdapterInfo.from_json(metadata[METADATA_KEY])
-        if info.format_version > FORMAT_VERSION:
-            raise AdapterError(
-                f"{path.name} uses adapter format {info.format_version}; update LoRA Workbench to open it"
-            )
-        problems = _metadata_problems(info)
-        if problems:
-            raise AdapterError(f"{path.name} has invalid adapter metadata: {'; '.join(problems)}")
-        _check_tensors(tensors, info, path)
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
-        raise AdapterError(f"{path.name} has unreadable adapter metadata ({exc})") from exc
+        raise AdapterError(f"{path.name} has unreadable adapter metadata ({type(exc).__name__}: {exc})") from exc
+    if type(info.format_version) is int and info.format_version > FORMAT_VERSION:
+        raise AdapterError(f"{path.name} uses adapter format {info.format_version}; update LoRA Workbench to open it")
+    check_adapter_info(info, path.name)
+    _check_tensors(tensors, info, path)
     return tensors, info
 
 
+def check_adapter_info(info: AdapterInfo, where: str) -> None:
+    """AdapterError listing every problem of ``info`` (see _metadata_problems); ``where`` starts it."""
+    problems = _metadata_problems(info)
+    if problems:
+        raise AdapterError(f"{where} has invalid adapter metadata: {'; '.join(problems)}")
+
+
 def _metadata_problems(info: AdapterInfo) -> list[str]:
-    """Settings a model could not be built from (a file edited by hand or damaged on disk),
-    found here rather than as an odd error, or a huge allocation, while building the model."""
+    """The one check of adapter metadata, for files and PEFT imports alike: every type and size
+    (limits.py) before anything is built from it, so a file edited by hand or damaged on disk
+    is refused here rather than as an odd error, or a huge allocation, while building the model."""
     c = info.model_config
-    whole = {
-        "n_layer": c.n_layer,
-        "n_embd": c.n_embd,
-        "n_head": c.n_head,
-        "n_positions": c.n_positions,
-        "vocab_size": c.vocab_size,
-        "top_blocks": info.lora.top_blocks or 1,
-    }
-    not_whole = [name for name, value in whole.items() if type(value) is not int]
-    if not_whole:
-        return [f"{', '.join(not_whole)} must be whole numbers"]
-    problems = c.validate() + info.lora.validate(c.n_layer)
-    names = info.label_names
-    if len(names) < 2 or not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
-        problems.append(f"label names must be two or more different texts, got {list(names)!r}")
-    if not 1 <= info.max_length <= info.model_config.n_positions:
-        problems.append(f"max length {info.max_length} is outside 1..{info.model_config.n_positions}")
-    if not 0 <= info.pad_token_id < info.model_config.vocab_size:
-        problems.append(f"pad token {info.pad_token_id} is outside the vocabulary")
-    return problems
+    problems = c.validate()
+    model_ok = not problems
+    problems += info.lora.validate(c.n_layer, c.n_embd) if model_ok else info.lora.validate()
+    problems.append(label_names_problem(info.label_names))
+    if model_ok:
+        problems.append(whole_number_problem("max length", info.max_length, 1, c.n_positions))
+        problems.append(whole_number_problem("pad token", info.pad_token_id, 0, c.vocab_size - 1))
+    problems.append(text_problem("base model", info.base_model, MAX_NAME_CHARS))
+    problems.append(text_problem("created", info.created, MAX_SHORT_TEXT_CHARS))
+    problems.append(text_problem("package version", info.package_version, MAX_SHORT_TEXT_CHARS))
+    problems.append(whole_number_problem("format version", info.format_version, 1, FORMAT_VERSION))
+    if not isinstance(info.metrics, dict):
+        problems.append(f"metrics must be a JSON object, got {shown(info.metrics)}")
+    return [p for p in problems if p]
 
 
 def _check_tensors(tensors: dict[str, torch.Tensor], info: AdapterInfo, path: Path) -> None:
@@ -235,16 +260,14 @@ def _listing(names: Sequence[str], limit: int = 8) -> str:
 
 
 def _refuse_non_adapter(path: Path) -> None:
-    if not path.exists():
-        raise AdapterError(f"Adapter file {path} does not exist")
     if path.is_dir():
         raise AdapterError(
             f"{path} is a folder; choose an adapter .safetensors file (a PEFT folder: `workbench import-peft`)"
         )
+    size = require_regular_file(path, "Adapter file", AdapterError).st_size
     try:
-        with open(path, "rb") as f:
+        with open_regular_file(path, "Adapter file", AdapterError) as f:
             head = f.read(9)
-        size = path.stat().st_size
     except OSError as exc:
         raise AdapterError(f"Cannot read {path}: {exc.strerror or exc}") from exc
     # A safetensors file opens with its JSON header's length (8 bytes, little-endian), then "{";
@@ -261,11 +284,15 @@ def _refuse_non_adapter(path: Path) -> None:
 
 
 def check_compatible(info: AdapterInfo, model_config: ModelConfig, base_model: str | None = None) -> None:
-    """Refuse an adapter whose base architecture differs from the model it is put on."""
-    if info.model_config != model_config:
-        c = model_config
-        given = f"{base_model or 'the chosen model'} ({c.n_layer} layers, width {c.n_embd})"
-        raise AdapterError(f"This adapter was made for {info.describe_base()}, not for {given}")
+    """Refuse an adapter whose base architecture differs from the model it is put on. When the
+    layers and width agree, the fields that differ (heads, epsilon, …) are named on both sides."""
+    ours = info.model_config
+    if ours != model_config:
+        differing = [f.name for f in fields(ModelConfig) if getattr(ours, f.name) != getattr(model_config, f.name)]
+        same_shape = (ours.n_layer, ours.n_embd) == (model_config.n_layer, model_config.n_embd)
+        shown_fields = differing if same_shape else []
+        given = f"{base_model or 'the chosen model'} ({describe_config(model_config, shown_fields)})"
+        raise AdapterError(f"This adapter was made for {info.describe_base(shown_fields)}, not for {given}")
 
 
 def load_adapter_weights(model: GPT2Classifier, tensors: dict[str, torch.Tensor], info: AdapterInfo) -> None:

@@ -19,6 +19,7 @@ from .adapters import AdapterInfo, check_compatible, load_adapter_weights, read_
 from .config import LORA_TARGETS
 from .device import autocast, pick_device, pick_precision
 from .evaluate import predict_probabilities, probabilities_from_logits
+from .fileio import check_outputs
 from .lora import LoRALinear, apply_lora, merge_lora
 from .model import GPT2Classifier, load_model_config
 from .tokenizer import EOT_ID, load_tokenizer
@@ -37,8 +38,17 @@ class Prediction:
 class Classifier:
     """A ready-to-use classifier; build it once (seconds), then ``predict`` is fast."""
 
-    def __init__(self, model: GPT2Classifier, tokenizer, info: AdapterInfo, device: torch.device, precision: str):
+    def __init__(
+        self,
+        model: GPT2Classifier,
+        tokenizer,
+        info: AdapterInfo,
+        device: torch.device,
+        precision: str,
+        sources: dict[str, Path] | None = None,
+    ):
         self.model = model.eval()
+        self.sources = sources or {}  # the files it was loaded from: no output may replace them
         self.tokenizer = tokenizer
         self.info = info
         self.device = device
@@ -68,7 +78,8 @@ class Classifier:
         chosen = pick_precision(precision, torch_device, info.model_config.n_embd)
         gpt.to(torch_device)
         pack_weights_for_cpu(gpt, torch_device, chosen)
-        return cls(gpt, load_tokenizer(checkpoint), info, torch_device, chosen)
+        sources = {"the adapter": Path(adapter), **hub.checkpoint_files(str(checkpoint))}
+        return cls(gpt, load_tokenizer(checkpoint), info, torch_device, chosen, sources)
 
     def encode(self, text: str) -> list[int]:
         ids = self.tokenizer.encode_ordinary(text)[: self.info.max_length]
@@ -232,6 +243,7 @@ def classify_file(
     from .fileio import open_atomically
 
     target = Path(target)
+    check_outputs({"The output file": target}, {"the input file": Path(source), **classifier.sources})
     rows = 0
     try:
         with open_atomically(target) as out:

@@ -18,6 +18,16 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from .errors import ConfigError
+from .limits import (
+    MAX_HEADS,
+    MAX_LAYERS,
+    MAX_POSITIONS,
+    MAX_RANK,
+    MAX_VOCABULARY,
+    MAX_WIDTH,
+    real_number_problem,
+    whole_number_problem,
+)
 from .text import printable
 
 # The four released GPT-2 sizes and their Hub repositories.
@@ -118,7 +128,6 @@ class Bound:
         return None if ok else f"{self.label} must be a number in {low}{self.low:g}, {self.high:g}{high}"
 
 
-MAX_RANK = 1600  # GPT-2 XL's width: a higher rank is no longer low-rank for any GPT-2
 # Seeds go to random.Random, torch.Generator (at most 2**64 - 1) and numpy (2**32 - 1); the batch
 # order seeds torch with seed * 1000 + epoch, which must stay below 2**63.
 MAX_SEED = 2**32 - 1
@@ -204,15 +213,26 @@ class ModelConfig:
         return config
 
     def validate(self) -> list[Problem]:
-        problems = []
-        for name in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head"):
-            if getattr(self, name) <= 0:
-                problems.append(Problem(f"model_config.{name}", f"{name} must be positive"))
-        if self.n_head > 0 and self.n_embd % self.n_head:
+        """Types and sizes too: these values come from files (config.json, adapter metadata) and
+        size every allocation of the model, so they are bounded by limits.py before any is made."""
+        bounds = {
+            "vocab_size": MAX_VOCABULARY,
+            "n_positions": MAX_POSITIONS,
+            "n_embd": MAX_WIDTH,
+            "n_layer": MAX_LAYERS,
+            "n_head": MAX_HEADS,
+        }
+        problems = [
+            Problem(f"model_config.{name}", p)
+            for name, high in bounds.items()
+            if (p := whole_number_problem(name, getattr(self, name), 1, high))
+        ]
+        if not problems and self.n_embd % self.n_head:
             problems.append(
                 Problem("model_config.n_embd", f"n_embd {self.n_embd} is not divisible by n_head {self.n_head}")
             )
-        return problems
+        epsilon = real_number_problem("layer_norm_epsilon", self.layer_norm_epsilon, 0.0, 0.1, low_open=True)
+        return problems + ([Problem("model_config.layer_norm_epsilon", epsilon)] if epsilon else [])
 
     def check(self) -> None:
         _raise_if(self.validate(), "model config")
@@ -248,23 +268,36 @@ class LoRAConfig:
     def scaling(self) -> float:
         return self.alpha / self.rank
 
-    def validate(self, n_layer: int | None = None) -> list[Problem]:
+    def validate(self, n_layer: int | None = None, n_embd: int | None = None) -> list[Problem]:
+        """Every problem; with the model's ``n_layer`` and ``n_embd``, also the bounds they set
+        (a rank above the width adds parameters but no expressiveness: B A has rank ≤ width)."""
         problems = bound_problems(self, ("rank", "alpha", "dropout", "top_blocks"), "lora.")
-        if not self.targets:
+        if type(self.rank) is int and n_embd is not None and 0 < n_embd < self.rank <= MAX_RANK:
+            problems.append(Problem("lora.rank", f"rank {self.rank:,} is above {n_embd}, the model's width"))
+        if isinstance(self.targets, str) or not isinstance(self.targets, (tuple, list)):
+            problems.append(Problem("lora.targets", "targets must be a list of layer names"))
+        elif not self.targets:
             problems.append(Problem("lora.targets", "choose at least one target layer"))
-        unknown = [t for t in self.targets if t not in LORA_TARGETS]
-        if unknown:
+        else:
+            unknown = [str(t)[:40] for t in self.targets if not isinstance(t, str) or t not in LORA_TARGETS]
+            if unknown:
+                problems.append(
+                    Problem(
+                        "lora.targets",
+                        f"unknown target(s) {', '.join(unknown[:8])}; choose from {', '.join(ALL_TARGETS)}",
+                    )
+                )
+        if isinstance(self.top_blocks, int) and self.top_blocks > (n_layer or MAX_LAYERS):
             problems.append(
-                Problem("lora.targets", f"unknown target(s) {', '.join(unknown)}; choose from {', '.join(ALL_TARGETS)}")
-            )
-        if isinstance(self.top_blocks, int) and n_layer is not None and self.top_blocks > n_layer:
-            problems.append(
-                Problem("lora.top_blocks", f"top blocks {self.top_blocks} exceeds the model's {n_layer} blocks")
+                Problem(
+                    "lora.top_blocks",
+                    f"top blocks {self.top_blocks:,} exceeds the model's {n_layer or MAX_LAYERS} blocks",
+                )
             )
         return problems
 
-    def check(self, n_layer: int | None = None) -> None:
-        _raise_if(self.validate(n_layer), "LoRA settings")
+    def check(self, n_layer: int | None = None, n_embd: int | None = None) -> None:
+        _raise_if(self.validate(n_layer, n_embd), "LoRA settings")
 
     def blocks(self, n_layer: int) -> list[int]:
         """Indices of the blocks that get adapters."""

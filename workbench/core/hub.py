@@ -18,7 +18,7 @@ from typing import Any
 
 from .config import MODEL_REPOS
 from .errors import CheckpointError, WorkbenchError
-from .fileio import is_pickle_name
+from .fileio import describe_kind, is_pickle_name, require_regular_file
 from .progress import Progress, raise_if_stopped
 from .text import printable
 
@@ -68,6 +68,18 @@ def is_cached(model: str) -> bool:
     if repo is None:
         return os.path.isdir(model) and _local_folder_problem(Path(model)) is None
     return all(_cached_file(repo, name) is not None for name in CHECKPOINT_FILES)
+
+
+def checkpoint_files(model: str, label: str = "the model") -> dict[str, Path]:
+    """The files a run reads from ``model`` (a folder, or a size's cached snapshot), named for
+    messages: the inputs an output must never replace (``fileio.check_outputs``). A size that
+    is not downloaded yet has none; its files arrive in the cache, where no output goes."""
+    names = (*CHECKPOINT_FILES, *TOKENIZER_FILES, "gpt2.tiktoken")
+    repo = MODEL_REPOS.get(model)
+    if repo is None:
+        folder = Path(model).expanduser()
+        return {f"{label}'s {name}": folder / name for name in names}
+    return {f"{label}'s {name}": Path(p) for name in names if (p := _cached_file(repo, name))}
 
 
 def cached_size_bytes(model: str) -> int | None:
@@ -239,7 +251,8 @@ def _check_local_folder(model: str) -> Path:
             "Choose a size, or a folder that holds config.json and model.safetensors."
         )
     if not folder.is_dir():
-        raise CheckpointError(f"{folder} is a file. Choose the folder that holds config.json and model.safetensors.")
+        kind = "a file" if folder.is_file() else describe_kind(folder.stat().st_mode)
+        raise CheckpointError(f"{folder} is {kind}. Choose the folder that holds config.json and model.safetensors.")
     problem = _local_folder_problem(folder)
     if problem:
         raise CheckpointError(problem)
@@ -248,6 +261,12 @@ def _check_local_folder(model: str) -> Path:
 
 def _local_folder_problem(folder: Path) -> str | None:
     """Why ``folder`` is not a loadable checkpoint, or None when it is."""
+    for name in (*CHECKPOINT_FILES, *TOKENIZER_FILES):
+        if os.path.lexists(folder / name):
+            try:
+                require_regular_file(folder / name, "The model file", CheckpointError)
+            except CheckpointError as exc:
+                return str(exc)
     missing = [name for name in CHECKPOINT_FILES if not (folder / name).is_file()]
     if not missing:
         return None

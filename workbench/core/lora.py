@@ -95,7 +95,7 @@ def apply_lora(model: GPT2Classifier, lora: LoRAConfig) -> GPT2Classifier:
 
     Seed torch before calling: the A matrices are random, and a run should be reproducible.
     """
-    lora.check(model.config.n_layer)
+    lora.check(model.config.n_layer, model.config.n_embd)
     for p in model.parameters():
         p.requires_grad_(False)
     for path in lora_module_paths(model, lora):

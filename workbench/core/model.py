@@ -12,7 +12,7 @@ token), as in the book's chapter 6 argument that the last token has attended to 
 from __future__ import annotations
 
 import contextlib
-import json
+import os
 import threading
 from pathlib import Path
 
@@ -22,7 +22,8 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .config import ModelConfig
-from .errors import CheckpointError, shorten
+from .errors import CheckpointError, ConfigError, shorten
+from .fileio import open_regular_file, read_json
 from .progress import raise_if_stopped
 from .recompute import recompute_when_saved
 from .safetensors_reader import TensorReader, read_safetensors_index
@@ -259,12 +260,15 @@ def _init_weights(module: nn.Module) -> None:
 
 def load_model_config(folder: Path) -> ModelConfig:
     path = folder / "config.json"
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise CheckpointError(f"{folder} has no config.json: not a GPT-2 checkpoint folder")
+    values = read_json(path, "The model config", CheckpointError)
+    if not isinstance(values, dict):
+        raise CheckpointError(f"{path} is not a GPT-2 config (expected a JSON object)")
     try:
-        return ModelConfig.from_hf_dict(json.loads(path.read_text(encoding="utf-8")))
-    except (ValueError, TypeError) as exc:
-        raise CheckpointError(f"{path} is not a readable GPT-2 config: {exc}") from exc
+        return ModelConfig.from_hf_dict(values)
+    except (ConfigError, ValueError, TypeError) as exc:
+        raise CheckpointError(f"{path} is not a usable GPT-2 config: {exc}") from exc
 
 
 def read_checkpoint_weights(
@@ -278,12 +282,12 @@ def read_checkpoint_weights(
     a pickled ``.bin`` can run code when loaded.
     """
     path = folder / "model.safetensors"
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise CheckpointError(f"{folder} has no model.safetensors (pickled .bin weights are not loaded)")
     expected = trunk_shapes(config)
     state: dict[str, torch.Tensor] = {}
     try:
-        with open(path, "rb") as f:
+        with open_regular_file(path, "The model weights", CheckpointError) as f:
             entries, data_start = read_safetensors_index(f)
             reader = TensorReader(f, data_start)
             for key, entry in entries.items():

@@ -20,6 +20,8 @@ never opened (a pickle runs code when loaded).
 from __future__ import annotations
 
 import json
+import math
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import replace
@@ -28,12 +30,28 @@ from typing import Any
 
 import torch
 
-from .adapters import AdapterInfo, check_adapter_tensors, read_adapter, save_adapter_tensors
+from . import patterns
+from .adapters import AdapterInfo, check_adapter_info, check_adapter_tensors, read_adapter, save_adapter_tensors
 from .config import LORA_TARGETS, MODEL_REPOS, LoRAConfig, ModelConfig
 from .errors import AdapterError, CheckpointError, ConfigError, shorten
-from .fileio import write_atomically
+from .fileio import check_outputs, read_json, require_regular_file, write_atomically
+from .hub import checkpoint_files
+from .limits import (
+    MAX_LAYERS,
+    MAX_LIST_ITEMS,
+    MAX_NAME_CHARS,
+    MAX_PATTERN_CHARS,
+    MAX_RANK,
+    MAX_SHORT_TEXT_CHARS,
+    label_names_problem,
+    real_number_problem,
+    shown,
+    text_problem,
+    whole_number_problem,
+)
 from .lora import adapter_shapes
 from .model import load_model_config
+from .patterns import PatternError, check_pattern
 from .tokenizer import EOT_ID
 
 CONFIG_FILE = "adapter_config.json"
@@ -61,15 +79,18 @@ def export_peft(adapter_path: str | Path, out_dir: str | Path) -> Path:
     """
     from safetensors.torch import save
 
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise AdapterError(f"Cannot export to {out}: it is a file, not a folder")
+    if out.is_dir():  # a folder made below has nothing in it to protect
+        outputs = {f"The exported {name}": out / name for name in (WEIGHTS_FILE, CONFIG_FILE, WORKBENCH_FILE)}
+        check_outputs(outputs, {"the adapter": Path(adapter_path)})
     tensors, info = read_adapter(adapter_path)
     _check_shapes(
         tensors,
         adapter_shapes(info.model_config, info.lora, len(info.label_names)),
         f"{Path(adapter_path).name} does not match its own metadata",
     )
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise AdapterError(f"Cannot export to {out}: it is a file, not a folder")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -144,9 +165,12 @@ def import_peft(
     folder = Path(folder)
     if not folder.is_dir():
         raise AdapterError(f"{folder} is not a folder; a PEFT adapter is a folder with {CONFIG_FILE}")
+    inputs = {f"the PEFT folder's {name}": folder / name for name in (CONFIG_FILE, WEIGHTS_FILE, WORKBENCH_FILE)}
+    check_outputs({"The output": out_path}, inputs)
     cfg = _read_peft_config(folder)
     _check_supported(cfg, folder)
     base_model, model_config = _resolve_base(model or cfg.get("base_model_name_or_path"), folder)
+    check_outputs({"The output": out_path}, checkpoint_files(base_model, "the base model"))
     raw = _read_peft_weights(folder)
     lora = _lora_config(cfg, model_config, folder)
     tensors = _to_workbench_tensors(raw, folder)
@@ -172,26 +196,27 @@ def import_peft(
     )
     if isinstance(extra.get("created"), str):  # when it was trained, not when it was converted
         info = replace(info, created=extra["created"])
+    check_adapter_info(info, f"The PEFT adapter in {folder}")  # the same rules as an adapter file's
     return save_adapter_tensors(out_path, tensors, info)
 
 
 def _read_peft_config(folder: Path) -> dict[str, Any]:
     path = folder / CONFIG_FILE
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise AdapterError(f"{folder} has no {CONFIG_FILE}: not a PEFT adapter folder")
-    try:
-        cfg = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise AdapterError(f"{path} is not readable JSON ({exc})") from exc
+    cfg = read_json(path, "The PEFT config", AdapterError)
     if not isinstance(cfg, dict):
         raise AdapterError(f"{path} does not hold a PEFT config (expected a JSON object)")
     return cfg
 
 
 def _check_supported(cfg: dict[str, Any], folder: Path) -> None:
-    """Every PEFT feature this adapter uses that our ``LoRALinear`` cannot reproduce, in one error."""
-    problems = []
-    peft_type = str(cfg.get("peft_type", "LORA")).upper()
+    """The one check of ``adapter_config.json``: the JSON type and size of every field read
+    (limits.py), then every PEFT feature our ``LoRALinear`` cannot reproduce, in one error."""
+    problems = _config_type_problems(cfg)
+    if problems:
+        raise AdapterError(f"Cannot import the PEFT adapter in {folder}: " + "; ".join(problems))
+    peft_type = cfg.get("peft_type", "LORA").upper()
     if peft_type != "LORA":
         problems.append(f"it is a {peft_type} adapter, not LoRA")
     if cfg.get("use_dora"):
@@ -212,13 +237,72 @@ def _check_supported(cfg: dict[str, Any], folder: Path) -> None:
     unknown_saved = [m for m in cfg.get("modules_to_save") or [] if m not in (HEAD, "classifier")]
     if unknown_saved:
         problems.append(f"fully trained modules other than the head ({', '.join(unknown_saved)}) are not supported")
-    if not isinstance(cfg.get("r"), int) or cfg["r"] < 1:
-        problems.append(f"r must be a whole number ≥ 1, got {cfg.get('r')!r}")
-    alpha = cfg.get("lora_alpha", 8)  # PEFT's default
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0:
-        problems.append(f"lora_alpha must be a positive number, got {alpha!r}")
     if problems:
         raise AdapterError(f"Cannot import the PEFT adapter in {folder}: " + "; ".join(problems))
+
+
+# Names PEFT splices into regular expressions (layers_pattern, modules_to_save): plain names only.
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_]{1,64}")
+
+
+def _config_type_problems(cfg: dict[str, Any]) -> list[str]:
+    """Each field this module reads, with the JSON type PEFT writes and a bounded size."""
+    problems = [
+        whole_number_problem("r", cfg.get("r"), 1, MAX_RANK),
+        real_number_problem("lora_alpha", cfg.get("lora_alpha", 8), 0.0, math.inf, low_open=True),  # PEFT's default 8
+        real_number_problem("lora_dropout", cfg.get("lora_dropout") or 0.0, 0.0, 0.999),
+        _optional_text("peft_type", cfg.get("peft_type"), MAX_SHORT_TEXT_CHARS),
+        _optional_text("bias", cfg.get("bias"), MAX_SHORT_TEXT_CHARS),
+        _optional_text("base_model_name_or_path", cfg.get("base_model_name_or_path"), MAX_NAME_CHARS),
+        _names_problem("target_modules", cfg.get("target_modules"), pattern_allowed=True),
+        _names_problem("exclude_modules", cfg.get("exclude_modules"), pattern_allowed=True),
+        _names_problem("modules_to_save", cfg.get("modules_to_save"), plain=True),
+        _names_problem("layers_pattern", cfg.get("layers_pattern"), pattern_allowed=True, plain=True),
+    ]
+    if cfg.get("target_modules") is None:
+        problems.append("target_modules is missing")
+    layers = cfg.get("layers_to_transform")
+    layer_list = [layers] if type(layers) is int else layers if isinstance(layers, list) else None
+    if layers is not None and (layer_list is None or len(layer_list) > MAX_LIST_ITEMS):
+        problems.append(f"layers_to_transform must be a block number or a list of them, got {shown(layers)}")
+    elif layer_list:
+        problems += [whole_number_problem("a layers_to_transform entry", i, 0, MAX_LAYERS - 1) for i in layer_list]
+    return list(dict.fromkeys(p for p in problems if p))
+
+
+def _pattern_problem(name: str, pattern: str) -> str | None:
+    """Why ``pattern`` cannot be matched here (see patterns.py), or None."""
+    if pattern.lower() == "all-linear":
+        return None
+    try:
+        check_pattern(pattern)
+    except re.error as exc:
+        return f"{name} is not a valid pattern ({exc})"
+    except PatternError as exc:
+        return f"{name} is a pattern LoRA Workbench does not match: {exc}"
+    return None
+
+
+def _optional_text(name: str, value: object, max_chars: int) -> str | None:
+    return None if value is None else text_problem(name, value, max_chars)
+
+
+def _names_problem(name: str, value: object, *, pattern_allowed: bool = False, plain: bool = False) -> str | None:
+    """None, a list of module names, or (``pattern_allowed``) one string; ``plain`` names only
+    (PEFT puts them into regular expressions unescaped)."""
+    if value is None:
+        return None
+    if isinstance(value, str) and pattern_allowed:
+        if plain and not _PLAIN_NAME.fullmatch(value):
+            return f"{name} must be a plain module name such as 'h', got {shown(value)}"
+        return text_problem(name, value, MAX_PATTERN_CHARS) or _pattern_problem(name, value)
+    if not isinstance(value, list) or len(value) > MAX_LIST_ITEMS:
+        return f"{name} must be a list of module names, got {shown(value)}"
+    if not all(isinstance(item, str) and 0 < len(item) <= MAX_NAME_CHARS for item in value):
+        return f"{name} must hold module names (texts)"
+    if plain and not all(_PLAIN_NAME.fullmatch(item) for item in value):
+        return f"{name} must hold plain module names such as 'score'"
+    return None
 
 
 def _resolve_base(name: str | Path | None, folder: Path) -> tuple[str, ModelConfig]:
@@ -246,13 +330,14 @@ def _read_peft_weights(folder: Path) -> dict[str, torch.Tensor]:
     from safetensors import SafetensorError, safe_open
 
     path = folder / WEIGHTS_FILE
-    if not path.is_file():
-        if (folder / PICKLED_WEIGHTS_FILE).exists():
+    if not os.path.lexists(path):
+        if os.path.lexists(folder / PICKLED_WEIGHTS_FILE):
             raise AdapterError(
                 f"{folder} holds only {PICKLED_WEIGHTS_FILE}, a PyTorch pickle. Pickles can run code when "
                 "opened, so they are never loaded; save the adapter with safe_serialization=True"
             )
         raise AdapterError(f"{folder} has no {WEIGHTS_FILE}")
+    require_regular_file(path, "The PEFT weights", AdapterError)
     try:
         with safe_open(str(path), framework="pt") as f:
             return {key: f.get_tensor(key) for key in f.keys()}
@@ -264,7 +349,7 @@ def _lora_config(cfg: dict[str, Any], model_config: ModelConfig, folder: Path) -
     """Our LoRAConfig for the layers PEFT would wrap on a GPT-2 with ``model_config``'s blocks."""
     try:
         matched = [name for name in hf_module_names(model_config.n_layer) if peft_targets(cfg, name)]
-    except re.error as exc:
+    except (re.error, PatternError) as exc:
         raise AdapterError(f"target_modules in {folder / CONFIG_FILE} is not a valid pattern ({exc})") from exc
     where = f"The PEFT adapter in {folder}"
     targets_by_block: dict[int, set[str]] = {}
@@ -339,24 +424,25 @@ def peft_targets(cfg: dict[str, Any], key: str) -> bool:
     """Whether PEFT would put LoRA on module ``key``: its ``check_target_module_exists`` (peft 0.21,
     ``tuners/tuners_utils.py``) restated over the JSON config.
 
-    A string target is a regex that must match the whole name; a list entry matches the name
+    A string target is a regex that must match the whole name (decided by ``patterns.fullmatch``,
+    which cannot be made to backtrack for hours); a list entry matches the name
     itself or a ``.``-separated suffix of it; ``layers_to_transform`` then filters list matches
     by the number after ``<layers_pattern>.`` (without a pattern: the first ``.<name>.<number>.``).
     """
     exclude = cfg.get("exclude_modules")
     if exclude:
         if isinstance(exclude, str):
-            if re.fullmatch(exclude, key):
+            if patterns.fullmatch(exclude, key):
                 return False
         elif key in exclude or any(key.endswith(f".{e}") for e in exclude):
             return False
     # Modules trained in full (the head) never also get LoRA.
-    if any(re.match(rf"(^|.*\.){m}($|\..*)", key) for m in cfg.get("modules_to_save") or []):
+    if any(re.match(rf"(^|.*\.){re.escape(m)}($|\..*)", key) for m in cfg.get("modules_to_save") or []):
         return False
     targets = cfg.get("target_modules")
     if isinstance(targets, str):
         if targets.lower() != "all-linear":
-            return re.fullmatch(targets, key) is not None
+            return patterns.fullmatch(targets, key)
         targets = ALL_LINEAR
     if not targets:
         return False
@@ -365,13 +451,13 @@ def peft_targets(cfg: dict[str, Any], key: str) -> bool:
     layers = cfg.get("layers_to_transform")
     if layers is None or layers == []:
         return True
-    patterns = cfg.get("layers_pattern")
+    layer_patterns = cfg.get("layers_pattern")
     match = None
-    if not patterns:
+    if not layer_patterns:
         match = re.match(r".*?\.[^.]*\.(?P<idx>\d+)\.", key)
     else:
-        for pattern in [patterns] if isinstance(patterns, str) else patterns:
-            match = re.match(rf"(?:^|.*?\.){pattern}\.(?P<idx>\d+)\.", key)
+        for pattern in [layer_patterns] if isinstance(layer_patterns, str) else layer_patterns:
+            match = re.match(rf"(?:^|.*?\.){re.escape(pattern)}\.(?P<idx>\d+)\.", key)
             if match:
                 break
     if match is None:
@@ -419,12 +505,9 @@ def _stored(extra: dict[str, Any], key: str, kind: type, default: Any) -> Any:
 
 def _read_workbench_json(folder: Path) -> dict[str, Any]:
     path = folder / WORKBENCH_FILE
-    if not path.is_file():
+    if not os.path.lexists(path):
         return {}
-    try:
-        extra = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise AdapterError(f"{path} is not readable JSON ({exc})") from exc
+    extra = read_json(path, "The label file", AdapterError)
     return extra if isinstance(extra, dict) else {}
 
 
@@ -432,7 +515,10 @@ def _label_names(given: Sequence[str] | None, stored: Any, num_classes: int) -> 
     if given is not None:
         names, source = tuple(str(x) for x in given), "given"
     elif stored:
-        names, source = tuple(str(x) for x in stored), f"in {WORKBENCH_FILE}"
+        problem = label_names_problem(stored)
+        if problem:
+            raise AdapterError(f"{WORKBENCH_FILE}: {problem}")
+        names, source = tuple(stored), f"in {WORKBENCH_FILE}"
     else:
         return tuple(str(i) for i in range(num_classes))
     if len(names) != num_classes:

@@ -29,10 +29,15 @@ import torch
 from . import events as ev
 from .config import SMS_SPAM, TrainConfig
 from .errors import ConfigError, WorkbenchError
-from .fileio import write_atomically
+from .fileio import create_unique_folder, read_json, require_regular_file, write_atomically
 from .paths import runs_dir
 
 RESUME_KEY = "lora_workbench_checkpoint"  # the resume file's metadata key (unchanged: old files load)
+
+
+class DamagedRunError(WorkbenchError, ValueError):
+    """A run folder's file that cannot be read (also a ValueError: callers of ``config()`` that
+    predate this class catch that)."""
 
 
 @dataclass(frozen=True)
@@ -45,13 +50,7 @@ class RunFolder:
         stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
         data = SMS_SPAM if cfg.data.source == SMS_SPAM else Path(cfg.data.source).stem
         base = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{stamp}_{Path(cfg.model).name}_{data}")
-        path = parent / base
-        n = 1
-        while path.exists():
-            n += 1
-            path = parent / f"{base}_{n}"
-        path.mkdir(parents=True)
-        run = cls(path)
+        run = cls(create_unique_folder(parent, base))
         run.save_config(cfg)
         return run
 
@@ -108,7 +107,11 @@ class RunFolder:
         write_atomically(self.config_path, json.dumps(cfg.to_dict(), indent=2).encode("utf-8"))
 
     def config(self) -> TrainConfig:
-        return TrainConfig.from_dict(json.loads(self.config_path.read_text(encoding="utf-8")))
+        values = read_json(self.config_path, "The run's settings", DamagedRunError)
+        try:
+            return TrainConfig.from_dict(values)
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise DamagedRunError(f"The run's settings {self.config_path} are damaged ({exc})") from exc
 
     def record(self, event) -> None:
         with open(self.metrics_path, "a", encoding="utf-8") as f:
@@ -247,6 +250,7 @@ def load_resume_state(path: Path, model: torch.nn.Module, optimizer: torch.optim
 
     from .lora import trainable_state_dict
 
+    require_regular_file(path, "Checkpoint")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}

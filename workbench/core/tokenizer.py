@@ -16,10 +16,12 @@ import tiktoken.load
 from tiktoken_ext.openai_public import r50k_pat_str  # GPT-2's pre-tokenizer split pattern
 
 from .errors import CheckpointError
+from .fileio import require_regular_file
 
 EOT = "<|endoftext|>"
 EOT_ID = 50256  # also GPT-2's conventional padding token (the book pads with it too)
 TIKTOKEN_FILE_ENV = "WORKBENCH_TIKTOKEN_FILE"
+MAX_VOCABULARY_BYTES = 64 * 2**20
 
 
 def load_tokenizer(checkpoint: str | Path | None = None) -> tiktoken.Encoding:
@@ -30,6 +32,9 @@ def load_tokenizer(checkpoint: str | Path | None = None) -> tiktoken.Encoding:
     3. tiktoken's own cached download of "gpt2" (needs the network once).
     """
     folder = Path(checkpoint) if checkpoint else None
+    for name in ("vocab.json", "merges.txt", "gpt2.tiktoken"):
+        if folder and os.path.lexists(folder / name):
+            _check_vocabulary_file(folder / name)
     if folder and (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
         return _from_vocab_and_merges(str(folder / "vocab.json"), str(folder / "merges.txt"))
     for candidate in (folder / "gpt2.tiktoken" if folder else None, os.environ.get(TIKTOKEN_FILE_ENV)):
@@ -43,6 +48,13 @@ def load_tokenizer(checkpoint: str | Path | None = None) -> tiktoken.Encoding:
             f"GPT-2 tokenizer not available offline: {where}set {TIKTOKEN_FILE_ENV} to a gpt2.tiktoken "
             f"file or connect once so it can be cached ({exc.__class__.__name__})"
         ) from exc
+
+
+def _check_vocabulary_file(path: Path) -> None:
+    """A regular file of a plausible size: GPT-2's vocab.json is 1 MB, merges.txt 0.5 MB."""
+    size = require_regular_file(path, "The tokenizer file", CheckpointError).st_size
+    if size > MAX_VOCABULARY_BYTES:
+        raise CheckpointError(f"The tokenizer file {path} is {size / 2**20:.0f} MB, far more than a GPT-2 vocabulary")
 
 
 @lru_cache(maxsize=4)

@@ -47,6 +47,7 @@ from .events import (
     TrainingFailed,
     TrainingFinished,
 )
+from .fileio import check_outputs, require_regular_file
 from .lora import build_lora_model
 from .model import GPT2Classifier, load_model_config, param_count
 from .precision import choose_precision
@@ -84,14 +85,19 @@ def train(
     stop: threading.Event | None = None,
     run: RunFolder | None = None,
     resume: str | Path | None = None,
+    out: str | Path | None = None,
 ) -> Iterator:
     """Run one training; see the module docstring for the events. ``stop`` ends it within one step
     (the adapter and a checkpoint are still written once a step was trained; before that nothing
-    is written and the run fails as "cancelled"); ``resume`` continues from a checkpoint."""
+    is written and the run fails as "cancelled"); ``resume`` continues from a checkpoint.
+    ``out``, where the caller will save the adapter, is refused before any work when it cannot be
+    written or would replace one of the run's inputs."""
     stop = stop or threading.Event()
     hold = contextlib.ExitStack()  # the run's training lock, for as long as this generator runs
     try:
         cfg.check()
+        if out is not None:
+            check_outputs({"The adapter output": out}, training_inputs(cfg, resume))
         continuing = run is None and resume is not None
         run = run or _run_folder_for(cfg, resume)
         hold.enter_context(run.training_lock())
@@ -154,6 +160,15 @@ def failure_kind(exc: WorkbenchError) -> str:
     return "error"
 
 
+def training_inputs(cfg: TrainConfig, resume: str | Path | None = None) -> dict[str, Path]:
+    """Every file a run reads, named for messages: what no output may replace."""
+    dataset = datamod.sms_spam_path() if cfg.data.source == datamod.SMS_SPAM else Path(cfg.data.source)
+    inputs = {"the dataset": dataset, **hub.checkpoint_files(cfg.model)}
+    if resume is not None:
+        inputs["the checkpoint to resume"] = Path(resume)
+    return inputs
+
+
 def _run_folder_for(cfg: TrainConfig, resume: str | Path | None) -> RunFolder:
     """A resumed (or extended) run continues in its own folder; a new run gets a new one.
 
@@ -161,8 +176,7 @@ def _run_folder_for(cfg: TrainConfig, resume: str | Path | None) -> RunFolder:
     config.json is rewritten (e.g. more epochs) only once the checkpoint has loaded (``_train``).
     """
     if resume is not None:
-        if not Path(resume).is_file():
-            raise WorkbenchError(f"Checkpoint {resume} does not exist")
+        require_regular_file(resume, "Checkpoint", WorkbenchError)
         folder = RunFolder(Path(resume).parent)
         if folder.config_path.is_file():
             check_resumable(folder, cfg)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import io
 import os
 import threading
 import urllib.error
@@ -23,6 +24,7 @@ import pandas as pd
 
 from ..config import SMS_SPAM, DataConfig
 from ..errors import DataError, DownloadError
+from ..fileio import open_regular_file
 from ..paths import cache_dir
 from ..progress import Progress, raise_if_stopped
 from .tables import Table, read_table
@@ -215,12 +217,13 @@ def read_sms_spam(path: str | Path) -> Table:
     that make CSV readers merge lines (5,572 rows instead of 5,574).
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise DataError(f"The SMS Spam Collection file {path} does not exist. Download it again.")
+    raw = open_regular_file(path, "The SMS Spam Collection file", DataError)
     labels: list[str] = []
     texts: list[str] = []
     try:
-        with path.open("r", encoding="utf-8", newline="\n") as f:  # only LF ends a line
+        with io.TextIOWrapper(raw, encoding="utf-8", newline="\n") as f:  # only LF ends a line
             for number, line in enumerate(f, start=1):
                 line = line.removesuffix("\n").removesuffix("\r")  # tolerate a CRLF copy
                 if not line:

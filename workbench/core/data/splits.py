@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..config import SMS_SPAM, DataConfig
 from ..errors import DataError
+from ..limits import label_names_problem
 from ..progress import CHECK_EVERY, checked_chunks, raise_if_stopped
 from ..text import printable
 from .tables import _MISSING_LABELS, Table, _is_number
@@ -235,6 +236,12 @@ def make_splits(table: Table, cfg: DataConfig, *, seed: int, stop: threading.Eve
         raise DataError(
             f"Column {label_column!r} of {_describe(table)} has {found}; a classifier needs at "
             "least two classes. Choose another label column or another file."
+        )
+    problem = label_names_problem(label_names)  # the bounds an adapter's labels must keep (limits.py)
+    if problem:
+        raise DataError(
+            f"Column {printable(label_column, 40)!r} of {_describe(table)} cannot be the labels: {problem}. "
+            "It looks like a text column; choose the column that holds the labels."
         )
     by_class = {name: by_label[name] for name in label_names}
     class_counts = {name: len(by_class[name]) for name in label_names}

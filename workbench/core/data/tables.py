@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError, WorkbenchError
-from ..fileio import write_atomically
+from ..fileio import open_regular_file, write_atomically
 from ..progress import Progress, raise_if_stopped
 
 _SAMPLE_BYTES = 256 * 1024  # enough lines to sniff the delimiter, quoting and header
@@ -121,7 +121,7 @@ def _read_head(path: Path) -> tuple[bytes, bool]:
     if path.is_dir():
         raise DataError(f"{path} is a folder. Choose a CSV or TSV file inside it.")
     try:
-        with path.open("rb") as f:
+        with open_regular_file(path, "Dataset file", DataError) as f:
             head = f.read(_SAMPLE_BYTES + 1)
     except OSError as error:
         raise DataError(f"Cannot read {path}: {error.strerror or error}.") from error
@@ -455,7 +455,7 @@ def _parsed_chunks(
     size = path.stat().st_size
     message = f"Reading {path.name}"
     header: list[str] | None = None
-    with path.open("rb") as fh:
+    with open_regular_file(path, "Dataset file", DataError) as fh:
         if progress is not None:
             progress(0, size, message)
         reader = pd.read_csv(
