@@ -31,7 +31,7 @@ from workbench.core.hub import resolve_checkpoint
 from workbench.core.lora import build_lora_model
 from workbench.core.model import GPT2Classifier, load_model_config
 from workbench.core.peft_io import export_peft, import_peft
-from workbench.core.runs import RunFolder, load_checkpoint
+from workbench.core.runs import RunFolder, load_resume_state
 from workbench.core.tokenizer import load_tokenizer
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are a POSIX feature")
@@ -70,7 +70,7 @@ def _resume(a: dict) -> None:
     import torch
 
     model = build_lora_model(Path(a["model"]), LoRAConfig(rank=2), 2, seed=0)
-    load_checkpoint(Path(a["path"]), model, torch.optim.AdamW([p for p in model.parameters() if p.requires_grad]))
+    load_resume_state(Path(a["path"]), model, torch.optim.AdamW([p for p in model.parameters() if p.requires_grad]))
 
 
 def _train_resume(a: dict) -> None:

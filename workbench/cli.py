@@ -72,10 +72,12 @@ def exit_code(exc: BaseException) -> int | None:
     """The exit status for an error every verb may meet, or None for a bug. README's contract:
     2 for a user's mistake (settings, data, model or adapter files), 1 for a run or write that
     failed (full disk, network, out of memory), 130 for a stop; never a traceback for these."""
-    from .core.errors import Cancelled, DownloadError, OutputError
+    from .core.errors import Cancelled, DownloadError, OutputError, OutputRefused
 
     if isinstance(exc, Cancelled):
         return EXIT_INTERRUPTED
+    if isinstance(exc, OutputRefused):  # the command named an output it must not write
+        return EXIT_USAGE
     if isinstance(exc, (DownloadError, OutputError)):
         return EXIT_FAILED
     if isinstance(exc, WorkbenchError):

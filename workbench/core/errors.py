@@ -35,6 +35,11 @@ class OutputError(WorkbenchError):
     """An output file could not be written; whatever was there before is unchanged."""
 
 
+class OutputRefused(OutputError):
+    """An output the user named cannot be used (it is an input, a folder, in a missing folder):
+    a mistake in the command, refused before any work, so nothing was written."""
+
+
 class AdapterError(WorkbenchError):
     """An adapter file that is unreadable, corrupt or made for another base model."""
 

@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from .errors import OutputError, WorkbenchError
+from .errors import OutputError, OutputRefused, WorkbenchError
 
 MAX_JSON_BYTES = 16 * 2**20  # config.json, adapter_config.json, run configs: a few KB in practice
 # write_atomically's temp files: mkstemp(prefix=".NAME.", suffix=".tmp") adds 8 of [a-z0-9_].
@@ -52,7 +52,7 @@ def check_outputs(outputs: Mapping[str, PathLike], inputs: Mapping[str, PathLike
         _check_output_place(out_name, out)
         for in_name, source in inputs.items():
             if source is not None and same_file(out, Path(source)):
-                raise OutputError(
+                raise OutputRefused(
                     f"{out_name} {out} is the same file as {in_name} {source}: writing it would destroy "
                     "what is being read. Choose another output file."
                 )
@@ -77,18 +77,18 @@ def _check_output_place(name: str, out: Path) -> None:
     except FileNotFoundError:
         info = None  # a new file, or a dangling link that the write replaces
     except OSError as exc:
-        raise OutputError(f"Cannot write {name} {out}: {exc.strerror or exc}") from exc
+        raise OutputRefused(f"Cannot write {name} {out}: {exc.strerror or exc}") from exc
     if info is not None and stat.S_ISDIR(info.st_mode):
-        raise OutputError(
+        raise OutputRefused(
             f"{name} {out} is a folder; give a file name inside it, such as {out / 'adapter.safetensors'}"
         )
     if info is not None and not stat.S_ISREG(info.st_mode):
-        raise OutputError(f"{name} {out} is {describe_kind(info.st_mode)}, not a file the workbench can replace")
+        raise OutputRefused(f"{name} {out} is {describe_kind(info.st_mode)}, not a file the workbench can replace")
     folder = out.parent if str(out.parent) else Path(".")
     if not folder.is_dir():
-        raise OutputError(f"Cannot write {name} {out}: folder {folder} does not exist")
+        raise OutputRefused(f"Cannot write {name} {out}: folder {folder} does not exist")
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise OutputError(f"Cannot write {name} {out}: folder {folder}: {os.strerror(errno.EACCES)}")
+        raise OutputRefused(f"Cannot write {name} {out}: folder {folder}: {os.strerror(errno.EACCES)}")
 
 
 def describe_kind(mode: int) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..config import SMS_SPAM, DataConfig
 from ..errors import DataError
+from ..fileio import open_regular_file
 from ..progress import Progress, raise_if_stopped
 from .sms import download_sms_spam
 from .splits import DatasetSplits
@@ -49,7 +50,7 @@ def identify_dataset(
     done = 0
     try:
         size = path.stat().st_size
-        with path.open("rb") as f:
+        with open_regular_file(path, "Dataset file", DataError) as f:
             while chunk := f.read(_HASH_CHUNK):
                 raise_if_stopped(stop, "Fingerprinting the dataset")
                 digest.update(chunk)
