@@ -496,33 +496,20 @@ def cmd_import_peft(args) -> int:
 
 
 def cmd_runs(args) -> int:
-    from .core.runs import list_runs
+    from .core.runs import list_runs, summarize
 
-    rows = []
-    for run in list_runs():
-        finished = next(
-            (e for e in reversed(run.events()) if type(e).__name__ in ("TrainingFinished", "TrainingFailed")), None
-        )
-        accuracy = getattr(getattr(finished, "metrics", None), "accuracy", None)
-        state = (
-            "running or crashed"
-            if finished is None
-            else (
-                "failed"
-                if type(finished).__name__ == "TrainingFailed"
-                else "stopped"
-                if finished.stopped
-                else "finished"
-            )
-        )
-        rows.append({"run": run.path.name, "path": str(run.path), "state": state, "test_accuracy": accuracy})
+    summaries = [summarize(run) for run in list_runs()]
+    rows = [
+        {"run": s.name, "path": str(s.path), "state": s.state, "test_accuracy": s.test_accuracy, "problem": s.problem}
+        for s in summaries
+    ]
     if args.json:
         print(json.dumps(rows))
     elif not rows:
         print("no runs yet")
     for r in rows if not args.json else []:
         acc = f"{r['test_accuracy']:.2%}" if r["test_accuracy"] is not None else "-"
-        print(f"{r['run']:<50} {r['state']:<18} {acc}")
+        print(f"{r['run']:<50} {r['state']:<18} {acc}" + (f"  ({r['problem']})" if r["problem"] else ""))
     return 0
 
 

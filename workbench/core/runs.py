@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,10 +22,11 @@ import torch
 from . import events as ev
 from .config import TrainConfig
 from .errors import WorkbenchError
-from .fileio import create_unique_folder, read_json, require_regular_file, write_atomically
+from .fileio import create_unique_folder, open_regular_file, read_json, require_regular_file, write_atomically
 from .paths import runs_dir
 
 CHECKPOINT_KEY = "lora_workbench_checkpoint"
+MAX_METRICS_BYTES = 256 * 2**20  # a long run writes a few MB
 
 
 class DamagedRunError(WorkbenchError, ValueError):
@@ -85,16 +87,71 @@ class RunFolder:
             f.write(line.rstrip("\n") + "\n")
 
     def events(self) -> list:
-        """The recorded history; a line cut short by a crash is skipped, not fatal."""
-        if not self.metrics_path.exists():
-            return []
-        out = []
-        for line in self.metrics_path.read_text(encoding="utf-8").splitlines():
+        """The recorded history; a line cut short by a crash, or damaged, is skipped, not fatal."""
+        return self.read_events()[0]
+
+    def read_events(self) -> tuple[list, str | None]:
+        """The recorded history, and what is damaged in it (None when nothing is).
+
+        Each line is read on its own, so one bad line (not UTF-8, not JSON, nested too deeply, a
+        field of the wrong type) costs that line only; a last line without its newline is a
+        write cut short by a crash, not damage. A metrics.jsonl that is not a regular file, or
+        is larger than MAX_METRICS_BYTES, gives no events.
+        """
+        if not os.path.lexists(self.metrics_path):
+            return [], None
+        try:
+            with open_regular_file(self.metrics_path, "Its metrics.jsonl", DamagedRunError) as f:
+                raw = f.read(MAX_METRICS_BYTES + 1)
+        except DamagedRunError as exc:
+            return [], str(exc)
+        except OSError as exc:
+            return [], f"its metrics.jsonl cannot be read: {exc.strerror or exc}"
+        if len(raw) > MAX_METRICS_BYTES:
+            return [], f"its metrics.jsonl is larger than {MAX_METRICS_BYTES // 2**20} MB"
+        lines = raw.split(b"\n")
+        cut_short = lines.pop()  # b"" after a final newline
+        out, damaged = [], 0
+        for line in lines:
             try:
-                out.append(ev.from_json(json.loads(line)))
-            except (ValueError, KeyError, TypeError):
-                continue
-        return out
+                out.append(ev.from_json(json.loads(line.decode("utf-8"))))
+            except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+                damaged += int(bool(line.strip()))
+        if cut_short.strip():
+            try:
+                out.append(ev.from_json(json.loads(cut_short.decode("utf-8"))))
+            except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+                pass
+        problem = f"{damaged} of {len(lines)} lines of its metrics.jsonl are unreadable" if damaged else None
+        return out, problem
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One line of a run listing."""
+
+    name: str
+    path: Path
+    state: str  # "finished", "stopped", "failed", "running or crashed", or "damaged"
+    test_accuracy: float | None
+    problem: str = ""  # for "damaged": what is wrong with the run folder
+
+
+def summarize(run: RunFolder) -> RunSummary:
+    """How the run's latest attempt ended, from its metrics.jsonl; a damaged file is reported,
+    never raised, so one damaged run cannot hide the others in a listing."""
+    events, problem = run.read_events()
+    if problem:
+        return RunSummary(run.path.name, run.path, "damaged", None, problem)
+    ended = next((e for e in reversed(events) if isinstance(e, (ev.TrainingFinished, ev.TrainingFailed))), None)
+    if ended is None:
+        state = "running or crashed"
+    elif isinstance(ended, ev.TrainingFailed):
+        state = "failed"
+    else:
+        state = "stopped" if ended.stopped else "finished"
+    metrics = getattr(ended, "metrics", None)
+    return RunSummary(run.path.name, run.path, state, metrics.accuracy if metrics else None)
 
 
 def list_runs(parent: Path | None = None) -> list[RunFolder]:
