@@ -206,6 +206,10 @@ def test_a_file_where_a_folder_belongs_is_one_line(file_shaped, adapter, monkeyp
     from test_robustness import assert_one_line_error, run_cli
 
     monkeypatch.setenv(variable, str(file_shaped))
+    if variable == "HOME":  # huggingface_hub read its default cache from HOME at import, in this process
+        from huggingface_hub import constants
+
+        monkeypatch.setattr(constants, "HF_HUB_CACHE", str(file_shaped / ".cache" / "huggingface" / "hub"))
     argv = [str(adapter) if a == "ADAPTER" else a for a in VERBS[verb]]
     code, _, err = run_cli(capsys, *argv)
     assert code == 2
