@@ -18,7 +18,7 @@ from test_robustness import assert_one_line_error, run_cli, two_classes, write_c
 
 from workbench.core import events as ev
 from workbench.core import training
-from workbench.core.adapters import AdapterInfo, save_adapter
+from workbench.core.adapters import AdapterInfo, copy_adapter, save_adapter
 from workbench.core.classify import Classifier, classify_file
 from workbench.core.config import DataConfig, LoRAConfig, TrainConfig
 from workbench.core.errors import OutputError
@@ -177,6 +177,15 @@ def test_core_entry_points_refuse_too(world):
         classify_file(classifier, world["data"], world["adapter"])
     with pytest.raises(OutputError, match="model's model.safetensors"):
         classify_file(classifier, world["data"], world["model"] / "model.safetensors")
+    assert world["data"].read_bytes() == before
+
+
+def test_saving_a_run_adapter_refuses_the_run_inputs(world):
+    """What the window's Save adapter as… can pass: the run's inputs (training_inputs)."""
+    cfg = TrainConfig(model=str(world["model"]), data=DataConfig(source=str(world["data"])))
+    before = world["data"].read_bytes()
+    with pytest.raises(OutputError, match="same file as the dataset"):
+        copy_adapter(world["adapter"], world["data"], inputs=training.training_inputs(cfg))
     assert world["data"].read_bytes() == before
 
 

@@ -151,3 +151,137 @@ def test_a_killed_write_leaves_a_temp_file_that_the_next_save_removes(tmp_path):
     os.utime(left[0], (time.time() - STALE_TEMP_AGE_S - 1, time.time() - STALE_TEMP_AGE_S - 1))
     write_atomically(tmp_path / "adapter.safetensors", b"whole")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter.safetensors"]
+
+
+# --------------------------------------------------------------------------- unusable home and cache folders
+
+
+@pytest.fixture
+def file_shaped(tmp_path, monkeypatch) -> Path:
+    """A plain file where a folder is expected; no workbench or Hugging Face folder set."""
+    path = tmp_path / "a-file"
+    path.write_text("not a folder")
+    for name in ("WORKBENCH_DATA_DIR", "WORKBENCH_CACHE_DIR", "HF_HOME", "HF_HUB_CACHE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    return path
+
+
+VERBS = {
+    "runs": ["runs"],
+    "download gpt2": ["download", "gpt2"],
+    "download sms-spam": ["download", "sms-spam"],
+    "eval": ["eval", "--adapter", "ADAPTER", "--data", "sms-spam"],
+}
+# (variable set to the file, verb) -> the variable the message must name
+CASES = [
+    ("HOME", "runs", "WORKBENCH_DATA_DIR"),
+    ("HOME", "download gpt2", "HF_HOME"),
+    ("HOME", "download sms-spam", "WORKBENCH_CACHE_DIR"),
+    ("HOME", "eval", "WORKBENCH_CACHE_DIR"),
+    ("WORKBENCH_DATA_DIR", "runs", "WORKBENCH_DATA_DIR"),
+    ("WORKBENCH_CACHE_DIR", "download sms-spam", "WORKBENCH_CACHE_DIR"),
+    ("WORKBENCH_CACHE_DIR", "eval", "WORKBENCH_CACHE_DIR"),
+    ("HF_HOME", "download gpt2", "HF_HOME"),
+]
+
+
+@pytest.fixture(scope="module")
+def adapter(tmp_path_factory):
+    from conftest import write_tiny_checkpoint
+
+    from workbench.core.adapters import AdapterInfo, save_adapter
+    from workbench.core.config import LoRAConfig
+    from workbench.core.lora import build_lora_model
+
+    root = tmp_path_factory.mktemp("home")
+    model = write_tiny_checkpoint(root / "ckpt", n_layer=1, n_embd=16, n_head=2, n_positions=64)
+    lora = LoRAConfig(rank=2, alpha=4)
+    gpt = build_lora_model(model, lora, 2, seed=0)
+    return save_adapter(root / "a.safetensors", gpt, AdapterInfo(str(model), gpt.config, lora, ("ham", "spam"), 32))
+
+
+@pytest.mark.parametrize(("variable", "verb", "named"), CASES)
+def test_a_file_where_a_folder_belongs_is_one_line(file_shaped, adapter, monkeypatch, capsys, variable, verb, named):
+    from test_robustness import assert_one_line_error, run_cli
+
+    monkeypatch.setenv(variable, str(file_shaped))
+    if variable == "HOME":  # huggingface_hub read its default cache from HOME at import, in this process
+        from huggingface_hub import constants
+
+        monkeypatch.setattr(constants, "HF_HUB_CACHE", str(file_shaped / ".cache" / "huggingface" / "hub"))
+    argv = [str(adapter) if a == "ADAPTER" else a for a in VERBS[verb]]
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 2
+    assert_one_line_error(code, err, named, str(file_shaped))
+
+
+def test_an_unwritable_data_folder_is_one_line(tmp_path, monkeypatch, capsys):
+    from test_robustness import FaultyDisk, assert_one_line_error, run_cli
+
+    disk = FaultyDisk(monkeypatch)
+    read_only = disk.read_only(tmp_path / "read-only")
+    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(read_only / "data"))
+    try:
+        code, _, err = run_cli(capsys, "runs")
+    finally:
+        monkeypatch.undo()
+        disk.restore()
+    assert code == 2
+    assert_one_line_error(code, err, "Permission denied", "WORKBENCH_DATA_DIR")
+
+
+# --------------------------------------------------------------------------- damaged runs in a listing
+
+
+def _finished_line(accuracy) -> str:
+    import json
+
+    from workbench.core import events as ev
+
+    metrics = ev.TestMetrics(0.9, 0.3, ("ham", "spam"), (0.9, 0.9), (0.9, 0.9), (0.9, 0.9), (5, 5), ((4, 1), (0, 5)))
+    event = ev.TrainingFinished(False, 10, 80, 1.5, "run", "adapter", "", metrics)
+    line = ev.to_json(event)
+    line["metrics"]["accuracy"] = accuracy
+    return json.dumps(line)
+
+
+DAMAGE = {
+    "not UTF-8": lambda p: p.write_bytes(b'{"type": "Status", "message": "\xff"}\n' + _finished_line(0.9).encode()),
+    "a folder": lambda p: p.mkdir(),
+    "a named pipe": lambda p: os.mkfifo(p),
+    "nested 100k deep": lambda p: p.write_text("[" * 100_000 + "]" * 100_000 + "\n" + _finished_line(0.9) + "\n"),
+    "a string accuracy": lambda p: p.write_text(_finished_line("90%") + "\n"),
+}
+
+
+def test_runs_lists_damaged_runs_as_damaged_and_the_others_as_they_are(tmp_path, monkeypatch, capsys):
+    import json
+
+    from workbench.cli import main
+
+    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(tmp_path / "data"))
+    runs_folder = tmp_path / "data" / "runs"
+    names = {"good": _finished_line(0.9)}
+    names.update(DAMAGE)
+    for i, (name, damage) in enumerate(names.items()):
+        folder = runs_folder / f"2026-01-0{i + 1}_run_{name.replace(' ', '-')}"
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text("{}")
+        if name == "good":
+            (folder / "metrics.jsonl").write_text(damage + "\n")
+        elif name == "a named pipe" and not hasattr(os, "mkfifo"):
+            continue
+        else:
+            damage(folder / "metrics.jsonl")
+    assert main(["runs", "--json"]) == 0
+    rows = {row["run"].split("_run_")[1]: row for row in json.loads(capsys.readouterr().out)}
+    assert rows["good"]["state"] == "finished" and rows["good"]["test_accuracy"] == 0.9
+    for name in DAMAGE:
+        row = rows[name.replace(" ", "-")]
+        assert row["state"] == "damaged" and row["test_accuracy"] is None and row["problem"], row
+    assert main(["runs"]) == 0
+    out, err = capsys.readouterr()
+    assert err == "" and len(out.strip().splitlines()) == len(names)
+    states = [line.split()[1] for line in out.strip().splitlines()]
+    assert "90.00%" in out and states.count("damaged") == len(DAMAGE)

@@ -687,20 +687,20 @@ def cmd_import_peft(args) -> int:
 
 
 def cmd_runs(args) -> int:
-    from .core.runs import list_runs, run_outcome
+    from .core.runs import list_runs, summarize
 
-    rows = []
-    for run in list_runs():
-        outcome = run_outcome(run)
-        accuracy = getattr(getattr(outcome.ended, "metrics", None), "accuracy", None)
-        rows.append({"run": run.path.name, "path": str(run.path), "state": outcome.state, "test_accuracy": accuracy})
+    summaries = [summarize(run) for run in list_runs()]
+    rows = [
+        {"run": s.name, "path": str(s.path), "state": s.state, "test_accuracy": s.test_accuracy, "problem": s.problem}
+        for s in summaries
+    ]
     if args.json:
         print_json(rows)
     elif not rows:
         print("no runs yet")
     for r in rows if not args.json else []:
         acc = f"{r['test_accuracy']:.2%}" if r["test_accuracy"] is not None else "-"
-        print(f"{printable(r['run']):<50} {r['state']:<18} {acc}")
+        print(f"{printable(r['run']):<50} {r['state']:<18} {acc}" + (f"  ({r['problem']})" if r["problem"] else ""))
     return 0
 
 

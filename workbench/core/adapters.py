@@ -9,7 +9,7 @@ pickle runs code when loaded.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,7 +19,7 @@ import torch
 from .config import LoRAConfig, ModelConfig
 from .data.recipe import DataRecipe
 from .errors import AdapterError, WorkbenchError
-from .fileio import is_pickle_name, open_regular_file, require_regular_file, write_atomically
+from .fileio import check_outputs, is_pickle_name, open_regular_file, require_regular_file, write_atomically
 from .limits import (
     MAX_METADATA_CHARS,
     MAX_NAME_CHARS,
@@ -137,11 +137,14 @@ def save_adapter_tensors(path: str | Path, tensors: dict[str, torch.Tensor], inf
     return path
 
 
-def copy_adapter(source: str | Path, target: str | Path) -> Path:
+def copy_adapter(source: str | Path, target: str | Path, inputs: Mapping[str, Path] | None = None) -> Path:
     """Copy a saved adapter (a run folder's) to where the user asked, atomically like a save, so a
     full disk or a read-only folder leaves any file at ``target`` as it was; the message says
-    where the adapter is still kept."""
+    where the adapter is still kept. ``inputs`` (``training.training_inputs`` of the run) are
+    files ``target`` must not replace (``fileio.check_outputs``)."""
     source, target = Path(source), Path(target)
+    if inputs:
+        check_outputs({"The adapter's destination": target}, inputs)
     try:
         with open_regular_file(source, "The adapter", AdapterError) as f:
             payload = f.read()

@@ -6,7 +6,9 @@ lines, and be compared in tests. ``to_json``/``from_json`` give the run folder's
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,9 @@ def to_json(event) -> dict:
 
 
 def from_json(d: dict):
-    """Rebuild an event written by ``to_json`` (nested metrics included)."""
+    """Rebuild an event written by ``to_json`` (nested metrics included). Every field must have
+    its declared type (a run folder's file may be damaged or edited: an accuracy that is a string
+    would fail only later, when printed), else TypeError; KeyError or ValueError for other damage."""
     d = dict(d)
     cls = _TYPES[d.pop("type")]
     if "checkpoint" in d:  # histories written before the resume file had its own name
@@ -145,7 +149,40 @@ def from_json(d: dict):
         d["metrics"] = _metrics_from_dict(d["metrics"])
     names = {f.name for f in fields(cls)}
     values = {k: _tuples(v) for k, v in d.items() if k in names}
-    return cls(**values)
+    return check_types(cls(**values))
+
+
+def check_types(event):
+    """``event`` itself when each field holds its annotated type (nested dataclasses included)."""
+    hints = typing.get_type_hints(type(event))
+    for f in fields(event):
+        if not _has_type(getattr(event, f.name), hints[f.name]):
+            raise TypeError(f"{type(event).__name__}.{f.name} holds {type(getattr(event, f.name)).__name__}")
+    return event
+
+
+def _has_type(value, hint) -> bool:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_has_type(value, option) for option in typing.get_args(hint))
+    if origin is dict:
+        key, item = typing.get_args(hint)
+        return isinstance(value, dict) and all(_has_type(k, key) and _has_type(v, item) for k, v in value.items())
+    if origin is tuple:
+        item = typing.get_args(hint)[0]
+        return isinstance(value, tuple) and all(_has_type(v, item) for v in value)
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return type(value) is int
+    if is_dataclass(hint):
+        try:
+            return isinstance(value, hint) and check_types(value) is value
+        except TypeError:
+            return False
+    return isinstance(value, hint)
 
 
 def _tuples(value):

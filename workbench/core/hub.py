@@ -19,6 +19,7 @@ from typing import Any
 from .config import MODEL_REPOS
 from .errors import CheckpointError, WorkbenchError
 from .fileio import describe_kind, is_pickle_name, require_regular_file
+from .paths import ensure_folder
 from .progress import Progress, raise_if_stopped
 from .text import printable
 
@@ -136,6 +137,10 @@ def _download_checkpoint(
     from huggingface_hub.utils import EntryNotFoundError, LocalEntryNotFoundError
 
     endpoint = endpoint or os.environ.get("HF_ENDPOINT") or None
+    try:  # a HOME or HF_HOME that is a file would otherwise read as "the Hub could not be reached"
+        ensure_folder(hf_cache_dir(), "The Hugging Face cache", "HF_HOME")
+    except WorkbenchError as exc:
+        raise CheckpointError(str(exc)) from exc
     _probe_hub(model, repo, endpoint)
     snapshot: Path | None = None
     for filename in (CHECKPOINT_FILES[0], *TOKENIZER_FILES, *CHECKPOINT_FILES[1:]):

@@ -29,10 +29,11 @@ import torch
 from . import events as ev
 from .config import SMS_SPAM, TrainConfig
 from .errors import ConfigError, WorkbenchError
-from .fileio import create_unique_folder, read_json, require_regular_file, write_atomically
+from .fileio import create_unique_folder, open_regular_file, read_json, require_regular_file, write_atomically
 from .paths import runs_dir
 
 RESUME_KEY = "lora_workbench_checkpoint"  # the resume file's metadata key (unchanged: old files load)
+MAX_METRICS_BYTES = 256 * 2**20  # a long run writes a few MB
 
 
 class DamagedRunError(WorkbenchError, ValueError):
@@ -122,16 +123,66 @@ class RunFolder:
             f.write(line.rstrip("\n") + "\n")
 
     def events(self) -> list:
-        """The recorded history; a line cut short by a crash is skipped, not fatal."""
-        if not self.metrics_path.exists():
-            return []
-        out = []
-        for line in self.metrics_path.read_text(encoding="utf-8").splitlines():
+        """The recorded history; a line cut short by a crash, or damaged, is skipped, not fatal."""
+        return self.read_events()[0]
+
+    def read_events(self) -> tuple[list, str | None]:
+        """The recorded history, and what is damaged in it (None when nothing is).
+
+        Each line is read on its own, so one bad line (not UTF-8, not JSON, nested too deeply, a
+        field of the wrong type) costs that line only; a last line without its newline is a
+        write cut short by a crash, not damage. A metrics.jsonl that is not a regular file, or
+        is larger than MAX_METRICS_BYTES, gives no events.
+        """
+        if not os.path.lexists(self.metrics_path):
+            return [], None
+        try:
+            with open_regular_file(self.metrics_path, "Its metrics.jsonl", DamagedRunError) as f:
+                raw = f.read(MAX_METRICS_BYTES + 1)
+        except DamagedRunError as exc:
+            return [], str(exc)
+        except OSError as exc:
+            return [], f"its metrics.jsonl cannot be read: {exc.strerror or exc}"
+        if len(raw) > MAX_METRICS_BYTES:
+            return [], f"its metrics.jsonl is larger than {MAX_METRICS_BYTES // 2**20} MB"
+        lines = raw.split(b"\n")
+        cut_short = lines.pop()  # b"" after a final newline
+        out, damaged = [], 0
+        for line in lines:
             try:
-                out.append(ev.from_json(json.loads(line)))
-            except (ValueError, KeyError, TypeError):
-                continue
-        return out
+                out.append(ev.from_json(json.loads(line.decode("utf-8"))))
+            except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+                damaged += int(bool(line.strip()))
+        if cut_short.strip():
+            try:
+                out.append(ev.from_json(json.loads(cut_short.decode("utf-8"))))
+            except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+                pass
+        problem = f"{damaged} of {len(lines)} lines of its metrics.jsonl are unreadable" if damaged else None
+        return out, problem
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One line of a run listing."""
+
+    name: str
+    path: Path
+    state: str  # "finished", "stopped", "failed", "running or crashed", or "damaged"
+    test_accuracy: float | None
+    problem: str = ""  # for "damaged": what is wrong with the run folder
+
+
+def summarize(run: RunFolder) -> RunSummary:
+    """How the run's latest attempt ended, from its metrics.jsonl; a damaged file is reported,
+    never raised, so one damaged run cannot hide the others in a listing."""
+    events, problem = run.read_events()
+    if problem:
+        return RunSummary(run.path.name, run.path, "damaged", None, problem)
+    result = run_outcome(run, events)  # the one rule for a run's state (see ``outcome``)
+    state, ended = result.state, result.ended
+    metrics = getattr(ended, "metrics", None)
+    return RunSummary(run.path.name, run.path, state, metrics.accuracy if metrics else None)
 
 
 def _try_lock(f) -> bool:
