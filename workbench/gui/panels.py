@@ -11,8 +11,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtWidgets import (
+    QAbstractSpinBox,
     QButtonGroup,
     QCheckBox,
     QComboBox,
@@ -51,6 +52,28 @@ def mark_invalid(widget: QWidget, problems: list[str], tip: str = "") -> None:
     widget.setProperty("problems", problems)
     widget.setStyleSheet(INVALID_STYLE if problems else "")
     widget.setToolTip("\n".join(problems) if problems else tip)
+
+
+class WheelGuard(QObject):
+    """Spin boxes and lists take the mouse wheel only when they have the keyboard focus.
+
+    Otherwise scrolling a column of settings edits whatever field passes under the pointer (and a
+    notch over the model list picked "Local folder…", opening a dialog). The common Qt remedy: no
+    focus from the wheel (``StrongFocus``), and an unfocused field ignores the wheel event, which
+    Qt then offers to its parents, so the scroll area scrolls.
+    """
+
+    def guard(self, root: QWidget) -> None:
+        """Guard every spin box and list inside ``root``."""
+        for widget in root.findChildren(QAbstractSpinBox) + root.findChildren(QComboBox):
+            widget.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+            widget.installEventFilter(self)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.Wheel and isinstance(watched, QWidget) and not watched.hasFocus():
+            event.ignore()  # handled here, but not accepted: Qt passes it on to the parents
+            return True
+        return False
 
 
 def human_count(n: int) -> str:
@@ -618,6 +641,8 @@ class SettingsColumn(QWidget):
         for panel in (self.data, self.model, self.lora, self.training):
             layout.addWidget(panel)
         layout.addStretch(1)
+        self.wheel_guard = WheelGuard(self)
+        self.wheel_guard.guard(self)
 
         self.footer = QWidget()
         footer = QVBoxLayout(self.footer)

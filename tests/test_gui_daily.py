@@ -1,0 +1,82 @@
+"""The window as a daily tool: the interaction defects of issue 12, one test (or a few) each.
+
+Each test drives the window as a person would (real wheel events through the window system,
+clicks, typing), offscreen, with the tiny GPT-2 of conftest and the 60-message CSV of test_gui.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QPoint, Qt
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QAbstractSpinBox, QApplication, QComboBox, QScrollArea
+from test_gui import dataset, dialogs, make_window, window  # noqa: F401 (fixtures)
+
+# --- 1. the mouse wheel scrolls the settings, it does not edit them ------------------------------
+
+
+def settings_scroll(window) -> QScrollArea:
+    return next(w for w in window.findChildren(QScrollArea) if w.widget() is window.column)
+
+
+def wheel_over(window, widget, notches: int = -1) -> None:
+    """One real wheel notch (down for -1) over ``widget``, through the window system, so Qt
+    delivers it as a spontaneous event and passes it on to the parents when it is ignored."""
+    centre = widget.mapTo(window, widget.rect().center())
+    QTest.wheelEvent(window.windowHandle(), centre, QPoint(0, 120 * notches))
+    QApplication.processEvents()
+
+
+def value_of(widget):
+    return widget.currentIndex() if isinstance(widget, QComboBox) else widget.value()
+
+
+def test_the_wheel_over_an_unfocused_field_scrolls_the_column_and_changes_nothing(qtbot, window):
+    window.resize(1000, 420)  # short enough that the settings column scrolls
+    qtbot.waitExposed(window)
+    scroll = settings_scroll(window)
+    bar = scroll.verticalScrollBar()
+    assert bar.maximum() > 0
+    fields = [
+        w
+        for w in window.column.findChildren(QAbstractSpinBox) + window.column.findChildren(QComboBox)
+        if w.isVisibleTo(window.column)
+    ]
+    assert window.lora_panel.rank in fields and window.model_panel.model_combo in fields
+    assert window.training_panel.eval_every in fields
+    window.tabs.setFocus()
+    for field in fields:
+        scroll.ensureWidgetVisible(field)
+        bar.setValue(min(bar.value(), bar.maximum() - 1))  # room to scroll down
+        before, position = value_of(field), bar.value()
+        wheel_over(window, field)
+        assert value_of(field) == before, field
+        assert bar.value() > position, field  # the column scrolled instead
+        assert not field.hasFocus()
+        assert field.focusPolicy() == Qt.FocusPolicy.StrongFocus, field  # a wheel never gives focus
+
+
+def test_one_notch_over_the_model_list_opens_no_folder_dialog(qtbot, window, monkeypatch):
+    opened = []
+    monkeypatch.setattr(window.model, "choose_folder", lambda: opened.append(True))
+    window.model_panel.local_folder_requested.disconnect()
+    window.model_panel.local_folder_requested.connect(window.model.choose_folder)
+    window.resize(1000, 420)
+    qtbot.waitExposed(window)
+    combo = window.model_panel.model_combo
+    settings_scroll(window).ensureWidgetVisible(combo)
+    window.tabs.setFocus()
+    before = combo.currentIndex()  # the tiny folder: the entry just above "Local folder…"
+    wheel_over(window, combo)
+    assert combo.currentIndex() == before and opened == []
+
+
+def test_a_focused_field_still_takes_the_wheel(qtbot, window):
+    qtbot.waitExposed(window)
+    window.activateWindow()
+    rank = window.lora_panel.rank
+    settings_scroll(window).ensureWidgetVisible(rank)
+    rank.setFocus()
+    qtbot.waitUntil(rank.hasFocus, timeout=5000)
+    before = rank.value()
+    wheel_over(window, rank, notches=1)
+    assert rank.value() == before + 1
