@@ -80,3 +80,54 @@ def test_a_focused_field_still_takes_the_wheel(qtbot, window):
     before = rank.value()
     wheel_over(window, rank, notches=1)
     assert rank.value() == before + 1
+
+
+# --- 2. legends outside the data, a lone point visible --------------------------------------------
+
+
+def test_training_legends_sit_above_the_plots_not_on_the_curves(qtbot, window):
+    tab = window.training_tab
+    window.tabs.setCurrentWidget(tab)
+    qtbot.waitExposed(tab)
+    for plot, names in (
+        (tab.loss_plot, ["train (each step)", "train", "validation", "validation (full, epoch end)"]),
+        (tab.accuracy_plot, ["train", "validation", "validation (full, epoch end)"]),
+    ):
+        assert plot.plot.getPlotItem().legend is None  # nothing drawn inside the data area
+        assert plot.legend.names() == names
+        assert plot.legend.isVisible()
+        assert plot.legend.geometry().bottom() <= plot.plot.geometry().top()
+
+
+def test_a_lone_evaluation_is_drawn_as_a_marker(qtbot, window):
+    from workbench.core.events import Evaluated
+
+    tab = window.training_tab
+    window.tabs.setCurrentWidget(tab)
+    qtbot.waitExposed(tab)
+    tab.evaluated(Evaluated(2, 1, 16, 0.7, 0.69, 0.5, 0.55))
+    tab._redraw()
+    for plot in (tab.loss_plot, tab.accuracy_plot):
+        curve = plot._series["val"][2]
+        assert plot.points("val") == 1 and curve.opts["symbol"] is not None  # a line of one point is invisible
+    tab.evaluated(Evaluated(4, 1, 32, 0.6, 0.6, 0.6, 0.6))
+    tab._redraw()
+    assert tab.accuracy_plot.points("val") == 2  # two points: the line shows them, no marker per point
+    assert tab.accuracy_plot._series["val"][2].opts["symbol"] is None
+
+
+def test_compared_runs_are_named_above_the_plots(qtbot, window):
+    from test_gui import fake_run, select_runs
+
+    from workbench.core.config import TrainConfig
+
+    first = fake_run(TrainConfig(), [(8, 0.7, 0.5), (16, 0.5, 0.7)])
+    second = fake_run(TrainConfig(lr=1e-3), [(8, 0.69, 0.55)])  # one point: drawn as a marker
+    window.runs_tab.refresh()
+    select_runs(window, first, second)
+    window.runs_tab.compare_button.click()
+    comparison = window.runs_tab.comparison
+    qtbot.waitUntil(lambda: len(comparison.curves("loss")) == 2, timeout=10_000)
+    for plot in (comparison.loss_plot, comparison.accuracy_plot):
+        assert plot.getPlotItem().legend is None
+    assert sorted(comparison.legend.names()) == sorted(comparison.curves("loss"))

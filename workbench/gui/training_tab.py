@@ -25,6 +25,7 @@ from PySide6.QtGui import QFont, QTextCursor
 from PySide6.QtWidgets import QGraphicsItem, QHBoxLayout, QLabel, QPlainTextEdit, QProgressBar, QVBoxLayout, QWidget
 
 from ..core.events import Evaluated, RunStarted, StepDone, TrainingFailed, TrainingFinished
+from .plots import LegendRow
 
 # At most 10 redraws a second. A pyqtgraph repaint runs Python on the GUI thread while holding
 # the GIL, which also slows the training thread, so fewer redraws mean faster training too.
@@ -72,7 +73,6 @@ class CurvePlotWidget(QWidget):
         self.plot = pg.PlotWidget()
         self.plot.setBackground(None)  # follow the light or dark system palette
         item = self.plot.getPlotItem()
-        item.setTitle(title)
         item.setLabel("bottom", "examples seen")
         item.setLabel("left", y_label)
         item.showGrid(x=True, y=True, alpha=0.2)
@@ -83,7 +83,7 @@ class CurvePlotWidget(QWidget):
         for name in ("left", "bottom"):
             item.getAxis(name).enableAutoSIPrefix(False)  # "loss 0.6", not "600 (x0.001)"
             item.getAxis(name).setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
-        self.legend = item.addLegend(offset=(-10, 10))
+        self.legend = LegendRow(title)  # above the plot: a legend inside would cover the curves
         self._fixed_y = y_range
         self._y_top = 0.0  # the grown range's top (0: no data yet)
         self._y_max = -math.inf  # the largest value appended since the last clear
@@ -96,18 +96,24 @@ class CurvePlotWidget(QWidget):
         item.addItem(self.crosshair, ignoreBounds=True)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(2)
+        layout.addWidget(self.legend)
         layout.addWidget(self.plot, 1)
         layout.addWidget(self.readout)
         self._series: dict[str, tuple[str, GrowingBuffer, pg.PlotDataItem]] = {}
+        self._markers_only: dict[str, bool] = {}
         self._dirty: set[str] = set()
         # Mouse moves arrive far more often than a read-out needs; SignalProxy rate-limits them.
         self._hover = pg.SignalProxy(self.plot.scene().sigMouseMoved, rateLimit=30, slot=self._mouse_moved)
 
     def add_series(self, key: str, name: str, pen, symbol: str | None = None) -> None:
         buffer = GrowingBuffer()
-        kwargs = {"symbol": symbol, "symbolSize": 7, "symbolBrush": pen, "symbolPen": None} if symbol else {}
-        curve = self.plot.plot([], [], name=name, pen=pg.mkPen(pen, width=1) if not symbol else None, **kwargs)
+        # A line series marks its points while it has only one: a line of one point is invisible.
+        kwargs = {"symbol": symbol, "symbolSize": 7, "symbolBrush": pen, "symbolPen": None}
+        curve = self.plot.plot([], [], pen=pg.mkPen(pen, width=1) if not symbol else None, **kwargs)
         self._series[key] = (name, buffer, curve)
+        self._markers_only[key] = symbol is not None
+        self.legend.add(name, pg.mkColor(pen), marker=symbol is not None)
 
     def append(self, key: str, x: float, y: float) -> None:
         if not math.isfinite(y):  # a full-validation event has no train numbers
@@ -140,6 +146,9 @@ class CurvePlotWidget(QWidget):
             return
         for key in self._dirty:
             _name, buffer, curve = self._series[key]
+            lone = None if self._markers_only[key] or buffer.n != 1 else "o"
+            if not self._markers_only[key] and curve.opts["symbol"] != lone:
+                curve.setSymbol(lone)
             curve.setData(buffer.x, buffer.y)
         self._dirty.clear()
         self._grow_y_range()
