@@ -131,3 +131,40 @@ def test_compared_runs_are_named_above_the_plots(qtbot, window):
     for plot in (comparison.loss_plot, comparison.accuracy_plot):
         assert plot.getPlotItem().legend is None
     assert sorted(comparison.legend.names()) == sorted(comparison.curves("loss"))
+
+
+# --- 3. while a run trains, the left column shows that run's settings ------------------------------
+
+
+def test_train_more_shows_the_runs_settings_read_only_and_restores_them(qtbot, window, tmp_path, tiny_checkpoint):
+    from conftest import write_tiny_checkpoint
+
+    window.training_panel.epochs.setValue(1)
+    window.start_training()
+    qtbot.waitUntil(lambda: not window.is_training() and window.results_tab.metrics is not None, timeout=60_000)
+    # The person moves on: another model, another rank, more epochs.
+    other = write_tiny_checkpoint(tmp_path / "other-gpt2", n_layer=1)
+    window.set_model_folder(str(other))
+    window.lora_panel.rank.setValue(8)
+    window.training_panel.epochs.setValue(5)
+    assert "other-gpt2" in window.model_status.text()
+
+    tab = window.runs_tab
+    tab.refresh()
+    tab.list.setCurrentRow(0)
+    qtbot.waitUntil(tab.extend_button.isEnabled, timeout=10_000)
+    tab.more_epochs.setValue(1)
+    tab.extend_button.click()
+    assert window.is_training()
+    # What trains is the old run: rank 4 on the first model, 1 + 1 epochs; the column says so.
+    assert window.lora_panel.rank.value() == 4
+    assert window.training_panel.epochs.value() == 2
+    assert window.model_panel.model() == str(tiny_checkpoint)
+    assert tiny_checkpoint.name in window.model_status.text() and "other-gpt2" not in window.model_status.text()
+    for panel in (window.data_panel, window.model_panel, window.lora_panel, window.training_panel):
+        assert not panel.isEnabled()
+    qtbot.waitUntil(lambda: not window.is_training(), timeout=60_000)
+    # Afterwards the person's own settings are back, editable.
+    assert window.lora_panel.rank.value() == 8 and window.training_panel.epochs.value() == 5
+    assert window.model_panel.model() == str(other) and "other-gpt2" in window.model_status.text()
+    assert window.lora_panel.isEnabled()

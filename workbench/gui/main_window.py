@@ -217,7 +217,7 @@ class MainWindow(QMainWindow):
         self.stop_button.setEnabled(running)
         self.stop_action.setEnabled(running)
         if running:
-            self.start_button.setToolTip("A run is in progress")
+            self.start_button.setToolTip("A run is in progress; the settings shown are the ones it uses")
         elif problems:
             self.start_button.setToolTip("Fix these first:\n" + "\n".join(f"• {p}" for p in problems))
         else:
@@ -318,7 +318,7 @@ class MainWindow(QMainWindow):
     # --- settings that survive a restart ---------------------------------------------------------
 
     def _save_settings(self) -> None:
-        cfg, _ = self.config.build()
+        cfg = self.config.user_config()
         self.settings.setValue("config", json.dumps(cfg.to_dict()))
         self.settings.setValue("geometry", self.saveGeometry())
         self.settings.setValue("splitter", self.splitter.saveState())

@@ -40,6 +40,7 @@ class ConfigController(QObject):
         self._column, self._dataset = column, dataset
         self._model_status, self._device_status, self._memory_status = model_status, device_status, memory_status
         self.problems: list[str] = []  # the last validation's; empty: ready to start
+        self._before_run: TrainConfig | None = None  # the person's settings while a run shows its own
         self.memory_estimate: MemoryEstimate | None = None  # the last estimate shown next to Start
 
     def build(self) -> tuple[TrainConfig, list[str]]:
@@ -89,6 +90,27 @@ class ConfigController(QObject):
         if source_changed or self._dataset.table is None:
             self._dataset.load_current_source()
         self.refresh()
+
+    def show_run(self, cfg: TrainConfig) -> None:
+        """While a run trains, the fields show the settings it uses (read-only: the window disables
+        them), so the column and the status bar never describe another run than the one training.
+        A resumed or extended run may differ from what the person had set; ``end_run`` puts that back.
+        """
+        current, _ = self.build()
+        if self._before_run is None and current.to_dict() != cfg.to_dict():
+            self._before_run = current
+        if current.to_dict() != cfg.to_dict():
+            self.apply(cfg)
+
+    def end_run(self) -> None:
+        """The run ended: the person's own settings again, if the run showed other ones."""
+        before, self._before_run = self._before_run, None
+        if before is not None:
+            self.apply(before)
+
+    def user_config(self) -> TrainConfig:
+        """The settings the person chose (not those of a run shown meanwhile): what to remember."""
+        return self._before_run or self.build()[0]
 
     def set_batch(self, batch_size: int, grad_accum: int) -> None:
         """Show a changed batch in the fields (the OOM retry), so they describe what runs."""

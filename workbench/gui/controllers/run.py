@@ -129,6 +129,7 @@ class RunController(QObject):
         self, cfg: TrainConfig, *, resume: str | None = None, history: list = (), log_path: Path | None = None
     ) -> None:
         self._cfg, self._resume, self._history = cfg, resume, list(history)
+        self._config.show_run(cfg)
         tab = self._training_tab
         tab.reset()
         self._results_tab.clear("Training… the test results appear here when the run finishes.")
@@ -239,6 +240,8 @@ class RunController(QObject):
 
     def _ended(self) -> None:
         self._job = None
+        if not self.closing:
+            self._config.end_run()
         self.running_changed.emit(False)
         pending, self._pending_start = self._pending_start, None
         if pending is not None and not self.closing:
