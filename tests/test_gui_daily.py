@@ -168,3 +168,50 @@ def test_train_more_shows_the_runs_settings_read_only_and_restores_them(qtbot, w
     assert window.lora_panel.rank.value() == 8 and window.training_panel.epochs.value() == 5
     assert window.model_panel.model() == str(other) and "other-gpt2" in window.model_status.text()
     assert window.lora_panel.isEnabled()
+
+
+# --- 4. honest progress -------------------------------------------------------------------------
+
+
+def test_a_phase_after_the_last_step_replaces_the_100_percent(qtbot, window):
+    from workbench.core.events import StepDone
+
+    tab = window.training_tab
+    tab.step(StepDone(10, 1, 80, 0.3, 50.0, 500.0, 2.0, 0.0, 10))
+    tab.set_status("Scoring 300 test messages")  # arrives before the redraw tick shows step 10
+    tab._redraw()
+    assert tab.progress.format() == "Scoring 300 test messages"
+    assert tab.progress.maximum() == 0  # busy: the phase has no steps
+
+
+def test_with_max_steps_the_x_axis_spans_what_will_run(qtbot, window):
+    from workbench.core.events import RunStarted
+
+    window.training_panel.epochs.setValue(4)
+    window.training_panel.max_steps.setValue(3)
+    window.start_training()
+    qtbot.waitUntil(lambda: not window.is_training(), timeout=30_000)
+    started = next(e for e in run_events(window) if isinstance(e, RunStarted))
+    assert started.total_steps == 3
+    planned = 3 * 8  # three steps of eight messages
+    for plot in (window.training_tab.loss_plot, window.training_tab.accuracy_plot):
+        low, high = plot.plot.getPlotItem().vb.viewRange()[0]
+        assert planned <= high <= planned * 1.1, (high, started.n_train * 4)
+
+
+def test_stop_leaves_the_bar_where_the_run_stopped(qtbot, window):
+    window.training_panel.epochs.setValue(500)
+    window.start_training()
+    qtbot.waitUntil(lambda: window.training_tab.loss_plot.points("step") > 0, timeout=30_000)
+    window.stop_training()
+    qtbot.waitUntil(lambda: not window.is_training(), timeout=10_000)
+    bar = window.training_tab.progress
+    assert "Stopped" in bar.format()
+    assert 0 < bar.value() < bar.maximum()  # part of the run, not a full bar
+
+
+def run_events(window) -> list:
+    from workbench.core.runs import list_runs
+
+    runs = list_runs()
+    return runs[0].events() if runs else []

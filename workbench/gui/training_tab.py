@@ -188,6 +188,19 @@ class CurvePlotWidget(QWidget):
             self.readout.setText(f"at {max(0, x):,.0f} examples:  " + " · ".join(parts))
 
 
+def planned_examples(event: RunStarted, examples_per_step: int | None) -> int:
+    """Examples a run will have seen when it ends: its whole epochs, and the steps of a last partial
+    epoch when max steps cuts it short. Steps carry ``examples_per_step`` but for an epoch's last
+    (smaller) batch, so whole epochs count exactly ``n_train``."""
+    per_epoch = max(1, event.steps_per_epoch)
+    epochs, rest = divmod(event.total_steps, per_epoch)
+    if examples_per_step:
+        partial = min(event.n_train, rest * examples_per_step)
+    else:
+        partial = math.ceil(event.n_train * rest / per_epoch)
+    return event.n_train * epochs + partial
+
+
 def format_duration(seconds: float) -> str:
     if not math.isfinite(seconds):
         return "?"
@@ -236,6 +249,8 @@ class TrainingTab(QWidget):
 
         self._last_step: StepDone | None = None
         self._epochs = 0
+        self.step_reached = 0  # the last optimiser step shown (where a stopped run ended)
+        self._total_steps = 1
         self._log_lines: list[str] = []
         self._timer = QTimer(self)
         self._timer.setInterval(REDRAW_MS)
@@ -248,17 +263,20 @@ class TrainingTab(QWidget):
         self.loss_plot.clear()
         self.accuracy_plot.clear()
         self._last_step = None
+        self.step_reached, self._total_steps = 0, 1
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
         self.progress.setFormat("Starting…")
         self.summary.setText("")
 
-    def run_started(self, event: RunStarted) -> None:
+    def run_started(self, event: RunStarted, examples_per_step: int | None = None) -> None:
+        """``examples_per_step`` (batch × accumulation) sizes a run cut short by max steps."""
         self._epochs = event.epochs
-        # Examples per step vary only in the last batch of an epoch; n_train per epoch is exact.
         for plot in (self.loss_plot, self.accuracy_plot):
-            plot.set_x_extent(event.n_train * event.epochs)
-        self.progress.setRange(0, max(1, event.total_steps))
+            plot.set_x_extent(planned_examples(event, examples_per_step))
+        self._total_steps = max(1, event.total_steps)
+        self.step_reached = event.start_step
+        self.progress.setRange(0, self._total_steps)
         self.progress.setValue(event.start_step)
         self.progress.setFormat(f"epoch 1/{event.epochs} · 0%")
         labels = ", ".join(event.label_names)
@@ -284,7 +302,8 @@ class TrainingTab(QWidget):
         self.accuracy_plot.append("val", event.examples_seen, event.val_accuracy)
 
     def set_status(self, message: str, done: int | None = None, total: int | None = None) -> None:
-        """Setup progress (downloading, reading, tokenizing) before the first step."""
+        """A phase without steps: setup before the first step, scoring the test set after the last."""
+        self._last_step = None  # a step not yet drawn is older news than this phase
         if total:
             self.progress.setRange(0, 1000)
             self.progress.setValue(int(1000 * min(done or 0, total) / total))
@@ -292,19 +311,25 @@ class TrainingTab(QWidget):
             self.progress.setRange(0, 0)  # busy indicator: the stage has no known size
         self.progress.setFormat(message)
 
-    def finish(self, text: str) -> None:
+    def finish(self, text: str, step: int | None = None) -> None:
+        """The run ended: a full bar when it completed (``step`` None); stopped or failed, the bar
+        stays at the ``step`` it reached, so it never looks like a finished run."""
         self._redraw()
-        self.progress.setRange(0, 1)
-        self.progress.setValue(1)
+        if step is None:
+            self.progress.setRange(0, 1)
+            self.progress.setValue(1)
+        else:
+            self.progress.setRange(0, self._total_steps)
+            self.progress.setValue(min(step, self._total_steps))
         self.progress.setFormat(text)
 
-    def replay(self, events: list) -> TrainingFinished | TrainingFailed | None:
+    def replay(self, events: list, examples_per_step: int | None = None) -> TrainingFinished | TrainingFailed | None:
         """Put a run's recorded curves back (a reopened run, or one about to be resumed) and
         return how its latest attempt ended (None: it did not, it was interrupted)."""
         ended = None
         for event in events:
             if isinstance(event, RunStarted):
-                self.run_started(event)
+                self.run_started(event, examples_per_step)
                 ended = None
             elif isinstance(event, Evaluated):
                 self.evaluated(event)
@@ -342,6 +367,7 @@ class TrainingTab(QWidget):
         if event is None:
             return
         self._last_step = None
+        self.step_reached, self._total_steps = event.step, max(1, event.total_steps)
         percent = 100 * event.step / max(1, event.total_steps)
         self.progress.setRange(0, max(1, event.total_steps))
         self.progress.setValue(event.step)
