@@ -215,3 +215,37 @@ def run_events(window) -> list:
 
     runs = list_runs()
     return runs[0].events() if runs else []
+
+
+# --- 5. the log belongs to the run shown, and follows it -----------------------------------------
+
+
+def test_a_new_run_starts_with_an_empty_log(qtbot, window):
+    window.training_panel.max_steps.setValue(2)
+    window.start_training()
+    qtbot.waitUntil(lambda: not window.is_training(), timeout=30_000)
+    first = run_events(window)[0].run_dir
+    assert first in window.training_tab.log_text()
+    window.start_training()  # Re-run puts settings back; Start begins the new run either way
+    assert window.training_tab.log_text().count("— Starting") == 1
+    qtbot.waitUntil(lambda: not window.is_training(), timeout=30_000)
+    assert first not in window.training_tab.log_text()
+
+
+def test_the_log_follows_new_lines_unless_scrolled_up(qtbot, window):
+    tab = window.training_tab
+    bar = tab.log.verticalScrollBar()
+    window.tabs.setCurrentWidget(window.results_tab)  # lines arrive while another tab is shown
+    for i in range(300):
+        tab.add_log(f"line {i}")
+    tab._redraw()
+    window.tabs.setCurrentWidget(tab)
+    qtbot.waitExposed(tab)
+    assert bar.maximum() > 0 and bar.value() == bar.maximum()
+    tab.add_log("one more")
+    tab._redraw()
+    assert bar.value() == bar.maximum()
+    bar.setValue(10)  # the person scrolls up to read
+    tab.add_log("and another")
+    tab._redraw()
+    assert bar.value() == 10

@@ -260,6 +260,9 @@ class TrainingTab(QWidget):
     # --- fed by the window -----------------------------------------------------------------------
 
     def reset(self) -> None:
+        """Empty curves, bar and log: a new run (or another run shown) starts here."""
+        self._log_lines.clear()
+        self.log.clear()
         self.loss_plot.clear()
         self.accuracy_plot.clear()
         self._last_step = None
@@ -356,7 +359,11 @@ class TrainingTab(QWidget):
         if self._log_lines:
             text = "\n".join(self._log_lines)
             self._log_lines.clear()
+            bar = self.log.verticalScrollBar()
+            follow = bar.value() >= bar.maximum() - 1  # not scrolled up to read an earlier line
             self.log.appendPlainText(text)
+            if follow:
+                bar.setValue(bar.maximum())
 
     @Slot()
     def _redraw(self) -> None:
