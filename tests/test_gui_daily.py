@@ -249,3 +249,35 @@ def test_the_log_follows_new_lines_unless_scrolled_up(qtbot, window):
     tab.add_log("and another")
     tab._redraw()
     assert bar.value() == 10
+
+
+# --- 6. a text column chosen as the label is caught before Start --------------------------------
+
+
+def test_choosing_the_text_column_as_label_keeps_start_off_with_a_reason(qtbot, window, tmp_path, dialogs):
+    counts = window.data_panel.counts_label
+    heights = {counts.height()}
+    labels, texts = window.data_panel.label_column, window.data_panel.text_column
+    texts.setCurrentIndex(texts.findData("label"))  # the columns swapped: the messages as labels
+    labels.setCurrentIndex(labels.findData("text"))
+    assert any("looks like a text column" in p for p in window.problems())
+    assert not window.start_button.isEnabled()
+    assert "looks like a text column" in window.start_button.toolTip()
+    assert labels.property("problems")  # marked at the field
+    assert "looks like a text column" in counts.text()
+    heights.add(counts.height())
+    texts.setCurrentIndex(texts.findData("text"))
+    labels.setCurrentIndex(labels.findData("label"))
+    assert window.problems() == [] and window.start_button.isEnabled()
+    heights.add(counts.height())
+    many = tmp_path / "many.csv"  # a dozen classes: the longest counts line
+    many.write_text("text,label\n" + "".join(f"message number {i},class{i % 12}\n" for i in range(120)))
+    window.open_dataset(str(many))
+    qtbot.waitUntil(lambda: len(window.dataset.counts) == 12, timeout=10_000)
+    heights.add(counts.height())
+    broken = tmp_path / "broken.csv"
+    broken.write_bytes(b"\x00\x01\x02binary")
+    window.open_dataset(str(broken))
+    qtbot.waitUntil(lambda: window.problems() != [], timeout=10_000)
+    heights.add(counts.height())
+    assert len(heights) == 1  # the counts line never pushes the settings below it around

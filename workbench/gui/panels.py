@@ -9,6 +9,7 @@ asks the window (signals ending in ``_requested``), which runs it on a worker.
 from __future__ import annotations
 
 import math
+from html import escape
 from pathlib import Path
 
 from PySide6.QtCore import QEvent, QObject, Qt, Signal
@@ -45,6 +46,8 @@ LOCAL_FOLDER = "__local__"  # the "Local folder…" entry of the model list
 TARGET_LABELS = {"qkv": "q/k/v", "attn_out": "attn out", "mlp_up": "MLP up", "mlp_down": "MLP down"}
 MODEL_NAMES = {"gpt2": "GPT-2 small", "gpt2-medium": "GPT-2 medium", "gpt2-large": "GPT-2 large", "gpt2-xl": "GPT-2 XL"}
 INVALID_STYLE = "border: 1px solid #d9534f; border-radius: 3px;"
+COUNTS_SHOWN = 4  # classes named on the counts line; the tooltip lists more
+COUNTS_TIP_LINES = 30
 
 
 def mark_invalid(widget: QWidget, problems: list[str], tip: str = "") -> None:
@@ -173,8 +176,10 @@ class DataPanel(QGroupBox):
         form.addRow("Text column", self.text_column)
         form.addRow("Label column", self.label_column)
 
+        # Two lines, always: counts arriving (or a warning) must not push the fields below around.
         self.counts_label = QLabel("")
-        self.counts_label.setWordWrap(True)
+        self.counts_label.setFixedHeight(2 * self.counts_label.fontMetrics().lineSpacing() + 4)
+        self.counts_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)  # long: cut, not wider
         form.addRow(self.counts_label)
 
         self.balance = QCheckBox("Balance classes (undersample to the smallest)")
@@ -266,16 +271,29 @@ class DataPanel(QGroupBox):
     def effective_columns(self, detected: tuple[str | None, str | None]) -> tuple[str | None, str | None]:
         return (self.text_column.currentData() or detected[0], self.label_column.currentData() or detected[1])
 
-    def set_counts(self, counts: dict[str, int] | None, note: str = "") -> None:
-        if not counts:
-            self.counts_label.setText(note)
+    def set_counts(self, counts: dict[str, int] | None, note: str = "", warning: bool = False) -> None:
+        """Rows per class on the first line, balancing (or ``note``) on the second; a ``warning``
+        takes the first line, in red, with the counts summed up below it."""
+        counts = counts or {}
+        rows = sum(counts.values())
+        listed = "\n".join(f"{name}: {n:,}" for name, n in list(counts.items())[:COUNTS_TIP_LINES])
+        self.counts_label.setToolTip(listed + ("\n…" if len(counts) > COUNTS_TIP_LINES else ""))
+        if warning:
+            summary = f"{len(counts):,} different values in {rows:,} rows" if counts else ""
+            self._show_counts(f"<b style='color:#d9534f'>⚠ {escape(note)}</b>", summary)
             return
-        shown = " · ".join(f"{name} {n:,}" for name, n in list(counts.items())[:8])
-        more = f" · … ({len(counts)} classes)" if len(counts) > 8 else ""
-        balanced = ""
-        if self.balance.isChecked() and len(counts) > 1:
-            balanced = f"<br><span style='color:gray'>balanced: {min(counts.values()):,} per class</span>"
-        self.counts_label.setText(f"<b>{shown}{more}</b>{balanced}" + (f"<br>{note}" if note else ""))
+        if not counts:
+            self._show_counts(escape(note), "")
+            return
+        shown = " · ".join(f"{escape(name)} {n:,}" for name, n in list(counts.items())[:COUNTS_SHOWN])
+        more = f" · … {len(counts):,} classes" if len(counts) > COUNTS_SHOWN else ""
+        second = note
+        if not second and self.balance.isChecked() and len(counts) > 1:
+            second = f"balanced: {min(counts.values()):,} per class"
+        self._show_counts(f"<b>{shown}{more}</b>", escape(second))
+
+    def _show_counts(self, first: str, second: str) -> None:
+        self.counts_label.setText(f"{first}<br><span style='color:gray'>{second}</span>")
 
     def set_sms_status(self, downloaded: bool, busy: str = "") -> None:
         if busy:

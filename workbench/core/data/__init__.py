@@ -6,7 +6,7 @@ re-exports the names the rest of the workbench uses, so callers write ``from .da
 
 from .batches import Batch, count_batches, encode_texts, iterate_batches, pad_batch
 from .sms import SMS_SPAM_FILE, SMS_SPAM_FOLDER, download_sms_spam, load_table, read_sms_spam, sms_spam_path
-from .splits import DatasetSplits, LabeledTexts, make_splits
+from .splits import DatasetSplits, LabeledTexts, looks_like_text_column, make_splits
 from .tables import SMS_SPAM, Table, read_table, save_table
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "encode_texts",
     "iterate_batches",
     "load_table",
+    "looks_like_text_column",
     "make_splits",
     "pad_batch",
     "read_sms_spam",

@@ -9,6 +9,7 @@ through the same path, with its own columns, labels and (by default) duplicate r
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,18 @@ from ..errors import DataError
 from .tables import _MISSING_LABELS, SMS_SPAM, Table, _is_number
 
 # --------------------------------------------------------------------------- labels and splits
+
+TEXT_LIKE_MIN_VALUES = 10  # fewer distinct values than this: too few to tell text from classes
+
+
+def looks_like_text_column(class_counts: Mapping[str, int]) -> bool:
+    """Whether a column chosen as the label holds texts rather than classes, from its counts
+    (value -> rows): classes repeat, texts hardly ever do. More distinct values than half its
+    rows (and at least TEXT_LIKE_MIN_VALUES) is a text column: the SMS messages as labels give
+    5,158 "classes" in 5,574 rows. A dataset of that shape could not train a classifier anyway,
+    since every class needs examples in each of train, validation and test."""
+    distinct, rows = len(class_counts), sum(class_counts.values())
+    return distinct >= TEXT_LIKE_MIN_VALUES and distinct > rows / 2
 
 
 @dataclass(frozen=True)

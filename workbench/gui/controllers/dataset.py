@@ -65,6 +65,11 @@ class DatasetController(QObject):
             text, label = self._panel.effective_columns((self.table.text_column, self.table.label_column))
             if text and text == label:
                 problems.append("text and label column must differ")
+            elif datamod.looks_like_text_column(self.counts):
+                problems.append(
+                    f"label column '{label}' looks like a text column ({len(self.counts):,} different values in "
+                    f"{sum(self.counts.values()):,} rows): choose the column that holds the classes"
+                )
             elif self.counts and len(self.counts) < 2:
                 problems.append("the label column has only one class; a classifier needs at least two")
         return problems
@@ -213,7 +218,10 @@ class DatasetController(QObject):
         text, label = self._panel.effective_columns((table.text_column, table.label_column))
         self.counts = _label_counts(table.frame, label)
         self.longest_text = longest_text_chars(table, text)
-        self._panel.set_counts(self.counts)
+        if datamod.looks_like_text_column(self.counts):
+            self._panel.set_counts(self.counts, "this looks like a text column, not labels", warning=True)
+        else:
+            self._panel.set_counts(self.counts)
         self.changed.emit()
 
 
