@@ -281,3 +281,58 @@ def test_choosing_the_text_column_as_label_keeps_start_off_with_a_reason(qtbot, 
     qtbot.waitUntil(lambda: window.problems() != [], timeout=10_000)
     heights.add(counts.height())
     assert len(heights) == 1  # the counts line never pushes the settings below it around
+
+
+# --- 7. first launch offline --------------------------------------------------------------------
+
+
+def test_first_launch_offline_says_what_to_do_in_the_window(qtbot, tmp_path, tiny_checkpoint, monkeypatch, dialogs):
+    from PySide6.QtCore import QSettings
+    from PySide6.QtWidgets import QFileDialog
+
+    from workbench.gui.main_window import MainWindow
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-home"))
+    window = MainWindow(settings=QSettings(str(tmp_path / "first.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(window)
+    window.show()
+    panel = window.model_panel
+    assert panel.model() == "gpt2"  # the default, not downloaded (the cache is empty)
+    said = " ".join([*window.problems(), window.column.problems.text(), panel.info_label.text()])
+    assert "`" not in said and "workbench download" not in said  # nothing to type in a shell
+    assert "choose a model folder" in said.lower()
+    assert not window.start_button.isEnabled()
+    assert not panel.download_button.isEnabled() and "offline" in panel.download_button.toolTip().lower()
+    model_step = next(p for p in window.problems() if "not downloaded" in p)
+    assert "#d9534f" not in line_of(window.column.problems.text(), model_step)  # a step to take, not an error
+    # The way out is a button beside Download, not the last entry of the list.
+    assert panel.folder_button.isVisible() and panel.folder_button.isEnabled()
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *args, **kwargs: str(tiny_checkpoint))
+    panel.folder_button.click()
+    assert panel.model() == str(tiny_checkpoint)
+    assert not any("not downloaded" in p for p in window.problems())
+    window.pool.stop_all()
+    assert window.pool.wait_all(5000)
+
+
+def line_of(html: str, text: str) -> str:
+    return next(line for line in html.split("<br>") if text[:30] in line)
+
+
+def test_a_download_that_cannot_reach_the_hub_says_what_to_do(qtbot, window, monkeypatch, dialogs, tmp_path):
+    from workbench.core import hub
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-home"))
+
+    def unreachable(model, **kwargs):
+        reason = "the Hugging Face Hub could not be reached (timeout)"
+        raise hub._not_cached_error(model, hub.MODEL_REPOS[model], reason)
+
+    monkeypatch.setattr(hub, "resolve_checkpoint", unreachable)
+    window.model_panel.set_model("gpt2")
+    window.model_panel.download_button.click()
+    qtbot.waitUntil(lambda: bool(dialogs), timeout=10_000)
+    (kind, text), *_ = dialogs
+    assert kind == "warning" and "could not be reached" in text
+    assert "`" not in text and "Choose a model folder" in text

@@ -343,13 +343,19 @@ class ModelPanel(QGroupBox):
         self.model_combo.setToolTip("Bigger models classify better but train slower and need more memory")
         form.addRow("GPT-2", self.model_combo)
 
-        info_row = QHBoxLayout()
         self.info_label = QLabel()
         self.info_label.setWordWrap(True)
+        form.addRow(self.info_label)
+        buttons = QHBoxLayout()
         self.download_button = QPushButton("Download")
-        info_row.addWidget(self.info_label, 1)
-        info_row.addWidget(self.download_button)
-        form.addRow(info_row)
+        self.folder_button = QPushButton("Choose a model folder…")
+        self.folder_button.setToolTip(
+            "Use a GPT-2 checkpoint on this computer: a folder with config.json and model.safetensors"
+        )
+        buttons.addWidget(self.download_button)
+        buttons.addWidget(self.folder_button)
+        buttons.addStretch(1)
+        form.addRow(buttons)
         self.download_progress = QProgressBar()
         self.download_progress.setVisible(False)
         self.download_progress.setTextVisible(True)
@@ -367,6 +373,7 @@ class ModelPanel(QGroupBox):
         self.model_combo.currentIndexChanged.connect(self._changed)
         self.device_combo.currentIndexChanged.connect(self._changed)
         self.download_button.clicked.connect(self._download_clicked)
+        self.folder_button.clicked.connect(self.local_folder_requested)
         self.refresh()
 
     def model(self) -> str:
@@ -424,11 +431,22 @@ class ModelPanel(QGroupBox):
             self.download_button.setVisible(False)
             return
         cached = hub.is_cached(model)
+        offline = hub.offline_mode(None)
         if cached:
             self.info_label.setText(f"{params} · downloaded ✓ {human_bytes(hub.cached_size_bytes(model))}")
         elif config:
-            self.info_label.setText(f"{params} · not downloaded ({human_bytes(config.n_params * 4)})")
+            size = human_bytes(config.n_params * 4)
+            todo = "press Download, or choose a model folder"
+            if offline:
+                todo = "offline mode is on: choose a model folder"
+            self.info_label.setText(f"{params} · not downloaded ({size}): {todo}")
         self.download_button.setVisible(not cached or self._downloading)
+        self.download_button.setEnabled(self._downloading or not offline)
+        self.download_button.setToolTip(
+            "Offline mode is on (HF_HUB_OFFLINE is set), so nothing can be downloaded: choose a model folder"
+            if offline
+            else "Fetch the weights from the Hugging Face Hub now (Start also fetches them)"
+        )
 
     def set_downloading(self, active: bool) -> None:
         self._downloading = active
@@ -667,7 +685,6 @@ class SettingsColumn(QWidget):
         footer.setContentsMargins(4, 2, 4, 4)
         self.problems = QLabel()
         self.problems.setWordWrap(True)
-        self.problems.setStyleSheet("color: #d9534f;")
         self.problems.setVisible(False)
         footer.addWidget(self.problems)
         # "What will this run use?", next to the button that starts it (also in the status bar).

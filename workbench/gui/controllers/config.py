@@ -17,10 +17,11 @@ from ...core import hub
 from ...core.config import MODEL_LABELS, ModelConfig, TrainConfig
 from ...core.lora import count_trainable
 from ...core.memory import MemoryEstimate, device_memory, estimate_run_memory, is_tight, memory_breakdown, memory_line
-from ..panels import SettingsColumn, mark_invalid
+from ..panels import MODEL_NAMES, SettingsColumn, mark_invalid
 from .dataset import DatasetController
 
 WARNING_STYLE = "color: #d9534f; font-weight: bold;"
+ERROR_STYLE = "color: #d9534f;"
 
 
 class ConfigController(QObject):
@@ -40,6 +41,7 @@ class ConfigController(QObject):
         self._column, self._dataset = column, dataset
         self._model_status, self._device_status, self._memory_status = model_status, device_status, memory_status
         self.problems: list[str] = []  # the last validation's; empty: ready to start
+        self.steps: list[str] = []  # those of the problems that are a step to take, not a mistake
         self._before_run: TrainConfig | None = None  # the person's settings while a run shows its own
         self.memory_estimate: MemoryEstimate | None = None  # the last estimate shown next to Start
 
@@ -64,12 +66,15 @@ class ConfigController(QObject):
             problems += [p for p in cfg.lora.validate(model_config.n_layer) if p not in problems]
         elif cfg.model:
             problems.append("model folder has no readable config.json")
+        self.steps = []
         if cfg.model in MODEL_LABELS and not hub.is_cached(cfg.model) and hub.offline_mode(None):
-            # Start would fail at once; say so now (the core reads HF_HUB_OFFLINE the same way).
-            problems.append(
-                f"model {cfg.model} is not downloaded and offline mode is on (HF_HUB_OFFLINE): run "
-                f"`workbench download {cfg.model}` while online, or choose a local folder"
+            # Start would fail at once; say so now (the core reads HF_HUB_OFFLINE the same way), as
+            # a step to take in the window rather than an error.
+            self.steps.append(
+                f"model {MODEL_NAMES[cfg.model]} is not downloaded and offline mode is on (HF_HUB_OFFLINE): "
+                "choose a model folder (the button under the model list), or download it when online"
             )
+            problems += self.steps
         problems += self._dataset.problems()
         return cfg, problems
 
@@ -129,7 +134,9 @@ class ConfigController(QObject):
         for widget in self._fields():
             mark_invalid(widget, marked.get(widget, []), widget.property("default_tip") or "")
         self._column.problems.setVisible(bool(problems))
-        self._column.problems.setText("<br>".join(f"⚠ {p}" for p in problems))
+        self._column.problems.setText(
+            "<br>".join(f"→ {p}" if p in self.steps else f"<span style='{ERROR_STYLE}'>⚠ {p}</span>" for p in problems)
+        )
         self.problems = problems
         self.validated.emit()
 
