@@ -336,3 +336,65 @@ def test_a_download_that_cannot_reach_the_hub_says_what_to_do(qtbot, window, mon
     (kind, text), *_ = dialogs
     assert kind == "warning" and "could not be reached" in text
     assert "`" not in text and "Choose a model folder" in text
+
+
+# --- 8. reopen where the person left off ---------------------------------------------------------
+
+
+def reopen(qtbot, tmp_path):
+    from PySide6.QtCore import QSettings
+
+    from workbench.gui.main_window import MainWindow
+
+    window = MainWindow(settings=QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(window)
+    window.show()
+    return window
+
+
+def test_a_restart_reloads_the_adapter_and_shows_the_last_run(qtbot, tmp_path, tiny_checkpoint, dataset, dialogs):
+    first = make_window(qtbot, tmp_path, tiny_checkpoint, dataset)
+    first.training_panel.epochs.setValue(1)
+    first.start_training()
+    qtbot.waitUntil(lambda: first.adapter.path is not None and not first.classify_tab.is_busy(), timeout=60_000)
+    adapter = first.adapter.path
+    first.tabs.setCurrentWidget(first.data_tab)  # the tab the person was on
+    first.close()
+
+    second = reopen(qtbot, tmp_path)
+    qtbot.waitUntil(lambda: second.classify_tab.classifier is not None, timeout=30_000)
+    assert second.adapter.path == adapter and "adapter.safetensors" in second.adapter_status.text()
+    tab = second.training_tab
+    qtbot.waitUntil(lambda: tab.accuracy_plot._series["val_epoch"][1].n == 1, timeout=10_000)
+    assert tab.loss_plot._series["val"][1].n > 0  # the curves of the last run
+    assert "finished" in tab.progress.format() and second.results_tab.metrics is not None
+    assert second.tabs.currentWidget() is second.data_tab  # restoring did not switch tabs
+    second.pool.stop_all()
+    assert second.pool.wait_all(5000)
+
+
+def test_a_failed_read_leaves_no_stale_column_choices(qtbot, window, tmp_path):
+    labels = window.data_panel.label_column
+    labels.setCurrentIndex(labels.findData("label"))
+    broken = tmp_path / "broken.csv"
+    broken.write_bytes(b"\x00\x01\x02binary")
+    window.open_dataset(str(broken))
+    qtbot.waitUntil(lambda: window.problems() != [], timeout=10_000)
+    for combo in (window.data_panel.text_column, labels):
+        assert [combo.itemText(i) for i in range(combo.count())] == ["auto"]
+
+
+def test_the_sms_line_offers_no_download_when_the_data_is_there(qtbot, tmp_path, tiny_checkpoint, dataset, dialogs):
+    from workbench.core.data import sms_spam_path
+
+    first = make_window(qtbot, tmp_path, tiny_checkpoint, dataset)  # a CSV is the dataset
+    first.close()
+    path = sms_spam_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("ham\tsee you at lunch\nspam\twin a prize now\n", encoding="utf-8")
+    second = reopen(qtbot, tmp_path)
+    panel = second.data_panel
+    assert panel.source() == str(dataset)
+    assert not panel.download_button.isVisibleTo(panel) and "downloaded ✓" in panel.sms_status.text()
+    second.pool.stop_all()
+    assert second.pool.wait_all(5000)

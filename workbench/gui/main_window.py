@@ -32,12 +32,12 @@ from PySide6.QtWidgets import (
 
 from .. import __version__
 from ..core.adapters import PICKLE_SUFFIXES
-from ..core.config import TrainConfig
+from ..core.config import MODEL_LABELS, TrainConfig
 from ..core.events import RunStarted
 from ..core.paths import data_dir
 from ..core.runs import RunFolder
 from ..resources import resource_path
-from ..worker import Job, JobPool
+from ..worker import Job, JobPool, Returned, Worker
 from .classify_tab import ClassifyTab
 from .controllers.adapter import ADAPTER_SUFFIX, AdapterController
 from .controllers.config import ConfigController
@@ -236,6 +236,7 @@ class MainWindow(QMainWindow):
 
     def _run_started(self, event: RunStarted) -> None:
         self.device_status.setText(f"device: {event.device} ({event.precision})")
+        self.settings.setValue("last_run", event.run_dir)  # shown again after a restart
 
     def _adapter_changed(self) -> None:
         path = self.adapter.path
@@ -323,6 +324,8 @@ class MainWindow(QMainWindow):
         self.settings.setValue("geometry", self.saveGeometry())
         self.settings.setValue("splitter", self.splitter.saveState())
         self.settings.setValue("tab", self.tabs.currentIndex())
+        self.settings.setValue("adapter", self.adapter.path or "")
+        self.settings.setValue("adapter_model", self.adapter.base or "")
         self.settings.sync()
 
     def _restore_settings(self) -> None:
@@ -345,6 +348,30 @@ class MainWindow(QMainWindow):
         except (TypeError, ValueError):
             tab = 0
         self.tabs.setCurrentIndex(tab if 0 <= tab < self.tabs.count() else 0)
+        self._reopen_last_run()
+        self._reload_adapter()
+
+    def _reopen_last_run(self) -> None:
+        """The curves and results of the last run trained, as they were (read on a worker)."""
+        folder = self.settings.value("last_run")
+        if not isinstance(folder, str) or not folder or not Path(folder).is_dir():
+            return
+        run = RunFolder(Path(folder))
+
+        def show(item) -> None:
+            if isinstance(item, Returned) and not self.run.is_training() and not self._closing:
+                self.run.show(run, item.value, switch_tab=False)
+
+        self.pool.start(Worker.from_call(lambda progress, stop: run.events(), name="read last run"), on_event=show)
+
+    def _reload_adapter(self) -> None:
+        """The adapter the Classify tab held, if its file is still there, on the model it was used with."""
+        path = self.settings.value("adapter")
+        if not isinstance(path, str) or not path or not Path(path).is_file():
+            return
+        model = self.settings.value("adapter_model")
+        usable = isinstance(model, str) and model and (model in MODEL_LABELS or Path(model).is_dir())
+        self.adapter.load_for_classify(path, model=model if usable else None, device=self.model_panel.device())
 
     # --- help and closing ------------------------------------------------------------------------
 

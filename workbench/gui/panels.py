@@ -268,6 +268,16 @@ class DataPanel(QGroupBox):
         self._wanted_columns = (None, None)
         self._columns_changed()
 
+    def clear_columns(self) -> None:
+        """Only "auto" in both pickers: the columns of a file that is no longer there (or could not
+        be read) must not be offered. A remembered choice waits for the next table read."""
+        for combo in (self.text_column, self.label_column):
+            combo.blockSignals(True)
+            combo.clear()
+            combo.addItem("auto", None)
+            combo.blockSignals(False)
+        self._columns_changed()
+
     def effective_columns(self, detected: tuple[str | None, str | None]) -> tuple[str | None, str | None]:
         return (self.text_column.currentData() or detected[0], self.label_column.currentData() or detected[1])
 

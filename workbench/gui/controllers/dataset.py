@@ -120,11 +120,12 @@ class DatasetController(QObject):
         self._read_error = None
         self.longest_text = None
         self._panel.set_counts(None)
+        self._panel.clear_columns()
         source = self._panel.source()
+        path = datamod.sms_spam_path()
+        downloaded = path.is_file()
+        self._panel.set_sms_status(downloaded)  # whichever source is chosen: the line is always shown
         if source == datamod.SMS_SPAM:
-            path = datamod.sms_spam_path()
-            downloaded = path.is_file()
-            self._panel.set_sms_status(downloaded)
             if downloaded:
                 self._read(lambda progress, stop: datamod.read_sms_spam(path), "Reading the SMS Spam Collection…")
             else:
@@ -200,6 +201,7 @@ class DatasetController(QObject):
         else:
             self._read_error = (source, error_text(error))  # Start stays off until another file is chosen
         self._tab.set_caption(f"Could not read the dataset: {error_text(error)}")
+        self._panel.clear_columns()
         self._panel.set_counts(None, "could not read this file")
         self.changed.emit()
         QMessageBox.warning(self._dialogs, "Could not read the dataset", error_text(error))

@@ -105,7 +105,7 @@ class RunController(QObject):
             self._training_tab.add_log("Stopping after the current step…")
             self.stopping.emit()
 
-    def show(self, run: RunFolder, events: list) -> None:
+    def show(self, run: RunFolder, events: list, switch_tab: bool = True) -> None:
         """Replay a past run's recorded events into the curves and the results."""
         tab = self._training_tab
         tab.reset()
@@ -121,7 +121,8 @@ class RunController(QObject):
         else:
             tab.finish(f"{run.path.name}: no end recorded (interrupted)", step=0)
         tab.set_log(_log_tail(run.log_path))
-        self._tabs.setCurrentWidget(tab)
+        if switch_tab:
+            self._tabs.setCurrentWidget(tab)
 
     # --- the run in progress -----------------------------------------------------------------------
 
