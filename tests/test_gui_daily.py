@@ -6,6 +6,7 @@ clicks, typing), offscreen, with the tiny GPT-2 of conftest and the 60-message C
 
 from __future__ import annotations
 
+import pytest
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QAbstractSpinBox, QApplication, QComboBox, QScrollArea
@@ -398,3 +399,47 @@ def test_the_sms_line_offers_no_download_when_the_data_is_there(qtbot, tmp_path,
     assert not panel.download_button.isVisibleTo(panel) and "downloaded ✓" in panel.sms_status.text()
     second.pool.stop_all()
     assert second.pool.wait_all(5000)
+
+
+# --- 9. classify as you type, and a whole file ---------------------------------------------------
+
+
+@pytest.fixture
+def classifier(tmp_path, tiny_checkpoint):
+    from test_gui_robustness import make_adapter
+
+    from workbench.core.classify import Classifier
+
+    return Classifier.from_adapter(make_adapter(tmp_path / "a.safetensors", tiny_checkpoint), device="cpu")
+
+
+def test_typing_shows_predictions_while_typing_and_ends_on_the_latest_text(qtbot, window, classifier, monkeypatch):
+    tab = window.classify_tab
+    tab.set_classifier(classifier, "tiny")
+    window.tabs.setCurrentWidget(tab)
+    seen: list[str] = []
+    typing = classifier.predict_typing
+    monkeypatch.setattr(classifier, "predict_typing", lambda text: (seen.append(text), typing(text))[1])
+    message = "win a cash prize now"
+    tab.input.setFocus()
+    for i, char in enumerate(message):
+        QTest.keyClick(tab.input, char)  # each keystroke about 30 ms apart, as a person types
+        if i == 0:
+            assert tab.busy.isVisible()  # the small "classifying…" sign
+        qtbot.wait(30)
+    during = list(seen)
+    qtbot.waitUntil(lambda: not tab.is_busy() and bool(seen) and seen[-1] == message, timeout=10_000)
+    assert during, "nothing was classified while typing"
+    assert len(seen) < len(message)  # throttled: not one prediction per keystroke
+    assert tab.result_label.text().split(" ")[0] in ("ham", "spam")
+    qtbot.waitUntil(lambda: not tab.busy.isVisible(), timeout=5000)
+
+
+def test_classify_file_says_which_column_it_read(qtbot, window, classifier, tmp_path, dataset):
+    tab = window.classify_tab
+    tab.set_classifier(classifier, "tiny")
+    out = tmp_path / "predicted.csv"
+    tab.classify_file(str(dataset), str(out))
+    qtbot.waitUntil(lambda: not tab.is_busy() and out.exists(), timeout=20_000)
+    assert "60 rows" in tab.file_progress.format()
+    assert "column 'text'" in tab.file_result.text()

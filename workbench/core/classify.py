@@ -222,6 +222,7 @@ def classify_table(
         raise DataError(f"{Path(source).name} has no column {column!r}; its columns are: {available}")
     predictions = classifier.predict(table.frame[column].astype(str).tolist(), stop=stop, progress=progress)
     out = table.frame.copy()
+    out.attrs["text_column"] = column  # which column was read, for a person to check
     out["predicted_label"] = [p.label for p in predictions]
     out["probability"] = [round(p.probability, 6) for p in predictions]
     for name in classifier.info.label_names:
