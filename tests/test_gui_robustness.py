@@ -331,7 +331,7 @@ def test_model_not_downloaded_while_offline(qtbot, window, dialogs, monkeypatch,
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-home"))
     window.model_panel.set_model("gpt2")
-    advice = "offline mode is on (HF_HUB_OFFLINE): choose a model folder"
+    advice = "offline mode is on: choose a model folder"
     assert not window.start_button.isEnabled() and advice in window.start_button.toolTip()
     assert advice in window.column.problems.text()
     # Download would fail: it is off, and says why.

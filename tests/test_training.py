@@ -220,11 +220,14 @@ def test_speed_levers_keep_accuracy(tiny_checkpoint, separable_csv, lever):
 def test_scoring_the_test_set_is_announced_after_the_last_step(tiny_checkpoint, separable_csv):
     """Scoring the test set can take minutes after the last step: a Status names that phase, so no
     progress display sits at "100 % · ETA 0:00" meanwhile."""
-    events = list(train(tiny_config(tiny_checkpoint, separable_csv, max_steps=3)))
+    events = list(train(tiny_config(tiny_checkpoint, separable_csv, epochs=2)))
     started = next(e for e in events if isinstance(e, ev.RunStarted))
     last_step = max(i for i, e in enumerate(events) if isinstance(e, ev.StepDone))
     after = [e.message for e in events[last_step:] if isinstance(e, ev.Status)]
     assert f"Scoring {started.n_test} test messages" in after
+    # The full validation at each epoch's end is a phase too.
+    epoch_end = [i for i, e in enumerate(events) if isinstance(e, ev.Evaluated) and e.full]
+    assert all(events[i - 1] == ev.Status(f"Validating on {started.n_val} messages") for i in epoch_end)
     assert isinstance(events[-1], ev.TrainingFinished) and events[-1].metrics is not None
 
 

@@ -222,6 +222,7 @@ def _train(cfg: TrainConfig, stop: threading.Event, run: RunFolder, resume) -> I
         if position.epoch != epoch or position.batch_in_epoch < len(batches):
             break  # stopped, or max_steps reached, inside this epoch
         position = Position(step, epoch + 1, 0, seen)
+        yield Status(f"Validating on {len(prepared.val.labels)} messages")
         val_loss, val_acc = evaluate(model, prepared.val, prepared, cfg.batch_size)
         yield Evaluated(step, epoch + 1, seen, math.nan, val_loss, math.nan, val_acc, full=True)
         save_checkpoint(run.checkpoint_path, model, optimizer, position)

@@ -219,11 +219,11 @@ class TrainingTab(QWidget):
         self.loss_plot.add_series("step", "train (each step)", STEP_COLOR)
         self.loss_plot.add_series("train", "train", TRAIN_COLOR)
         self.loss_plot.add_series("val", "validation", VAL_COLOR)
-        self.loss_plot.add_series("val_epoch", "validation (full, epoch end)", VAL_COLOR, symbol="o")
+        self.loss_plot.add_series("val_epoch", "validation, epoch end", VAL_COLOR, symbol="o")
         self.accuracy_plot = CurvePlotWidget("Accuracy", "accuracy", y_range=(0.0, 1.0))
         self.accuracy_plot.add_series("train", "train", TRAIN_COLOR)
         self.accuracy_plot.add_series("val", "validation", VAL_COLOR)
-        self.accuracy_plot.add_series("val_epoch", "validation (full, epoch end)", VAL_COLOR, symbol="o")
+        self.accuracy_plot.add_series("val_epoch", "validation, epoch end", VAL_COLOR, symbol="o")
 
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
@@ -310,9 +310,9 @@ class TrainingTab(QWidget):
         if total:
             self.progress.setRange(0, 1000)
             self.progress.setValue(int(1000 * min(done or 0, total) / total))
-        else:
-            self.progress.setRange(0, 0)  # busy indicator: the stage has no known size
-        self.progress.setFormat(message)
+        # A phase of unknown size leaves the bar where it is: a busy bar (range 0..0) would be
+        # drawn without its text by most styles, and the words are what says what happens now.
+        self.progress.setFormat(message if total else f"{message}…")
 
     def finish(self, text: str, step: int | None = None) -> None:
         """The run ended: a full bar when it completed (``step`` None); stopped or failed, the bar

@@ -71,8 +71,8 @@ class ConfigController(QObject):
             # Start would fail at once; say so now (the core reads HF_HUB_OFFLINE the same way), as
             # a step to take in the window rather than an error.
             self.steps.append(
-                f"model {MODEL_NAMES[cfg.model]} is not downloaded and offline mode is on (HF_HUB_OFFLINE): "
-                "choose a model folder (the button under the model list), or download it when online"
+                f"{MODEL_NAMES[cfg.model]} is not downloaded and offline mode is on: choose a model folder "
+                "(the button under the model list), or download it when online"
             )
             problems += self.steps
         problems += self._dataset.problems()
@@ -128,7 +128,7 @@ class ConfigController(QObject):
         cfg, problems = self.build()
         marked: dict[QWidget, list[str]] = {}
         for problem in problems:
-            widget = self._field_for(problem)
+            widget = self._field_for(problem) if problem not in self.steps else None  # a step: no red
             if widget is not None:
                 marked.setdefault(widget, []).append(problem)
         for widget in self._fields():
