@@ -87,7 +87,7 @@ class MainWindow(QMainWindow):
         scroll.setWidget(self.column)
         scroll.setWidgetResizable(True)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setMinimumWidth(self.column.sizeHint().width() + 24)
+        scroll.setMinimumWidth(self.column.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width())
         scroll.setFrameShape(QScrollArea.Shape.NoFrame)
         left = QWidget()
         left_layout = QVBoxLayout(left)
@@ -132,6 +132,8 @@ class MainWindow(QMainWindow):
         self.memory_status = QLabel()
         self.adapter_status = QLabel("adapter: none loaded")
         for label in (self.model_status, self.device_status, self.memory_status, self.adapter_status):
+            # Cut when space is short: a long adapter path must not make the window wider than the screen.
+            label.setMinimumWidth(40)
             bar.addPermanentWidget(label)
 
     def _build_controllers(self) -> None:
@@ -332,6 +334,7 @@ class MainWindow(QMainWindow):
         geometry = self.settings.value("geometry")
         if isinstance(geometry, QByteArray) and not geometry.isEmpty():
             self.restoreGeometry(geometry)
+            self._fit_to_screen()  # remembered on a bigger screen, it may not fit this one
         splitter = self.settings.value("splitter")
         if isinstance(splitter, QByteArray) and not splitter.isEmpty():
             self.splitter.restoreState(splitter)
@@ -350,6 +353,15 @@ class MainWindow(QMainWindow):
         self.tabs.setCurrentIndex(tab if 0 <= tab < self.tabs.count() else 0)
         self._reopen_last_run()
         self._reload_adapter()
+
+    def _fit_to_screen(self) -> None:
+        screen = self.screen()
+        if screen is None:
+            return
+        available = screen.availableGeometry()
+        if not available.contains(self.frameGeometry()):
+            self.resize(self.size().boundedTo(available.size() - QSize(16, 40)))
+            self.move(available.topLeft())
 
     def _reopen_last_run(self) -> None:
         """The curves and results of the last run trained, as they were (read on a worker)."""

@@ -52,8 +52,9 @@ class LegendRow(QLabel):
         for entry in self._entries:
             swatch = MARKER_SWATCH if entry.marker else LINE_SWATCH
             color = self._opaque(entry.color).name()
-            # A non-breaking space keeps each swatch with its name when the row wraps.
-            parts.append(f"<span style='color:{color}'>{swatch}</span>&nbsp;{escape(entry.name)}")
+            # Non-breaking spaces keep an entry whole (swatch and name) when the row wraps.
+            name = escape(entry.name).replace(" ", "&nbsp;")
+            parts.append(f"<span style='color:{color}'>{swatch}</span>&nbsp;{name}")
         self.setText("&nbsp;&nbsp; ".join(parts))
 
     def _opaque(self, color: QColor) -> QColor:

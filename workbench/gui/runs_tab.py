@@ -16,6 +16,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
     QListWidget,
@@ -261,17 +262,18 @@ class RunsTab(QWidget):
         right = QWidget()
         right_layout = QVBoxLayout(right)
         right_layout.addWidget(self.details)
-        row1 = QHBoxLayout()
-        for button in (self.show_button, self.rerun_button, self.adapter_button):
-            row1.addWidget(button)
-        row2 = QHBoxLayout()
-        row2.addWidget(self.resume_button)
-        row2.addWidget(self.extend_button)
-        row2.addWidget(self.more_epochs)
-        row2.addStretch(1)
-        row2.addWidget(self.compare_button)
-        right_layout.addLayout(row1)
-        right_layout.addLayout(row2)
+        # Two buttons a row, so the tab fits beside the settings on a 1000-pixel-wide screen.
+        buttons = QGridLayout()
+        buttons.addWidget(self.show_button, 0, 0)
+        buttons.addWidget(self.rerun_button, 0, 1)
+        buttons.addWidget(self.adapter_button, 1, 0)
+        buttons.addWidget(self.compare_button, 1, 1)
+        buttons.addWidget(self.resume_button, 2, 0)
+        extend = QHBoxLayout()
+        extend.addWidget(self.extend_button)
+        extend.addWidget(self.more_epochs)
+        buttons.addLayout(extend, 2, 1)
+        right_layout.addLayout(buttons)
         right_layout.addWidget(self.comparison, 1)
         left = QWidget()
         left_layout = QVBoxLayout(left)
