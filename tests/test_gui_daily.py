@@ -444,3 +444,12 @@ def test_classify_file_says_which_column_it_read(qtbot, window, classifier, tmp_
     qtbot.waitUntil(lambda: not tab.is_busy() and out.exists(), timeout=20_000)
     assert "60 rows" in tab.file_progress.format()
     assert "column 'text'" in tab.file_result.text()
+
+
+# --- a small screen -----------------------------------------------------------------------------
+
+
+def test_the_window_fits_a_1000_pixel_wide_screen(qtbot, window):
+    window.adapter_status.setText("adapter: " + "2026-12-01_22-33-41_a-long-model-name_sms-spam/" * 3)
+    QApplication.processEvents()
+    assert window.minimumSizeHint().width() <= 1000
