@@ -511,3 +511,15 @@ def test_load_table_reads_only_a_sample_when_asked(tmp_path):
     assert len(table.frame) == 120 and table.truncated_rows
     assert len(load_table(DataConfig(source=str(path))).frame) == 500
     assert DataConfig(source=str(path), max_rows=0).validate()
+
+
+def test_a_column_of_mostly_unique_values_looks_like_text_not_labels():
+    from workbench.core.data import looks_like_text_column
+
+    assert not looks_like_text_column({"ham": 4827, "spam": 747})
+    assert not looks_like_text_column({str(i): 30 for i in range(20)})  # many classes, each repeated
+    assert not looks_like_text_column({"a": 1, "b": 1, "c": 1})  # too few values to tell
+    assert not looks_like_text_column({})
+    texts = {f"message {i}": 1 for i in range(5000)} | {"Sorry, I'll call later": 30}
+    assert looks_like_text_column(texts)  # the SMS text column chosen as the label
+    assert looks_like_text_column({f"row {i}": 1 for i in range(24)} | {"x": 2})

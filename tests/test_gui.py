@@ -392,8 +392,7 @@ def test_runs_overlay_two_runs_with_a_legend(qtbot, window):
     assert loss[one][1] == 3 and loss[two][1] == 2
     assert loss[one][0] != loss[two][0]  # distinct colours
     assert loss[one][0] == accuracy[one][0]  # one colour per run
-    legend = comparison.loss_plot.getPlotItem().legend
-    assert sorted(label.text for _sample, label in legend.items) == sorted(loss)
+    assert sorted(comparison.legend.names()) == sorted(loss)
     assert first.path.name in comparison.caption.toolTip()  # the full folder names
 
 

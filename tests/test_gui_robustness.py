@@ -331,18 +331,12 @@ def test_model_not_downloaded_while_offline(qtbot, window, dialogs, monkeypatch,
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-home"))
     window.model_panel.set_model("gpt2")
-    advice = "run `workbench download gpt2` while online, or choose a local folder"
+    advice = "offline mode is on: choose a model folder"
     assert not window.start_button.isEnabled() and advice in window.start_button.toolTip()
     assert advice in window.column.problems.text()
-    window.model_panel.download_button.click()  # trying anyway explains why it cannot
-    qtbot.waitUntil(lambda: bool(shown(dialogs, "warning")), timeout=10_000)
-    hub_cache = tmp_path / "empty-hf-home" / "hub"
-    assert shown(dialogs) == [
-        "Download failed: GPT-2 model 'gpt2' (openai-community/gpt2) is not downloaded yet, and offline mode is on "
-        f"(HF_HUB_OFFLINE). Missing from the Hugging Face cache ({hub_cache}): config.json, model.safetensors. "
-        "Either run `workbench download gpt2` while online, or use a local folder that holds config.json and "
-        "model.safetensors."
-    ]
+    # Download would fail: it is off, and says why.
+    assert not window.model_panel.download_button.isEnabled()
+    assert "HF_HUB_OFFLINE" in window.model_panel.download_button.toolTip()
 
 
 def test_model_not_downloaded_and_no_network(qtbot, window, dialogs, monkeypatch, tmp_path, tiny_checkpoint):

@@ -221,3 +221,32 @@ def test_speed_levers_keep_accuracy(tiny_checkpoint, separable_csv, lever):
     variant = list(train(tiny_config(tiny_checkpoint, separable_csv, **{"precision": "fp32", **lever})))[-1]
     assert baseline.metrics.accuracy >= 0.95
     assert abs(variant.metrics.accuracy - baseline.metrics.accuracy) <= 0.05
+
+
+def test_scoring_the_test_set_is_announced_after_the_last_step(tiny_checkpoint, separable_csv):
+    """Scoring the test set can take minutes after the last step: a Status names that phase, so no
+    progress display sits at "100 % · ETA 0:00" meanwhile."""
+    events = list(train(tiny_config(tiny_checkpoint, separable_csv, epochs=2)))
+    started = next(e for e in events if isinstance(e, ev.RunStarted))
+    last_step = max(i for i, e in enumerate(events) if isinstance(e, ev.StepDone))
+    after = [e.message for e in events[last_step:] if isinstance(e, ev.Status)]
+    assert f"Scoring {started.n_test} test messages" in after
+    # The full validation at each epoch's end is a phase too.
+    epoch_end = [i for i, e in enumerate(events) if isinstance(e, ev.Evaluated) and e.full]
+    assert all(events[i - 1] == ev.Status(f"Validating on {started.n_val} messages") for i in epoch_end)
+    assert isinstance(events[-1], ev.TrainingFinished) and events[-1].metrics is not None
+
+
+def test_time_left_leaves_out_the_warm_up_step():
+    """The first step of a run (or of a resumed run) pays for allocations and kernel choices; the
+    time left is estimated from the steps after it, including their evaluations, on average."""
+    from workbench.core.training import Throughput
+
+    now = [100.0]
+    clock = Throughput(total_steps=20, already_done=10, clock=lambda: now[0])  # resumed at step 10
+    for seconds in (10.0, 1.0, 1.0, 3.0):  # warm-up, two steps, one with an evaluation after it
+        now[0] += seconds
+        rate = clock.update(examples=8, tokens=80)
+    assert rate.eta_s == pytest.approx(6 * (1 + 1 + 3) / 3)  # 6 steps left at the average after warm-up
+    assert rate.elapsed_s == pytest.approx(15.0)
+    assert rate.examples_per_s < 8.0  # the last step's 3 s count, the warm-up's 10 s do not

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import platform
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -194,6 +194,7 @@ def classify_rows(
     chunk_rows: int | None = None,
     progress=None,
     stop: threading.Event | None = None,
+    on_column: Callable[[str], None] | None = None,
 ) -> Iterator:
     """The rows of a CSV/TSV, chunk by chunk (pandas DataFrames), each with ``predicted_label``,
     ``probability`` and one ``p_<label>`` column per class added. The file is never held whole:
@@ -206,6 +207,8 @@ def classify_rows(
     if column not in stream.columns:
         available = ", ".join(map(str, stream.columns))
         raise DataError(f"{Path(source).name} has no column {column!r}; its columns are: {available}")
+    if on_column:
+        on_column(column)  # which column was read, for a person to check
     done = 0
     for chunk in stream.chunks(chunk_rows=chunk_rows or CLASSIFY_CHUNK_ROWS, stop=stop):
         report = _offset_progress(progress, done, stream.rows, "Classifying")
@@ -234,6 +237,7 @@ def classify_file(
     chunk_rows: int | None = None,
     progress=None,
     stop: threading.Event | None = None,
+    on_column: Callable[[str], None] | None = None,
 ) -> int:
     """``classify_rows`` written to ``target`` (CSV, or TSV for .tsv) as they come, into a temp
     file that replaces ``target`` only at the end: a Stop, Ctrl+C, an error or a full disk leave
@@ -248,7 +252,13 @@ def classify_file(
     try:
         with open_atomically(target) as out:
             for chunk in classify_rows(
-                classifier, source, text_column=text_column, chunk_rows=chunk_rows, progress=progress, stop=stop
+                classifier,
+                source,
+                text_column=text_column,
+                chunk_rows=chunk_rows,
+                progress=progress,
+                stop=stop,
+                on_column=on_column,
             ):
                 out.write(table_bytes(chunk, target, header=rows == 0))
                 rows += len(chunk)

@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass
 
 @dataclass(frozen=True)
 class Status:
-    """Setup before the first step: downloading weights, reading data, building the model."""
+    """A phase without steps: downloading weights, reading data, building the model before the
+    first step; scoring the test set after the last."""
 
     message: str
     done: int | None = None  # units done (bytes, rows), when the stage has a size

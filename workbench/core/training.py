@@ -300,6 +300,7 @@ def _train(cfg: TrainConfig, stop: threading.Event, run: RunFolder, resume) -> I
         if position.epoch != epoch or position.batch_in_epoch < len(batches):
             break  # stopped, or max_steps reached, inside this epoch
         position = Position(step, epoch + 1, 0, seen)
+        yield Status(f"Validating on {len(prepared.val.labels)} messages")
         try:
             val_loss, val_acc = loss_and_accuracy(
                 model, prepared.val, cfg.batch_size, device, prepared.precision, stop=stop
@@ -319,6 +320,7 @@ def _train(cfg: TrainConfig, stop: threading.Event, run: RunFolder, resume) -> I
     save_resume_state(run.resume_path, model, optimizer, position)
     metrics = None
     if not stopped:  # test scores only for a run that saw all its steps
+        yield Status(f"Scoring {len(prepared.test.labels)} test messages")  # minutes on a big test set
         try:
             metrics = score_split(
                 model, prepared.test, prepared.label_names, cfg.batch_size, device, prepared.precision, stop=stop
@@ -548,15 +550,28 @@ def adapter_info(cfg: TrainConfig, prepared: Prepared, metrics: EvaluationMetric
 
 
 class Throughput:
-    """Examples/s and tokens/s smoothed over recent steps, and the time left."""
+    """Examples/s and tokens/s smoothed over recent steps, and the time left.
 
-    def __init__(self, total_steps: int, already_done: int = 0, smoothing: float = 0.1):
+    The first step of a run, or of a resumed run, pays for warm-up (allocations, kernel choices,
+    caches); it counts in the elapsed time but not in the rates. The time left is the average time
+    a step took since then, evaluations included, so it neither starts from the warm-up nor grows
+    as the first evaluations arrive.
+    """
+
+    def __init__(
+        self,
+        total_steps: int,
+        already_done: int = 0,
+        smoothing: float = 0.1,
+        clock: Callable[[], float] = time.perf_counter,
+    ):
         self.total_steps = total_steps
         self.steps = already_done
-        self.start = self.last = time.perf_counter()
+        self.clock = clock
+        self.start = self.last = clock()
         self.smoothing = smoothing
         self.examples_per_s = self.tokens_per_s = 0.0
-        self.seconds_per_step = 0.0
+        self.warm: tuple[float, int] | None = None  # (time, steps) when the warm-up step ended
 
     @dataclass(frozen=True)
     class Rate:
@@ -566,16 +581,20 @@ class Throughput:
         eta_s: float
 
     def update(self, examples: int, tokens: int) -> Throughput.Rate:
-        now = time.perf_counter()
+        now = self.clock()
         dt = max(now - self.last, 1e-9)
         self.last = now
         self.steps += 1
-        a = self.smoothing if self.examples_per_s else 1.0
+        left = max(0, self.total_steps - self.steps)
+        if self.warm is None:  # the warm-up step: its own rate, a first guess at the time left
+            self.warm = (now, self.steps)
+            self.examples_per_s, self.tokens_per_s = examples / dt, tokens / dt
+            return self.Rate(self.examples_per_s, self.tokens_per_s, now - self.start, left * dt)
+        a = self.smoothing if self.steps - self.warm[1] > 1 else 1.0
         self.examples_per_s += a * (examples / dt - self.examples_per_s)
         self.tokens_per_s += a * (tokens / dt - self.tokens_per_s)
-        self.seconds_per_step += a * (dt - self.seconds_per_step)
-        eta = max(0, self.total_steps - self.steps) * self.seconds_per_step
-        return self.Rate(self.examples_per_s, self.tokens_per_s, now - self.start, eta)
+        seconds_per_step = (now - self.warm[0]) / (self.steps - self.warm[1])
+        return self.Rate(self.examples_per_s, self.tokens_per_s, now - self.start, left * seconds_per_step)
 
     def elapsed(self) -> float:
-        return time.perf_counter() - self.start
+        return self.clock() - self.start

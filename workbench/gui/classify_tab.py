@@ -1,8 +1,11 @@
 """The Classify tab: type a message and see the label and a probability bar per class; or classify
 a whole CSV file into a new CSV with the predictions.
 
-Typing is debounced (250 ms) and each prediction runs on a worker; while one runs, newer text
-waits, and only the latest text is classified next (typing fast never queues a backlog).
+Typing is throttled, not debounced: the first keystroke is classified at once, and then the latest
+text at most every THROTTLE_MS while typing goes on, so the bars move with the words (a keystroke
+costs tens of milliseconds with ``predict_typing``; a debounce would show nothing until typing
+stops). Each prediction runs on a worker; while one runs, newer text waits, and only the latest
+text is classified next (typing fast never queues a backlog).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from ..core.events import Status
 from ..worker import Job, JobPool, Returned, Worker
 from .escape import as_rich_text
 
-DEBOUNCE_MS = 250
+THROTTLE_MS = 100  # at most ten predictions a second while typing
 
 
 class ProbabilityBars(QWidget):
@@ -89,6 +92,9 @@ class ClassifyTab(QWidget):
         font.setPointSize(font.pointSize() + 8)
         font.setBold(True)
         self.result_label.setFont(font)
+        self.busy = QLabel("classifying…")
+        self.busy.setStyleSheet("color: palette(mid);")
+        self.busy.setVisible(False)
         self.bars = ProbabilityBars()
 
         file_box = QGroupBox("Classify a file")
@@ -102,25 +108,36 @@ class ClassifyTab(QWidget):
         self.file_progress.setRange(0, 1)
         self.file_progress.setValue(0)
         self.file_progress.setFormat("")
-        row = QHBoxLayout(file_box)
+        self.file_result = QLabel("")  # which column was read, where the predictions went
+        self.file_result.setTextFormat(Qt.TextFormat.PlainText)  # names from a file are never markup
+        self.file_result.setWordWrap(True)
+        self.file_result.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        file_layout = QVBoxLayout(file_box)
+        row = QHBoxLayout()
         row.addWidget(self.file_button)
         row.addWidget(self.file_progress, 1)
         row.addWidget(self.file_stop)
+        file_layout.addLayout(row)
+        file_layout.addWidget(self.file_result)
 
         layout = QVBoxLayout(self)
         layout.addWidget(self.adapter_label)
         layout.addWidget(QLabel("Message"))
         layout.addWidget(self.input)
-        layout.addWidget(self.result_label)
+        result_row = QHBoxLayout()
+        result_row.addWidget(self.result_label)
+        result_row.addStretch(1)
+        result_row.addWidget(self.busy)
+        layout.addLayout(result_row)
         layout.addWidget(self.bars)
         layout.addStretch(1)
         layout.addWidget(file_box)
 
-        self._debounce = QTimer(self)
-        self._debounce.setSingleShot(True)
-        self._debounce.setInterval(DEBOUNCE_MS)
-        self._debounce.timeout.connect(self._classify_now)
-        self.input.textChanged.connect(self._debounce.start)
+        self._throttle = QTimer(self)  # running: a prediction started less than THROTTLE_MS ago
+        self._throttle.setSingleShot(True)
+        self._throttle.setInterval(THROTTLE_MS)
+        self._throttle.timeout.connect(self._classify_latest)
+        self.input.textChanged.connect(self._text_changed)
         self.file_button.clicked.connect(self._choose_files)
         self.file_stop.clicked.connect(self._stop_file)
         self._update_enabled()
@@ -136,7 +153,7 @@ class ClassifyTab(QWidget):
             self.adapter_label.setText(description)
             self.bars.set_labels(classifier.info.label_names)
         self._update_enabled()
-        self._debounce.start()
+        self._text_changed()
 
     def set_loading(self, message: str) -> None:
         self.adapter_label.setText(message)
@@ -148,6 +165,20 @@ class ClassifyTab(QWidget):
     # --- as you type -----------------------------------------------------------------------------
 
     @Slot()
+    def _text_changed(self) -> None:
+        self._pending = True
+        self._classify_latest()
+
+    @Slot()
+    def _classify_latest(self) -> None:
+        """Classify the text as it is now, unless a prediction is running or started less than
+        THROTTLE_MS ago: then this runs again when that one ends, or the interval has passed."""
+        if self._pending and self._predict_job is None and not self._throttle.isActive():
+            self._pending = False
+            self._throttle.start()
+            self._classify_now()
+        self.busy.setVisible(self._pending or self._predict_job is not None)
+
     def _classify_now(self) -> None:
         text = self.input.toPlainText().strip()
         if not text:
@@ -156,9 +187,6 @@ class ClassifyTab(QWidget):
             return
         if self.classifier is None:
             self.result_label.setText("no adapter loaded")
-            return
-        if self._predict_job is not None:
-            self._pending = True  # classify the newest text when this one is done
             return
         classifier = self.classifier
         # predict_typing reuses the keys/values of the text typed so far: a keystroke costs a token.
@@ -179,9 +207,7 @@ class ClassifyTab(QWidget):
 
     def _prediction_done(self) -> None:
         self._predict_job = None
-        if self._pending:
-            self._pending = False
-            self._classify_now()
+        self._classify_latest()
 
     # --- a whole file ----------------------------------------------------------------------------
 
@@ -200,11 +226,15 @@ class ClassifyTab(QWidget):
         if self.classifier is None or self._file_job is not None:
             return
         classifier = self.classifier
-        worker = Worker.from_call(
-            lambda progress, stop: classify_file(classifier, source, target, progress=progress, stop=stop),
-            name="classify file",
-        )
-        self._target = target
+
+        def work(progress, stop) -> tuple[int, str]:
+            columns: list[str] = []
+            rows = classify_file(classifier, source, target, progress=progress, stop=stop, on_column=columns.append)
+            return rows, columns[0] if columns else "?"
+
+        worker = Worker.from_call(work, name="classify file")
+        self._target, self._source = target, source
+        self.file_result.setText("")
         self.file_progress.setRange(0, 0)
         self.file_progress.setFormat("reading…")
         self.file_stop.setEnabled(True)
@@ -226,9 +256,14 @@ class ClassifyTab(QWidget):
             else:
                 self.file_progress.setRange(0, 0)
         elif isinstance(item, Returned):
+            rows, column = item.value
             self.file_progress.setRange(0, 1)
             self.file_progress.setValue(1)
-            self.file_progress.setFormat(f"{item.value:,} rows → {Path(self._target).name}")
+            self.file_progress.setFormat(f"{rows:,} rows → {Path(self._target).name}")
+            self.file_result.setText(
+                f"Read the messages from column {column!r} of {Path(self._source).name}; wrote {rows:,} rows "
+                f"with predicted_label, probability and p_<label> to {self._target}"
+            )
 
     def _file_failed(self, error) -> None:
         self.file_progress.setRange(0, 1)

@@ -31,13 +31,13 @@ from PySide6.QtWidgets import (
 )
 
 from .. import __version__
-from ..core.config import TrainConfig
+from ..core.config import MODEL_LABELS, TrainConfig
 from ..core.events import RunStarted
 from ..core.fileio import PICKLE_SUFFIXES
 from ..core.paths import data_dir
 from ..core.runs import RunFolder
 from ..resources import resource_path
-from ..worker import Job, JobPool
+from ..worker import Job, JobPool, Returned, Worker
 from .classify_tab import ClassifyTab
 from .controllers.adapter import ADAPTER_SUFFIX, AdapterController
 from .controllers.config import ConfigController
@@ -87,7 +87,7 @@ class MainWindow(QMainWindow):
         scroll.setWidget(self.column)
         scroll.setWidgetResizable(True)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setMinimumWidth(self.column.sizeHint().width() + 24)
+        scroll.setMinimumWidth(self.column.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width())
         scroll.setFrameShape(QScrollArea.Shape.NoFrame)
         left = QWidget()
         left_layout = QVBoxLayout(left)
@@ -132,6 +132,8 @@ class MainWindow(QMainWindow):
         self.memory_status = QLabel()
         self.adapter_status = QLabel("adapter: none loaded")
         for label in (self.model_status, self.device_status, self.memory_status, self.adapter_status):
+            # Cut when space is short: a long adapter path must not make the window wider than the screen.
+            label.setMinimumWidth(40)
             bar.addPermanentWidget(label)
 
     def _build_controllers(self) -> None:
@@ -217,7 +219,7 @@ class MainWindow(QMainWindow):
         self.stop_button.setEnabled(running)
         self.stop_action.setEnabled(running)
         if running:
-            self.start_button.setToolTip("A run is in progress")
+            self.start_button.setToolTip("A run is in progress; the settings shown are the ones it uses")
         elif problems:
             self.start_button.setToolTip("Fix these first:\n" + "\n".join(f"• {p}" for p in problems))
         else:
@@ -236,6 +238,7 @@ class MainWindow(QMainWindow):
 
     def _run_started(self, event: RunStarted) -> None:
         self.device_status.setText(f"device: {event.device} ({event.precision})")
+        self.settings.setValue("last_run", event.run_dir)  # shown again after a restart
 
     def _adapter_changed(self) -> None:
         path = self.adapter.path
@@ -318,17 +321,20 @@ class MainWindow(QMainWindow):
     # --- settings that survive a restart ---------------------------------------------------------
 
     def _save_settings(self) -> None:
-        cfg, _ = self.config.build()
+        cfg = self.config.user_config()
         self.settings.setValue("config", json.dumps(cfg.to_dict()))
         self.settings.setValue("geometry", self.saveGeometry())
         self.settings.setValue("splitter", self.splitter.saveState())
         self.settings.setValue("tab", self.tabs.currentIndex())
+        self.settings.setValue("adapter", self.adapter.path or "")
+        self.settings.setValue("adapter_model", self.adapter.base or "")
         self.settings.sync()
 
     def _restore_settings(self) -> None:
         geometry = self.settings.value("geometry")
         if isinstance(geometry, QByteArray) and not geometry.isEmpty():
             self.restoreGeometry(geometry)
+            self._fit_to_screen()  # remembered on a bigger screen, it may not fit this one
         splitter = self.settings.value("splitter")
         if isinstance(splitter, QByteArray) and not splitter.isEmpty():
             self.splitter.restoreState(splitter)
@@ -345,6 +351,39 @@ class MainWindow(QMainWindow):
         except (TypeError, ValueError):
             tab = 0
         self.tabs.setCurrentIndex(tab if 0 <= tab < self.tabs.count() else 0)
+        self._reopen_last_run()
+        self._reload_adapter()
+
+    def _fit_to_screen(self) -> None:
+        screen = self.screen()
+        if screen is None:
+            return
+        available = screen.availableGeometry()
+        if not available.contains(self.frameGeometry()):
+            self.resize(self.size().boundedTo(available.size() - QSize(16, 40)))
+            self.move(available.topLeft())
+
+    def _reopen_last_run(self) -> None:
+        """The curves and results of the last run trained, as they were (read on a worker)."""
+        folder = self.settings.value("last_run")
+        if not isinstance(folder, str) or not folder or not Path(folder).is_dir():
+            return
+        run = RunFolder(Path(folder))
+
+        def show(item) -> None:
+            if isinstance(item, Returned) and not self.run.is_training() and not self._closing:
+                self.run.show(run, item.value, switch_tab=False)
+
+        self.pool.start(Worker.from_call(lambda progress, stop: run.events(), name="read last run"), on_event=show)
+
+    def _reload_adapter(self) -> None:
+        """The adapter the Classify tab held, if its file is still there, on the model it was used with."""
+        path = self.settings.value("adapter")
+        if not isinstance(path, str) or not path or not Path(path).is_file():
+            return
+        model = self.settings.value("adapter_model")
+        usable = isinstance(model, str) and model and (model in MODEL_LABELS or Path(model).is_dir())
+        self.adapter.load_for_classify(path, model=model if usable else None, device=self.model_panel.device())
 
     # --- help and closing ------------------------------------------------------------------------
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtWidgets import (
+    QAbstractSpinBox,
     QButtonGroup,
     QCheckBox,
     QComboBox,
@@ -45,6 +46,8 @@ LOCAL_FOLDER = "__local__"  # the "Local folder…" entry of the model list
 TARGET_LABELS = {"qkv": "q/k/v", "attn_out": "attn out", "mlp_up": "MLP up", "mlp_down": "MLP down"}
 MODEL_NAMES = {"gpt2": "GPT-2 small", "gpt2-medium": "GPT-2 medium", "gpt2-large": "GPT-2 large", "gpt2-xl": "GPT-2 XL"}
 INVALID_STYLE = "border: 1px solid #d9534f; border-radius: 3px;"
+COUNTS_SHOWN = 4  # classes named on the counts line; the tooltip lists more
+COUNTS_TIP_LINES = 30
 
 
 def mark_invalid(widget: QWidget, problems: list[str], tip: str = "") -> None:
@@ -52,6 +55,28 @@ def mark_invalid(widget: QWidget, problems: list[str], tip: str = "") -> None:
     widget.setProperty("problems", problems)
     widget.setStyleSheet(INVALID_STYLE if problems else "")
     widget.setToolTip(as_rich_text("\n".join(problems)) if problems else tip)
+
+
+class WheelGuard(QObject):
+    """Spin boxes and lists take the mouse wheel only when they have the keyboard focus.
+
+    Otherwise scrolling a column of settings edits whatever field passes under the pointer (and a
+    notch over the model list picked "Local folder…", opening a dialog). The common Qt remedy: no
+    focus from the wheel (``StrongFocus``), and an unfocused field ignores the wheel event, which
+    Qt then offers to its parents, so the scroll area scrolls.
+    """
+
+    def guard(self, root: QWidget) -> None:
+        """Guard every spin box and list inside ``root``."""
+        for widget in root.findChildren(QAbstractSpinBox) + root.findChildren(QComboBox):
+            widget.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+            widget.installEventFilter(self)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.Wheel and isinstance(watched, QWidget) and not watched.hasFocus():
+            event.ignore()  # handled here, but not accepted: Qt passes it on to the parents
+            return True
+        return False
 
 
 def human_count(n: int) -> str:
@@ -144,8 +169,10 @@ class DataPanel(QGroupBox):
         form.addRow("Text column", self.text_column)
         form.addRow("Label column", self.label_column)
 
+        # Two lines, always: counts arriving (or a warning) must not push the fields below around.
         self.counts_label = QLabel("")
-        self.counts_label.setWordWrap(True)
+        self.counts_label.setFixedHeight(2 * self.counts_label.fontMetrics().lineSpacing() + 4)
+        self.counts_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)  # long: cut, not wider
         form.addRow(self.counts_label)
 
         self.balance = QCheckBox("Balance classes (undersample to the smallest)")
@@ -234,19 +261,42 @@ class DataPanel(QGroupBox):
         self._wanted_columns = (None, None)
         self._columns_changed()
 
+    def clear_columns(self) -> None:
+        """Only "auto" in both pickers: the columns of a file that is no longer there (or could not
+        be read) must not be offered. A remembered choice waits for the next table read."""
+        for combo in (self.text_column, self.label_column):
+            combo.blockSignals(True)
+            combo.clear()
+            combo.addItem("auto", None)
+            combo.blockSignals(False)
+        self._columns_changed()
+
     def effective_columns(self, detected: tuple[str | None, str | None]) -> tuple[str | None, str | None]:
         return (self.text_column.currentData() or detected[0], self.label_column.currentData() or detected[1])
 
-    def set_counts(self, counts: dict[str, int] | None, note: str = "") -> None:
-        if not counts:
-            self.counts_label.setText(escaped(note))
+    def set_counts(self, counts: dict[str, int] | None, note: str = "", warning: bool = False) -> None:
+        """Rows per class on the first line, balancing (or ``note``) on the second; a ``warning``
+        takes the first line, in red, with the counts summed up below it."""
+        counts = counts or {}
+        rows = sum(counts.values())
+        listed = "\n".join(f"{name}: {n:,}" for name, n in list(counts.items())[:COUNTS_TIP_LINES])
+        self.counts_label.setToolTip(listed + ("\n…" if len(counts) > COUNTS_TIP_LINES else ""))
+        if warning:
+            summary = f"{len(counts):,} different values in {rows:,} rows" if counts else ""
+            self._show_counts(f"<b style='color:#d9534f'>⚠ {escaped(note)}</b>", summary)
             return
-        shown = " · ".join(f"{escaped(name)} {n:,}" for name, n in list(counts.items())[:8])
-        more = f" · … ({len(counts)} classes)" if len(counts) > 8 else ""
-        balanced = ""
-        if self.balance.isChecked() and len(counts) > 1:
-            balanced = f"<br><span style='color:gray'>balanced: {min(counts.values()):,} per class</span>"
-        self.counts_label.setText(f"<b>{shown}{more}</b>{balanced}" + (f"<br>{escaped(note)}" if note else ""))
+        if not counts:
+            self._show_counts(escaped(note), "")
+            return
+        shown = " · ".join(f"{escaped(name)} {n:,}" for name, n in list(counts.items())[:COUNTS_SHOWN])
+        more = f" · … {len(counts):,} classes" if len(counts) > COUNTS_SHOWN else ""
+        second = note
+        if not second and self.balance.isChecked() and len(counts) > 1:
+            second = f"balanced: {min(counts.values()):,} per class"
+        self._show_counts(f"<b>{shown}{more}</b>", escaped(second))
+
+    def _show_counts(self, first: str, second: str) -> None:
+        self.counts_label.setText(f"{first}<br><span style='color:gray'>{second}</span>")
 
     def set_sms_status(self, downloaded: bool, busy: str = "") -> None:
         if busy:
@@ -296,13 +346,19 @@ class ModelPanel(QGroupBox):
         self.model_combo.setToolTip("Bigger models classify better but train slower and need more memory")
         form.addRow("GPT-2", self.model_combo)
 
-        info_row = QHBoxLayout()
         self.info_label = QLabel()
         self.info_label.setWordWrap(True)
+        form.addRow(self.info_label)
+        buttons = QHBoxLayout()
         self.download_button = QPushButton("Download")
-        info_row.addWidget(self.info_label, 1)
-        info_row.addWidget(self.download_button)
-        form.addRow(info_row)
+        self.folder_button = QPushButton("Choose a model folder…")
+        self.folder_button.setToolTip(
+            "Use a GPT-2 checkpoint on this computer: a folder with config.json and model.safetensors"
+        )
+        buttons.addWidget(self.download_button)
+        buttons.addWidget(self.folder_button)
+        buttons.addStretch(1)
+        form.addRow(buttons)
         self.download_progress = QProgressBar()
         self.download_progress.setVisible(False)
         self.download_progress.setTextVisible(True)
@@ -320,6 +376,7 @@ class ModelPanel(QGroupBox):
         self.model_combo.currentIndexChanged.connect(self._changed)
         self.device_combo.currentIndexChanged.connect(self._changed)
         self.download_button.clicked.connect(self._download_clicked)
+        self.folder_button.clicked.connect(self.local_folder_requested)
         self.refresh()
 
     def model(self) -> str:
@@ -377,11 +434,22 @@ class ModelPanel(QGroupBox):
             self.download_button.setVisible(False)
             return
         cached = hub.is_cached(model)
+        offline = hub.offline_mode(None)
         if cached:
             self.info_label.setText(f"{params} · downloaded ✓ {human_bytes(hub.cached_size_bytes(model))}")
         elif config:
-            self.info_label.setText(f"{params} · not downloaded ({human_bytes(config.n_params * 4)})")
+            size = human_bytes(config.n_params * 4)
+            todo = "press Download, or choose a model folder"
+            if offline:
+                todo = "offline mode is on: choose a model folder"
+            self.info_label.setText(f"{params} · not downloaded ({size}): {todo}")
         self.download_button.setVisible(not cached or self._downloading)
+        self.download_button.setEnabled(self._downloading or not offline)
+        self.download_button.setToolTip(
+            "Offline mode is on (HF_HUB_OFFLINE is set), so nothing can be downloaded: choose a model folder"
+            if offline
+            else "Fetch the weights from the Hugging Face Hub now (Start also fetches them)"
+        )
 
     def set_downloading(self, active: bool) -> None:
         self._downloading = active
@@ -612,13 +680,14 @@ class SettingsColumn(QWidget):
         for panel in (self.data, self.model, self.lora, self.training):
             layout.addWidget(panel)
         layout.addStretch(1)
+        self.wheel_guard = WheelGuard(self)
+        self.wheel_guard.guard(self)
 
         self.footer = QWidget()
         footer = QVBoxLayout(self.footer)
         footer.setContentsMargins(4, 2, 4, 4)
         self.problems = QLabel()
         self.problems.setWordWrap(True)
-        self.problems.setStyleSheet("color: #d9534f;")
         self.problems.setVisible(False)
         footer.addWidget(self.problems)
         # "What will this run use?", next to the button that starts it (also in the status bar).

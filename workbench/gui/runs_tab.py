@@ -16,6 +16,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
     QListWidget,
@@ -32,6 +33,7 @@ from ..core.events import Evaluated, TrainingFailed, TrainingFinished
 from ..core.runs import RunFolder, list_runs, run_outcome
 from ..worker import JobPool, Returned, Worker
 from .escape import as_rich_text, escaped
+from .plots import LegendEntry, LegendRow
 
 # Colours that stay distinct for the first ten runs compared (matplotlib's tab10).
 RUN_COLORS = (
@@ -156,9 +158,9 @@ class RunComparisonWidget(QWidget):
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
-        # Loss falls and accuracy rises: their empty corners are top right and bottom right.
-        self.loss_plot = self._plot("Validation loss", "cross-entropy", legend_offset=(-10, 10))
-        self.accuracy_plot = self._plot("Validation accuracy", "accuracy", legend_offset=(-10, -10))
+        self.loss_plot = self._plot("Validation loss", "cross-entropy")
+        self.accuracy_plot = self._plot("Validation accuracy", "accuracy")
+        self.legend = LegendRow()  # one for both plots (a colour per run), above them, off the curves
         self.accuracy_plot.getPlotItem().setYRange(0, 1, padding=0.02)
         self.caption = QLabel("Select two or more runs (Ctrl- or Shift-click) and press Compare.")
         self.caption.setWordWrap(True)
@@ -168,9 +170,10 @@ class RunComparisonWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.caption)
+        layout.addWidget(self.legend)
         layout.addLayout(plots, 1)
 
-    def _plot(self, title: str, y_label: str, legend_offset: tuple[int, int]) -> pg.PlotWidget:
+    def _plot(self, title: str, y_label: str) -> pg.PlotWidget:
         plot = pg.PlotWidget()
         plot.setBackground(None)
         item = plot.getPlotItem()
@@ -180,16 +183,13 @@ class RunComparisonWidget(QWidget):
         item.showGrid(x=True, y=True, alpha=0.2)
         for name in ("left", "bottom"):
             item.getAxis(name).enableAutoSIPrefix(False)
-        backdrop = self.palette().base().color()
-        backdrop.setAlpha(210)  # readable over the curves, in light and dark themes
-        legend = item.addLegend(offset=legend_offset, brush=pg.mkBrush(backdrop))
-        legend.setVisible(False)  # an empty legend would be a blank box; shown with the first curve
         return plot
 
     def show_runs(self, runs: list[tuple[str, list]]) -> None:
         """``runs``: (name for the legend, recorded events) for each run, in colour order."""
         empty = []
         labels = short_run_names([name for name, _events in runs])
+        entries = {}
         for plot, key in ((self.loss_plot, "val_loss"), (self.accuracy_plot, "val_accuracy")):
             plot.getPlotItem().clear()
             for i, ((name, events), label) in enumerate(zip(runs, labels)):
@@ -209,7 +209,8 @@ class RunComparisonWidget(QWidget):
                     symbolBrush=color,
                     symbolPen=None,
                 )
-            plot.getPlotItem().legend.setVisible(bool(plot.getPlotItem().listDataItems()))
+                entries[label] = LegendEntry(label, pg.mkColor(color))
+        self.legend.set_entries(list(entries.values()))
         shown = len(runs) - len(empty)
         note = f" · no validation points yet: {escaped(', '.join(empty))}" if empty else ""
         self.caption.setText(f"Validation curves of {shown} runs{note}")
@@ -265,17 +266,18 @@ class RunsTab(QWidget):
         right = QWidget()
         right_layout = QVBoxLayout(right)
         right_layout.addWidget(self.details)
-        row1 = QHBoxLayout()
-        for button in (self.show_button, self.rerun_button, self.adapter_button):
-            row1.addWidget(button)
-        row2 = QHBoxLayout()
-        row2.addWidget(self.resume_button)
-        row2.addWidget(self.extend_button)
-        row2.addWidget(self.more_epochs)
-        row2.addStretch(1)
-        row2.addWidget(self.compare_button)
-        right_layout.addLayout(row1)
-        right_layout.addLayout(row2)
+        # Two buttons a row, so the tab fits beside the settings on a 1000-pixel-wide screen.
+        buttons = QGridLayout()
+        buttons.addWidget(self.show_button, 0, 0)
+        buttons.addWidget(self.rerun_button, 0, 1)
+        buttons.addWidget(self.adapter_button, 1, 0)
+        buttons.addWidget(self.compare_button, 1, 1)
+        buttons.addWidget(self.resume_button, 2, 0)
+        extend = QHBoxLayout()
+        extend.addWidget(self.extend_button)
+        extend.addWidget(self.more_epochs)
+        buttons.addLayout(extend, 2, 1)
+        right_layout.addLayout(buttons)
         right_layout.addWidget(self.comparison, 1)
         left = QWidget()
         left_layout = QVBoxLayout(left)

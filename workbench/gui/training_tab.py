@@ -27,6 +27,7 @@ from PySide6.QtWidgets import QGraphicsItem, QHBoxLayout, QLabel, QPlainTextEdit
 from ..core.events import Evaluated, RunStarted, StepDone, TrainingFailed, TrainingFinished
 from ..core.progress import format_duration
 from ..core.runs import outcome
+from .plots import LegendRow
 
 # At most 10 redraws a second. A pyqtgraph repaint runs Python on the GUI thread while holding
 # the GIL, which also slows the training thread, so fewer redraws mean faster training too.
@@ -74,7 +75,6 @@ class CurvePlotWidget(QWidget):
         self.plot = pg.PlotWidget()
         self.plot.setBackground(None)  # follow the light or dark system palette
         item = self.plot.getPlotItem()
-        item.setTitle(title)
         item.setLabel("bottom", "examples seen")
         item.setLabel("left", y_label)
         item.showGrid(x=True, y=True, alpha=0.2)
@@ -85,7 +85,7 @@ class CurvePlotWidget(QWidget):
         for name in ("left", "bottom"):
             item.getAxis(name).enableAutoSIPrefix(False)  # "loss 0.6", not "600 (x0.001)"
             item.getAxis(name).setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
-        self.legend = item.addLegend(offset=(-10, 10))
+        self.legend = LegendRow(title)  # above the plot: a legend inside would cover the curves
         self._fixed_y = y_range
         self._y_top = 0.0  # the grown range's top (0: no data yet)
         self._y_max = -math.inf  # the largest value appended since the last clear
@@ -98,18 +98,24 @@ class CurvePlotWidget(QWidget):
         item.addItem(self.crosshair, ignoreBounds=True)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(2)
+        layout.addWidget(self.legend)
         layout.addWidget(self.plot, 1)
         layout.addWidget(self.readout)
         self._series: dict[str, tuple[str, GrowingBuffer, pg.PlotDataItem]] = {}
+        self._markers_only: dict[str, bool] = {}
         self._dirty: set[str] = set()
         # Mouse moves arrive far more often than a read-out needs; SignalProxy rate-limits them.
         self._hover = pg.SignalProxy(self.plot.scene().sigMouseMoved, rateLimit=30, slot=self._mouse_moved)
 
     def add_series(self, key: str, name: str, pen, symbol: str | None = None) -> None:
         buffer = GrowingBuffer()
-        kwargs = {"symbol": symbol, "symbolSize": 7, "symbolBrush": pen, "symbolPen": None} if symbol else {}
-        curve = self.plot.plot([], [], name=name, pen=pg.mkPen(pen, width=1) if not symbol else None, **kwargs)
+        # A line series marks its points while it has only one: a line of one point is invisible.
+        kwargs = {"symbol": symbol, "symbolSize": 7, "symbolBrush": pen, "symbolPen": None}
+        curve = self.plot.plot([], [], pen=pg.mkPen(pen, width=1) if not symbol else None, **kwargs)
         self._series[key] = (name, buffer, curve)
+        self._markers_only[key] = symbol is not None
+        self.legend.add(name, pg.mkColor(pen), marker=symbol is not None)
 
     def append(self, key: str, x: float, y: float) -> None:
         if not math.isfinite(y):  # a full-validation event has no train numbers
@@ -142,6 +148,9 @@ class CurvePlotWidget(QWidget):
             return
         for key in self._dirty:
             _name, buffer, curve = self._series[key]
+            lone = None if self._markers_only[key] or buffer.n != 1 else "o"
+            if not self._markers_only[key] and curve.opts["symbol"] != lone:
+                curve.setSymbol(lone)
             curve.setData(buffer.x, buffer.y)
         self._dirty.clear()
         self._grow_y_range()
@@ -181,6 +190,19 @@ class CurvePlotWidget(QWidget):
             self.readout.setText(f"at {max(0, x):,.0f} examples:  " + " · ".join(parts))
 
 
+def planned_examples(event: RunStarted, examples_per_step: int | None) -> int:
+    """Examples a run will have seen when it ends: its whole epochs, and the steps of a last partial
+    epoch when max steps cuts it short. Steps carry ``examples_per_step`` but for an epoch's last
+    (smaller) batch, so whole epochs count exactly ``n_train``."""
+    per_epoch = max(1, event.steps_per_epoch)
+    epochs, rest = divmod(event.total_steps, per_epoch)
+    if examples_per_step:
+        partial = min(event.n_train, rest * examples_per_step)
+    else:
+        partial = math.ceil(event.n_train * rest / per_epoch)
+    return event.n_train * epochs + partial
+
+
 class TrainingTab(QWidget):
     """Curves, progress and log of the current (or a reopened) run."""
 
@@ -190,11 +212,11 @@ class TrainingTab(QWidget):
         self.loss_plot.add_series("step", "train (each step)", STEP_COLOR)
         self.loss_plot.add_series("train", "train", TRAIN_COLOR)
         self.loss_plot.add_series("val", "validation", VAL_COLOR)
-        self.loss_plot.add_series("val_epoch", "validation (full, epoch end)", VAL_COLOR, symbol="o")
+        self.loss_plot.add_series("val_epoch", "validation, epoch end", VAL_COLOR, symbol="o")
         self.accuracy_plot = CurvePlotWidget("Accuracy", "accuracy", y_range=(0.0, 1.0))
         self.accuracy_plot.add_series("train", "train", TRAIN_COLOR)
         self.accuracy_plot.add_series("val", "validation", VAL_COLOR)
-        self.accuracy_plot.add_series("val_epoch", "validation (full, epoch end)", VAL_COLOR, symbol="o")
+        self.accuracy_plot.add_series("val_epoch", "validation, epoch end", VAL_COLOR, symbol="o")
 
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
@@ -221,6 +243,8 @@ class TrainingTab(QWidget):
 
         self._last_step: StepDone | None = None
         self._epochs = 0
+        self.step_reached = 0  # the last optimiser step shown (where a stopped run ended)
+        self._total_steps = 1
         self._log_lines: list[str] = []
         self._timer = QTimer(self)
         self._timer.setInterval(REDRAW_MS)
@@ -230,20 +254,26 @@ class TrainingTab(QWidget):
     # --- fed by the window -----------------------------------------------------------------------
 
     def reset(self) -> None:
+        """Empty curves, bar and log: a new run (or another run shown) starts here."""
+        self._log_lines.clear()
+        self.log.clear()
         self.loss_plot.clear()
         self.accuracy_plot.clear()
         self._last_step = None
+        self.step_reached, self._total_steps = 0, 1
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
         self.progress.setFormat("Starting…")
         self.summary.setText("")
 
-    def run_started(self, event: RunStarted) -> None:
+    def run_started(self, event: RunStarted, examples_per_step: int | None = None) -> None:
+        """``examples_per_step`` (batch × accumulation) sizes a run cut short by max steps."""
         self._epochs = event.epochs
-        # Examples per step vary only in the last batch of an epoch; n_train per epoch is exact.
         for plot in (self.loss_plot, self.accuracy_plot):
-            plot.set_x_extent(event.n_train * event.epochs)
-        self.progress.setRange(0, max(1, event.total_steps))
+            plot.set_x_extent(planned_examples(event, examples_per_step))
+        self._total_steps = max(1, event.total_steps)
+        self.step_reached = event.start_step
+        self.progress.setRange(0, self._total_steps)
         self.progress.setValue(event.start_step)
         self.progress.setFormat(f"epoch 1/{event.epochs} · 0%")
         labels = ", ".join(event.label_names)
@@ -269,26 +299,33 @@ class TrainingTab(QWidget):
         self.accuracy_plot.append("val", event.examples_seen, event.val_accuracy)
 
     def set_status(self, message: str, done: int | None = None, total: int | None = None) -> None:
-        """Setup progress (downloading, reading, tokenizing) before the first step."""
+        """A phase without steps: setup before the first step, scoring the test set after the last."""
+        self._last_step = None  # a step not yet drawn is older news than this phase
         if total:
             self.progress.setRange(0, 1000)
             self.progress.setValue(int(1000 * min(done or 0, total) / total))
-        else:
-            self.progress.setRange(0, 0)  # busy indicator: the stage has no known size
-        self.progress.setFormat(message)
+        # A phase of unknown size leaves the bar where it is: a busy bar (range 0..0) would be
+        # drawn without its text by most styles, and the words are what says what happens now.
+        self.progress.setFormat(message if total else f"{message}…")
 
-    def finish(self, text: str) -> None:
+    def finish(self, text: str, step: int | None = None) -> None:
+        """The run ended: a full bar when it completed (``step`` None); stopped or failed, the bar
+        stays at the ``step`` it reached, so it never looks like a finished run."""
         self._redraw()
-        self.progress.setRange(0, 1)
-        self.progress.setValue(1)
+        if step is None:
+            self.progress.setRange(0, 1)
+            self.progress.setValue(1)
+        else:
+            self.progress.setRange(0, self._total_steps)
+            self.progress.setValue(min(step, self._total_steps))
         self.progress.setFormat(text)
 
-    def replay(self, events: list) -> TrainingFinished | TrainingFailed | None:
+    def replay(self, events: list, examples_per_step: int | None = None) -> TrainingFinished | TrainingFailed | None:
         """Put a run's recorded curves back (a reopened run, or one about to be resumed) and
         return how its latest attempt ended (``core.runs.outcome``; None: it was interrupted)."""
         for event in events:
             if isinstance(event, RunStarted):
-                self.run_started(event)
+                self.run_started(event, examples_per_step)
             elif isinstance(event, Evaluated):
                 self.evaluated(event)
         self._redraw()
@@ -312,7 +349,11 @@ class TrainingTab(QWidget):
         if self._log_lines:
             text = "\n".join(self._log_lines)
             self._log_lines.clear()
+            bar = self.log.verticalScrollBar()
+            follow = bar.value() >= bar.maximum() - 1  # not scrolled up to read an earlier line
             self.log.appendPlainText(text)
+            if follow:
+                bar.setValue(bar.maximum())
 
     @Slot()
     def _redraw(self) -> None:
@@ -323,6 +364,7 @@ class TrainingTab(QWidget):
         if event is None:
             return
         self._last_step = None
+        self.step_reached, self._total_steps = event.step, max(1, event.total_steps)
         percent = 100 * event.step / max(1, event.total_steps)
         self.progress.setRange(0, max(1, event.total_steps))
         self.progress.setValue(event.step)

@@ -18,6 +18,7 @@ from .splits import (
     count_classes,
     describe_merges,
     label_key,
+    looks_like_text_column,
     make_splits,
     usable_rows,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "iterate_batches",
     "label_key",
     "load_table",
+    "looks_like_text_column",
     "make_splits",
     "pad_batch",
     "read_sms_spam",

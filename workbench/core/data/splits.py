@@ -12,7 +12,7 @@ import math
 import random
 import threading
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -61,6 +61,18 @@ MAX_CLASSES = 1000
 # so a tiny file still gets the "too small to split" message that lists its labels).
 MOSTLY_UNIQUE_SHARE = 0.5
 MOSTLY_UNIQUE_MIN_ROWS = 20
+
+
+def looks_like_text_column(class_counts: Mapping[str, int]) -> bool:
+    """Whether a column chosen as the label holds texts rather than classes, from its counts
+    (value -> rows): classes repeat, texts hardly ever do. The one rule, for the window's check
+    before Start and for ``make_splits``: more than MAX_CLASSES values, or (from
+    MOSTLY_UNIQUE_MIN_ROWS rows on) most rows carrying a value no other row has. The SMS
+    messages as labels give 5,158 "classes" in 5,574 rows."""
+    rows = sum(class_counts.values())
+    singletons = sum(1 for n in class_counts.values() if n == 1)
+    mostly_unique = rows >= MOSTLY_UNIQUE_MIN_ROWS and singletons > MOSTLY_UNIQUE_SHARE * rows
+    return len(class_counts) > MAX_CLASSES or mostly_unique
 
 
 def clean_label(value: object) -> str | None:
@@ -275,8 +287,7 @@ def _refuse_text_as_labels(by_label: dict[str, list[str]], n_rows: int, column: 
     """A text column chosen as the label column has a "class" per row or nearly: say so, before
     the per-class work (splitting, metrics) that grows with the number of classes."""
     singletons = sum(1 for texts in by_label.values() if len(texts) == 1)
-    mostly_unique = n_rows >= MOSTLY_UNIQUE_MIN_ROWS and singletons > MOSTLY_UNIQUE_SHARE * n_rows
-    if len(by_label) > MAX_CLASSES or mostly_unique:
+    if looks_like_text_column({label: len(texts) for label, texts in by_label.items()}):
         raise DataError(
             f"Column {printable(column, 40)!r} of {_describe(table)} looks like a text column, not labels: "
             f"{len(by_label):,} different values in {n_rows:,} rows, {singletons:,} of them on a single row "

@@ -57,6 +57,7 @@ class AdapterController(QObject):
         self._classify_tab, self._tabs, self._dialogs = classify_tab, tabs, parent
         self.path: str | None = None
         self.info: AdapterInfo | None = None
+        self.base: str | None = None  # the model the classifier was built on (None: the adapter's own)
 
     # --- open --------------------------------------------------------------------------------------
 
@@ -111,18 +112,18 @@ class AdapterController(QObject):
 
         self._pool.start(
             Worker.from_call(load, name="load classifier"),
-            on_event=lambda item: self._loaded(path, item),
+            on_event=lambda item: self._loaded(path, model, item),
             on_failed=lambda error: self._failed(path, error),
         )
 
-    def _loaded(self, path: str, item) -> None:
+    def _loaded(self, path: str, model: str | None, item) -> None:
         if isinstance(item, Status):
             self._classify_tab.set_loading(f"{item.message} {human_bytes(item.done) if item.done else ''}")
             return
         if not isinstance(item, Returned):
             return
         classifier: Classifier = item.value
-        self.path = path
+        self.path, self.base = path, model
         self.info = classifier.info
         description = self._description()
         note = self._label_mismatch(classifier.info)

@@ -17,10 +17,11 @@ from ...core import hub
 from ...core.config import MODEL_LABELS, ModelConfig, TrainConfig
 from ...core.lora import count_trainable
 from ...core.memory import MemoryEstimate, device_memory, estimate_run_memory, is_tight, memory_breakdown, memory_line
-from ..panels import SettingsColumn, mark_invalid
+from ..panels import MODEL_NAMES, SettingsColumn, mark_invalid
 from .dataset import DatasetController
 
 WARNING_STYLE = "color: #d9534f; font-weight: bold;"
+ERROR_STYLE = "color: #d9534f;"
 
 
 class ConfigController(QObject):
@@ -40,6 +41,8 @@ class ConfigController(QObject):
         self._column, self._dataset = column, dataset
         self._model_status, self._device_status, self._memory_status = model_status, device_status, memory_status
         self.problems: list[str] = []  # the last validation's; empty: ready to start
+        self.steps: list[str] = []  # those of the problems that are a step to take, not a mistake
+        self._before_run: TrainConfig | None = None  # the person's settings while a run shows its own
         self.memory_estimate: MemoryEstimate | None = None  # the last estimate shown next to Start
 
     def build(self) -> tuple[TrainConfig, list[str]]:
@@ -63,12 +66,15 @@ class ConfigController(QObject):
             problems += [p for p in cfg.lora.validate(model_config.n_layer) if p not in problems]
         elif cfg.model:
             problems.append("model folder has no readable config.json")
+        self.steps = []
         if cfg.model in MODEL_LABELS and not hub.is_cached(cfg.model) and hub.offline_mode(None):
-            # Start would fail at once; say so now (the core reads HF_HUB_OFFLINE the same way).
-            problems.append(
-                f"model {cfg.model} is not downloaded and offline mode is on (HF_HUB_OFFLINE): run "
-                f"`workbench download {cfg.model}` while online, or choose a local folder"
+            # Start would fail at once; say so now (the core reads HF_HUB_OFFLINE the same way), as
+            # a step to take in the window rather than an error.
+            self.steps.append(
+                f"{MODEL_NAMES[cfg.model]} is not downloaded and offline mode is on: choose a model folder "
+                "(the button under the model list), or download it when online"
             )
+            problems += self.steps
         problems += self._dataset.problems()
         return cfg, problems
 
@@ -90,6 +96,27 @@ class ConfigController(QObject):
             self._dataset.load_current_source()
         self.refresh()
 
+    def show_run(self, cfg: TrainConfig) -> None:
+        """While a run trains, the fields show the settings it uses (read-only: the window disables
+        them), so the column and the status bar never describe another run than the one training.
+        A resumed or extended run may differ from what the person had set; ``end_run`` puts that back.
+        """
+        current, _ = self.build()
+        if self._before_run is None and current.to_dict() != cfg.to_dict():
+            self._before_run = current
+        if current.to_dict() != cfg.to_dict():
+            self.apply(cfg)
+
+    def end_run(self) -> None:
+        """The run ended: the person's own settings again, if the run showed other ones."""
+        before, self._before_run = self._before_run, None
+        if before is not None:
+            self.apply(before)
+
+    def user_config(self) -> TrainConfig:
+        """The settings the person chose (not those of a run shown meanwhile): what to remember."""
+        return self._before_run or self.build()[0]
+
     def set_batch(self, batch_size: int, grad_accum: int) -> None:
         """Show a changed batch in the fields (the OOM retry), so they describe what runs."""
         self._column.training.batch_size.setValue(batch_size)
@@ -101,13 +128,15 @@ class ConfigController(QObject):
         cfg, problems = self.build()
         marked: dict[QWidget, list[str]] = {}
         for problem in problems:
-            widget = self._field_for(problem)
+            widget = self._field_for(problem) if problem not in self.steps else None  # a step: no red
             if widget is not None:
                 marked.setdefault(widget, []).append(problem)
         for widget in self._fields():
             mark_invalid(widget, marked.get(widget, []), widget.property("default_tip") or "")
         self._column.problems.setVisible(bool(problems))
-        self._column.problems.setText("<br>".join(f"⚠ {p}" for p in problems))
+        self._column.problems.setText(
+            "<br>".join(f"→ {p}" if p in self.steps else f"<span style='{ERROR_STYLE}'>⚠ {p}</span>" for p in problems)
+        )
         self.problems = problems
         self.validated.emit()
 

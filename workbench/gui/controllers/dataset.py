@@ -65,6 +65,11 @@ class DatasetController(QObject):
             text, label = self._panel.effective_columns((self.table.text_column, self.table.label_column))
             if text and text == label:
                 problems.append("text and label column must differ")
+            elif datamod.looks_like_text_column(self.counts):
+                problems.append(
+                    f"label column '{label}' looks like a text column ({len(self.counts):,} different values in "
+                    f"{sum(self.counts.values()):,} rows): choose the column that holds the classes"
+                )
             elif self.counts and len(self.counts) < 2:
                 problems.append("the label column has only one class; a classifier needs at least two")
         return problems
@@ -115,11 +120,12 @@ class DatasetController(QObject):
         self._read_error = None
         self.longest_text = None
         self._panel.set_counts(None)
+        self._panel.clear_columns()
         source = self._panel.source()
+        path = datamod.sms_spam_path()
+        downloaded = path.is_file()
+        self._panel.set_sms_status(downloaded)  # whichever source is chosen: the line is always shown
         if source == datamod.SMS_SPAM:
-            path = datamod.sms_spam_path()
-            downloaded = path.is_file()
-            self._panel.set_sms_status(downloaded)
             if downloaded:
                 self._read(lambda progress, stop: datamod.read_sms_spam(path), "Reading the SMS Spam Collection…")
             else:
@@ -195,6 +201,7 @@ class DatasetController(QObject):
         else:
             self._read_error = (source, error_text(error))  # Start stays off until another file is chosen
         self._tab.set_caption(f"Could not read the dataset: {error_text(error)}")
+        self._panel.clear_columns()
         self._panel.set_counts(None, "could not read this file")
         self.changed.emit()
         QMessageBox.warning(self._dialogs, "Could not read the dataset", error_text(error))
@@ -213,7 +220,10 @@ class DatasetController(QObject):
         text, label = self._panel.effective_columns((table.text_column, table.label_column))
         self.counts = _label_counts(table.frame, label)
         self.longest_text = longest_text_chars(table, text)
-        self._panel.set_counts(self.counts)
+        if datamod.looks_like_text_column(self.counts):
+            self._panel.set_counts(self.counts, "this looks like a text column, not labels", warning=True)
+        else:
+            self._panel.set_counts(self.counts)
         self.changed.emit()
 
 

@@ -6,11 +6,13 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 
 from ...core import hub
-from ...core.errors import Cancelled
+from ...core.errors import Cancelled, CheckpointError
 from ...core.events import Status
 from ...worker import Job, JobPool, Returned, Worker
 from ..panels import ModelPanel
 from . import error_text
+
+UNREACHABLE = "could not be reached"  # the words of hub's error when the Hub does not answer
 
 
 class ModelController(QObject):
@@ -61,8 +63,17 @@ class ModelController(QObject):
             self.message.emit(f"Model ready in {item.value}", 8000)
 
     def _download_failed(self, error) -> None:
-        if not isinstance(error, Cancelled):
-            QMessageBox.warning(self._dialogs, "Download failed", error_text(error))
+        if isinstance(error, Cancelled):
+            return
+        text = error_text(error)
+        if isinstance(error, CheckpointError) and UNREACHABLE in text:
+            # The core's message is written for the command line; here the way out is a button.
+            text = (
+                "The Hugging Face Hub could not be reached, so nothing was downloaded. Check the "
+                "connection and press Download again, or press “Choose a model folder…” to use a GPT-2 "
+                "checkpoint already on this computer (a folder with config.json and model.safetensors)."
+            )
+        QMessageBox.warning(self._dialogs, "Download failed", text)
 
     def _download_finished(self) -> None:
         self.download_job = None

@@ -105,23 +105,24 @@ class RunController(QObject):
             self._training_tab.add_log("Stopping after the current step…")
             self.stopping.emit()
 
-    def show(self, run: RunFolder, events: list) -> None:
+    def show(self, run: RunFolder, events: list, switch_tab: bool = True) -> None:
         """Replay a past run's recorded events into the curves and the results."""
         tab = self._training_tab
         tab.reset()
         self._results_tab.clear("That run has no test results (stopped, failed, or still running).")
-        ended = tab.replay(events)
+        ended = tab.replay(events, _examples_per_step(run))
         if isinstance(ended, TrainingFinished):
             state = "stopped" if ended.stopped else "finished"
-            tab.finish(f"{run.path.name}: {state} after {ended.step} steps")
+            tab.finish(f"{run.path.name}: {state} after {ended.step} steps", step=ended.step if ended.stopped else None)
             if ended.metrics is not None:
                 self._results_tab.show_metrics(ended.metrics, f"run {run.path.name}")
         elif isinstance(ended, TrainingFailed):
-            tab.finish(f"{run.path.name}: failed")
+            tab.finish(f"{run.path.name}: failed", step=0)
         else:
-            tab.finish(f"{run.path.name}: no end recorded (interrupted)")
+            tab.finish(f"{run.path.name}: no end recorded (interrupted)", step=0)
         tab.set_log(_log_tail(run.log_path))
-        self._tabs.setCurrentWidget(tab)
+        if switch_tab:
+            self._tabs.setCurrentWidget(tab)
 
     # --- the run in progress -----------------------------------------------------------------------
 
@@ -129,12 +130,13 @@ class RunController(QObject):
         self, cfg: TrainConfig, *, resume: str | None = None, history: list = (), log_path: Path | None = None
     ) -> None:
         self._cfg, self._resume, self._history = cfg, resume, list(history)
+        self._config.show_run(cfg)
         tab = self._training_tab
         tab.reset()
         self._results_tab.clear("Training… the test results appear here when the run finishes.")
         self._last_status = ""
         if history:
-            tab.replay(history)
+            tab.replay(history, cfg.batch_size * cfg.grad_accum)
             if log_path is not None and log_path.is_file():
                 tab.set_log(_log_tail(log_path))
             what = f"{Path(resume).parent.name}, to {cfg.epochs} epochs" if resume else "the run"
@@ -173,7 +175,7 @@ class RunController(QObject):
                 self._last_status = event.message
                 tab.add_log(event.message)
         elif isinstance(event, RunStarted):
-            tab.run_started(event)
+            tab.run_started(event, self._cfg.batch_size * self._cfg.grad_accum if self._cfg else None)
             tab.add_log(f"Run folder: {event.run_dir}")
             self.run_started.emit(event)
         elif isinstance(event, EpochEnded):
@@ -186,7 +188,10 @@ class RunController(QObject):
     def _finished(self, event: TrainingFinished) -> None:
         state = "Stopped" if event.stopped else "Finished"
         tab = self._training_tab
-        tab.finish(f"{state} after {event.step} steps · {event.examples_seen:,} examples · {event.elapsed_s:.0f} s")
+        tab.finish(
+            f"{state} after {event.step} steps · {event.examples_seen:,} examples · {event.elapsed_s:.0f} s",
+            step=event.step if event.stopped else None,
+        )
         tab.add_log(f"{state}. Adapter: {event.adapter_path}")
         if event.stopped:
             tab.add_log("Runs → Resume continues it from here.")
@@ -204,7 +209,7 @@ class RunController(QObject):
             self.runs_changed.emit()
 
     def _failed(self, event: TrainingFailed) -> None:
-        self._training_tab.finish("Failed")
+        self._training_tab.finish("Failed", step=self._training_tab.step_reached)
         self._training_tab.add_log(f"Failed: {event.message}")
         if event.kind == "cancelled" or self.closing:
             return
@@ -232,19 +237,29 @@ class RunController(QObject):
             self._pending_start = (retry, self._resume, self._history)
 
     def _crashed(self, error) -> None:
-        self._training_tab.finish("Failed")
+        self._training_tab.finish("Failed", step=self._training_tab.step_reached)
         self._training_tab.add_log(f"Failed: {error_text(error)}")
         if not self.closing:
             QMessageBox.critical(self._dialogs, "Training failed", error_text(error))
 
     def _ended(self) -> None:
         self._job = None
+        if not self.closing:
+            self._config.end_run()
         self.running_changed.emit(False)
         pending, self._pending_start = self._pending_start, None
         if pending is not None and not self.closing:
             cfg, resume, history = pending
             run_dir = Path(resume).parent if resume else None
             self._start(cfg, resume=resume, history=history, log_path=run_dir / "log.txt" if run_dir else None)
+
+
+def _examples_per_step(run: RunFolder) -> int | None:
+    try:
+        cfg = run.config()
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # the curves still show; only a max-steps run's x axis is then approximate
+    return cfg.batch_size * cfg.grad_accum
 
 
 def _log_tail(path: Path) -> str:
