@@ -43,6 +43,7 @@ class FakeClassifier:
     batching (a real model's float sums differ in the last digits between batch shapes)."""
 
     info = type("Info", (), {"label_names": ("ham", "spam")})
+    sources: dict = {}  # the files a real classifier reads (adapter, model), which no output may replace
 
     def __init__(self):
         self.calls: list[int] = []
