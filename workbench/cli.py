@@ -11,6 +11,7 @@ import json
 import signal
 import sys
 import threading
+import unicodedata
 from pathlib import Path
 
 from . import __version__
@@ -89,6 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-column", help="column of --input holding the texts (default: detected)")
     p.add_argument("--output", metavar="CSV", help="write --input with label and probability columns")
     p.add_argument("--json", action="store_true", help="one JSON object per text")
+    p.add_argument(
+        "--explain",
+        action="store_true",
+        help="also score each piece of the text: how much the label's log-odds drop without it",
+    )
     add_device_args(p)
     p.set_defaults(handler=cmd_classify)
 
@@ -370,10 +376,14 @@ def format_seconds(s: float) -> str:
 def cmd_classify(args) -> int:
     from .core.classify import Classifier
 
+    if args.explain and args.input:
+        raise WorkbenchError("--explain works on texts given as arguments or on stdin, not on an --input file")
     classifier = Classifier.from_adapter(args.adapter, model=args.model, device=args.device, precision=args.precision)
     if args.input:
         return classify_file(classifier, args)
     texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    if args.explain:
+        return explain_texts(classifier, texts, args.json)
     for text, p in zip(texts, classifier.predict(texts)):
         if args.json:
             print(
@@ -384,6 +394,41 @@ def cmd_classify(args) -> int:
         else:
             print(f"{p.label}\t{p.probability:.4f}")
     return 0
+
+
+def explain_texts(classifier, texts: list[str], as_json: bool) -> int:
+    """Per text: the label line as without --explain, then each piece of the text in order with its
+    score for that label, escaped for a terminal; with ``as_json`` one object per text, every
+    class's scores."""
+    from .core.explain import explain
+
+    for text in texts:
+        e = explain(classifier, text)
+        if as_json:
+            probability = e.probabilities[e.predicted]
+            print(json.dumps({"text": text, "label": e.predicted, "probability": probability, **e.to_dict()}))
+            continue
+        print(
+            f"{terminal_text(e.predicted)}\t{e.probabilities[e.predicted]:.4f}"
+            + ("\t(text cut)" if e.truncated else "")
+        )
+        for piece, score in zip(e.tokens, e.scores_for(e.predicted)):
+            print(f'  {score:+8.3f}  "{terminal_text(piece)}"')
+    return 0
+
+
+def terminal_text(text: str) -> str:
+    """``text`` safe to print: control, format and separator characters (a terminal escape, a
+    bidi override, a line break) as \\xNN or \\uNNNN, and backslashes and quotes escaped."""
+    out = []
+    for ch in text:
+        if ch in '\\"':
+            out.append("\\" + ch)
+        elif unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
+            out.append(f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
 
 
 def classify_file(classifier, args) -> int:
