@@ -95,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also score each piece of the text: how much the label's log-odds drop without it",
     )
+    add_threshold_arg(p)
     add_device_args(p)
     p.set_defaults(handler=cmd_classify)
 
@@ -105,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=("test", "val", "train", "all"), default="test")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--json", action="store_true")
+    add_threshold_arg(p)
     add_device_args(p)
     p.set_defaults(handler=cmd_eval)
 
@@ -181,7 +183,55 @@ def build_parser() -> argparse.ArgumentParser:
         help="timed steps per bf16 variant in --compare (default 2 when bf16 is chosen, else 0)",
     )
     p.set_defaults(handler=cmd_bench)
+    add_decision_commands(sub)
     return parser
+
+
+def add_decision_commands(sub) -> None:
+    """calibrate and threshold: the adapter's decision, chosen on data and saved in its metadata."""
+    p = sub.add_parser(
+        "calibrate",
+        help="fit a temperature on the validation split and save it in the adapter",
+        description="Temperature scaling (Guo et al. 2017): one number that divides the logits, fitted "
+        "on the validation split to make the probabilities honest. It changes no argmax decision.",
+    )
+    p.add_argument("adapter")
+    p.add_argument("--clear", action="store_true", help="remove a saved temperature instead")
+    add_decision_data_args(p)
+    p.set_defaults(handler=cmd_calibrate)
+
+    p = sub.add_parser(
+        "threshold",
+        help="precision and recall at each threshold, or save a threshold in the adapter",
+        description="For two-class adapters: the text is the second label (e.g. spam) when its probability "
+        "reaches the threshold. Without --set/--best-f1/--clear, prints the choice on --split.",
+    )
+    p.add_argument("adapter")
+    choice = p.add_mutually_exclusive_group()
+    choice.add_argument("--set", type=float, metavar="P", help="save this threshold (a probability, 0-1)")
+    choice.add_argument("--best-f1", action="store_true", help="save the threshold with the best F1 on --split")
+    choice.add_argument("--clear", action="store_true", help="remove a saved threshold (back to argmax)")
+    p.add_argument("--split", choices=("val", "test", "train"), default="val", help="data to choose on (default val)")
+    add_decision_data_args(p)
+    p.set_defaults(handler=cmd_threshold)
+
+
+def add_threshold_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--threshold",
+        type=float,
+        metavar="P",
+        help="two-class adapters: the second label when its probability is at least P "
+        "(default: the adapter's saved threshold, else argmax)",
+    )
+
+
+def add_decision_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="base model (default: the one the adapter names)")
+    add_data_args(p)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--json", action="store_true")
+    add_device_args(p)
 
 
 def add_model_arg(p: argparse.ArgumentParser) -> None:
@@ -379,6 +429,7 @@ def cmd_classify(args) -> int:
     if args.explain and args.input:
         raise WorkbenchError("--explain works on texts given as arguments or on stdin, not on an --input file")
     classifier = Classifier.from_adapter(args.adapter, model=args.model, device=args.device, precision=args.precision)
+    use_threshold(classifier, args.threshold)
     if args.input:
         return classify_file(classifier, args)
     texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
@@ -449,6 +500,7 @@ def cmd_eval(args) -> int:
     from .core.training import metrics_from_probabilities
 
     classifier = Classifier.from_adapter(args.adapter, model=args.model, device=args.device, precision=args.precision)
+    use_threshold(classifier, args.threshold)
     data = data_config(args)
     splits = make_splits(load_table(data), data)
     names = tuple(classifier.info.label_names)
@@ -458,13 +510,178 @@ def cmd_eval(args) -> int:
     texts = [t for part in parts for t in part.texts]
     labels = [y for part in parts for y in part.labels]
     probs = classifier.probabilities(texts, batch_size=args.batch_size)
-    metrics = metrics_from_probabilities(probs, labels, names)
+    metrics = metrics_from_probabilities(probs, labels, names, threshold=classifier.threshold)
+    decision = decision_summary(classifier, probs, labels)
     if args.json:
         from dataclasses import asdict
 
-        print(json.dumps({"split": args.split, **asdict(metrics)}))
+        print(json.dumps({"split": args.split, **asdict(metrics), **decision}))
     else:
         print(format_metrics(metrics))
+        print(format_decision(decision))
+    return 0
+
+
+# --- the decision: threshold and temperature -------------------------------------------------
+
+
+def use_threshold(classifier, threshold: float | None) -> None:
+    """--threshold over the adapter's own, refused where it cannot apply."""
+    from .core.thresholds import threshold_problem
+
+    if threshold is None:
+        return
+    problem = threshold_problem(threshold, len(classifier.info.label_names))
+    if problem:
+        raise WorkbenchError(f"--threshold: {problem}")
+    classifier.threshold = threshold
+
+
+def decision_summary(classifier, probs, labels: list[int]) -> dict:
+    """How the labels were decided, and for two classes the ranking and calibration figures."""
+    from .core.thresholds import POSITIVE, precision_recall_curve, reliability, roc_curve
+
+    summary = {
+        "threshold": classifier.threshold,
+        "temperature": classifier.temperature,
+        "ece": reliability(probs, labels).ece,
+    }
+    if probs.shape[1] == 2 and len(set(labels)) == 2:
+        scores = probs[:, POSITIVE].tolist()
+        summary["roc_auc"] = roc_curve(scores, labels).auc
+        summary["average_precision"] = precision_recall_curve(scores, labels).average_precision
+    return summary
+
+
+def format_decision(d: dict) -> str:
+    parts = [
+        "decided by argmax" if d["threshold"] is None else f"threshold {d['threshold']:g}",
+        "no temperature" if d["temperature"] is None else f"temperature {d['temperature']:.3f}",
+    ]
+    if "roc_auc" in d:
+        parts.append(f"ROC AUC {d['roc_auc']:.4f}, average precision {d['average_precision']:.4f}")
+    parts.append(f"expected calibration error {d['ece']:.4f}")
+    return "; ".join(parts)
+
+
+def labelled_split(classifier, args, split: str) -> tuple[list[str], list[int]]:
+    """Texts and class ids of one split of --data, split as training splits it."""
+    from .core.data import load_table, make_splits
+
+    data = data_config(args)
+    splits = make_splits(load_table(data), data)
+    names = tuple(classifier.info.label_names)
+    if tuple(splits.label_names) != names:
+        raise WorkbenchError(f"the dataset's labels {list(splits.label_names)} differ from the adapter's {list(names)}")
+    part = getattr(splits, split)
+    return list(part.texts), list(part.labels)
+
+
+def cmd_calibrate(args) -> int:
+    import torch
+
+    from .core.adapters import update_decision
+    from .core.classify import Classifier
+    from .core.thresholds import fit_temperature, logits_of, negative_log_likelihood, reliability
+
+    if args.clear:
+        update_decision(args.adapter, temperature=None)
+        print(f"temperature removed from {args.adapter}")
+        return 0
+    classifier = Classifier.from_adapter(args.adapter, model=args.model, device=args.device, precision=args.precision)
+    classifier.temperature = None  # fit on the model's own logits, not on an earlier fit's
+    report = {}
+    for split in ("val", "test"):
+        texts, labels = labelled_split(classifier, args, split)
+        report[split] = (logits_of(classifier.probabilities(texts, batch_size=args.batch_size)), labels)
+    temperature = fit_temperature(*report["val"])
+    figures = {"temperature": temperature, "n_val": len(report["val"][1])}
+    for split, (logits, labels) in report.items():
+        for name, t in (("before", 1.0), ("after", temperature)):
+            figures[f"{split}_nll_{name}"] = negative_log_likelihood(logits, labels, t)
+            figures[f"{split}_ece_{name}"] = reliability(torch.softmax(logits / t, dim=-1), labels).ece
+    update_decision(args.adapter, temperature=temperature)
+    if args.json:
+        print(json.dumps(figures))
+        return 0
+    print(f"temperature {temperature:.3f} fitted on {figures['n_val']} validation examples; saved in {args.adapter}")
+    for split, name in (("val", "validation"), ("test", "test")):
+        print(
+            f"{name:<10}  NLL {figures[f'{split}_nll_before']:.4f} -> {figures[f'{split}_nll_after']:.4f}, "
+            f"expected calibration error {figures[f'{split}_ece_before']:.4f} -> {figures[f'{split}_ece_after']:.4f}"
+        )
+    if classifier.info.threshold is not None:
+        print(
+            f"note: the saved threshold {classifier.info.threshold:g} now applies to the calibrated "
+            "probabilities; check it with `workbench threshold`"
+        )
+    return 0
+
+
+def cmd_threshold(args) -> int:
+    from .core.adapters import read_adapter, update_decision
+    from .core.thresholds import threshold_problem
+
+    if args.clear:
+        update_decision(args.adapter, threshold=None)
+        print(f"threshold removed from {args.adapter}: decisions are argmax again")
+        return 0
+    if args.set is not None:
+        problem = threshold_problem(args.set, len(read_adapter(args.adapter)[1].label_names))
+        if problem:
+            raise WorkbenchError(problem)
+        update_decision(args.adapter, threshold=args.set)
+        print(f"threshold {args.set:g} saved in {args.adapter}")
+        return 0
+    return threshold_report(args)
+
+
+def threshold_report(args) -> int:
+    """Precision, recall and F1 at a range of thresholds on --split (and --best-f1 saves one)."""
+    from dataclasses import asdict
+
+    from .core.adapters import update_decision
+    from .core.classify import Classifier
+    from .core.thresholds import POSITIVE, best_f1_threshold, metrics_at, precision_recall_curve, roc_curve
+
+    classifier = Classifier.from_adapter(args.adapter, model=args.model, device=args.device, precision=args.precision)
+    names = classifier.info.label_names
+    if len(names) != 2:
+        raise WorkbenchError(f"thresholds apply to two-class adapters; this one has {len(names)} classes")
+    texts, labels = labelled_split(classifier, args, args.split)
+    scores = classifier.probabilities(texts, batch_size=args.batch_size)[:, POSITIVE].tolist()
+    best = best_f1_threshold(scores, labels)
+    if args.best_f1:
+        update_decision(args.adapter, threshold=best)
+    cuts = sorted({round(0.1 * i, 1) for i in range(1, 10)} | {best} | {classifier.threshold or 0.5})
+    rows = [metrics_at(scores, labels, cut) for cut in cuts]
+    report = {
+        "split": args.split,
+        "positive": names[POSITIVE],
+        "saved_threshold": classifier.info.threshold,
+        "best_f1_threshold": best,
+        "roc_auc": roc_curve(scores, labels).auc,
+        "average_precision": precision_recall_curve(scores, labels).average_precision,
+        "rows": [asdict(m) for m in rows],
+    }
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(
+        f"{names[POSITIVE]} when p({names[POSITIVE]}) >= threshold; {len(labels)} {args.split} examples; "
+        f"ROC AUC {report['roc_auc']:.4f}, average precision {report['average_precision']:.4f}"
+    )
+    print("threshold  precision  recall      f1  false alarms  missed")
+    for m in rows:
+        marks = (" best F1" if m.threshold == best else "") + (
+            " saved" if classifier.info.threshold is not None and m.threshold == classifier.info.threshold else ""
+        )
+        print(
+            f"{m.threshold:9.3f}  {m.precision:9.3f}  {m.recall:6.3f}  {m.f1:6.3f}  "
+            f"{m.confusion[0][1]:12d}  {m.confusion[1][0]:6d}{marks}"
+        )
+    if args.best_f1:
+        print(f"threshold {best:g} saved in {args.adapter}")
     return 0
 
 
@@ -512,6 +729,10 @@ def cmd_info(args) -> int:
     )
     print(f"labels       {', '.join(info.label_names)}")
     print(f"max length   {info.max_length} tokens")
+    if info.threshold is not None or info.temperature is not None:
+        cut = "argmax" if info.threshold is None else f"{info.label_names[1]} when p >= {info.threshold:g}"
+        scale = "" if info.temperature is None else f", temperature {info.temperature:.3f}"
+        print(f"decision     {cut}{scale}")
     print(f"parameters   {sum(t.numel() for t in tensors.values()):,}")
     if info.metrics:
         print(f"metrics      {json.dumps(info.metrics)}")

@@ -9,6 +9,7 @@ pickle runs code when loaded.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
@@ -21,6 +22,7 @@ from .errors import AdapterError, WorkbenchError
 from .fileio import write_atomically
 from .lora import adapter_shapes, trainable_state_dict
 from .model import GPT2Classifier
+from .thresholds import threshold_problem
 
 FORMAT_VERSION = 1
 METADATA_KEY = "lora_workbench"
@@ -41,6 +43,10 @@ class AdapterInfo:
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     package_version: str = ""
     format_version: int = FORMAT_VERSION
+    # The decision (thresholds.py): for two classes, the positive (second) label when its
+    # probability reaches this; None: argmax. Older adapters have neither and load unchanged.
+    threshold: float | None = None
+    temperature: float | None = None  # logits are divided by this (fitted on validation); None: 1
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -61,11 +67,17 @@ class AdapterInfo:
             created=d.get("created", ""),
             package_version=d.get("package_version", ""),
             format_version=int(d.get("format_version", FORMAT_VERSION)),
+            threshold=_optional_float(d.get("threshold")),
+            temperature=_optional_float(d.get("temperature")),
         )
 
     def describe_base(self) -> str:
         c = self.model_config
         return f"{self.base_model} ({c.n_layer} layers, width {c.n_embd})"
+
+
+def _optional_float(value) -> float | None:
+    return None if value is None else float(value)
 
 
 def save_adapter(path: str | Path, model: GPT2Classifier, info: AdapterInfo) -> Path:
@@ -162,7 +174,35 @@ def _metadata_problems(info: AdapterInfo) -> list[str]:
         problems.append(f"max length {info.max_length} is outside 1..{info.model_config.n_positions}")
     if not 0 <= info.pad_token_id < info.model_config.vocab_size:
         problems.append(f"pad token {info.pad_token_id} is outside the vocabulary")
+    return problems + decision_problems(info)
+
+
+def decision_problems(info: AdapterInfo) -> list[str]:
+    """A stored threshold or temperature that cannot be used (see thresholds.py)."""
+    problems = []
+    problem = threshold_problem(info.threshold, len(info.label_names))
+    if problem:
+        problems.append(problem)
+    t = info.temperature
+    if t is not None and not (math.isfinite(t) and t > 0):
+        problems.append(f"the temperature must be a positive number, got {t!r}")
     return problems
+
+
+_KEEP = object()
+
+
+def update_decision(path: str | Path, *, threshold=_KEEP, temperature=_KEEP) -> AdapterInfo:
+    """Rewrite an adapter's ``threshold`` and/or ``temperature`` (None clears one), atomically:
+    the tensors are written back unchanged, and a failed write leaves the file as it was."""
+    tensors, info = read_adapter(path)
+    changes = {"threshold": threshold, "temperature": temperature}
+    updated = replace(info, **{name: value for name, value in changes.items() if value is not _KEEP})
+    problems = decision_problems(updated)
+    if problems:
+        raise AdapterError(f"Cannot save to {Path(path).name}: {'; '.join(problems)}")
+    save_adapter_tensors(path, tensors, updated)
+    return updated
 
 
 def _check_tensors(tensors: dict[str, torch.Tensor], info: AdapterInfo, path: Path) -> None:

@@ -103,8 +103,9 @@ def explain_ids(classifier, ids: list[int], *, truncated: bool = False, stop=Non
     with torch.inference_mode(), autocast(classifier.device, classifier.precision):
         full, cache = model.forward_cached(torch.tensor([ids], device=classifier.device), None)
         without = _logits_without(model, ids, spans, cache, stop)  # (R, C)
-    scores = log_odds(full.float().cpu()) - log_odds(without.float().cpu())  # (R, C)
-    prediction = classifier._prediction(torch.softmax(full.float()[0], dim=-1).cpu())
+    temperature = classifier.temperature or 1.0  # the scores explain the probabilities shown
+    scores = log_odds(full.float().cpu() / temperature) - log_odds(without.float().cpu() / temperature)  # (R, C)
+    prediction = classifier.prediction_from_logits(full[0])
     return Explanation(
         tokens=tuple(_decode(classifier.tokenizer, ids[start:end]) for start, end in spans),
         scores=tuple(tuple(column) for column in scores.T.tolist()),

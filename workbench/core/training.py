@@ -40,6 +40,7 @@ from .events import (
 from .lora import build_lora_model
 from .model import GPT2Classifier, load_model_config, param_count
 from .runs import Position, RunFolder, load_checkpoint, save_checkpoint
+from .thresholds import decide
 from .tokenizer import EOT_ID, load_tokenizer
 
 MAX_MISCLASSIFIED = 200  # kept in the final metrics for the Results list
@@ -397,10 +398,15 @@ def test_metrics(model, prepared: Prepared, batch_size: int) -> TestMetrics:
 
 
 def metrics_from_probabilities(
-    probs: torch.Tensor, labels: list[int], names: tuple[str, ...], texts: list[str] | None = None
+    probs: torch.Tensor,
+    labels: list[int],
+    names: tuple[str, ...],
+    texts: list[str] | None = None,
+    threshold: float | None = None,
 ) -> TestMetrics:
-    """Test metrics from predicted probabilities (N, C); with ``texts``, the misclassified ones too."""
-    predicted = probs.argmax(-1).tolist()
+    """Test metrics from predicted probabilities (N, C); with ``texts``, the misclassified ones too;
+    decided by argmax, or by a two-class ``threshold`` (thresholds.decide)."""
+    predicted = decide(probs, threshold).tolist()
     wrong = (
         [
             Misclassified(texts[i], names[t], names[p], round(float(probs[i, p]), 4))
