@@ -184,7 +184,54 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(handler=cmd_bench)
     add_decision_commands(sub)
+    add_data_quality_commands(sub)
     return parser
+
+
+def add_data_quality_commands(sub) -> None:
+    """label-errors and data-report: what in a dataset deserves a second look."""
+    p = sub.add_parser(
+        "label-errors",
+        help="training and validation rows whose given label the model finds least likely",
+        description="Ranks rows by the model's probability of their given label, lowest first. Without "
+        "--folds the adapter scores every row (validation rows out-of-sample, training rows in-sample); "
+        "--folds K trains K adapters so every row is scored by one that never saw it.",
+    )
+    p.add_argument("--adapter", required=True)
+    p.add_argument("--model", help="base model (default: the one the adapter names)")
+    add_data_args(p)
+    p.add_argument("--folds", type=int, default=0, metavar="K", help="K-fold cross-validation (default 0: none)")
+    p.add_argument("--epochs", type=int, help="per fold (default: the run's, when the adapter is in its run folder)")
+    p.add_argument("--lr", type=float, help="per fold (default: the run's, else train's default)")
+    p.add_argument("--batch-size", type=int, help="per fold (default: the run's, else train's default)")
+    p.add_argument("--seed", type=int, default=123, help="data split and folds (default 123, as train)")
+    p.add_argument("--top", type=int, default=20, help="rows to print (default 20)")
+    p.add_argument("--out", metavar="CSV", help="write every row, ranked, to a CSV/TSV file")
+    p.add_argument("--json", action="store_true", help="the printed rows as one JSON list")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_device_args(p)
+    p.set_defaults(handler=cmd_label_errors)
+
+    p = sub.add_parser(
+        "data-report",
+        help="a dataset's health: class balance, token lengths, empty rows, duplicates across splits",
+        description="What training would see in FILE, split as training splits it: class balance, token "
+        "lengths against the max-length cut, empty texts and missing labels, exact and near duplicates "
+        "(casefolded, digits and spaces collapsed), and copies that land in different splits.",
+    )
+    p.add_argument("data", metavar="FILE", help="a CSV/TSV file, or sms-spam")
+    p.add_argument("--text-column", help="column holding the texts (default: detected)")
+    p.add_argument("--label-column", help="column holding the labels (default: detected)")
+    p.add_argument("--balance", action=argparse.BooleanOptionalAction, default=True, help="as for train (default on)")
+    p.add_argument("--max-length", type=int, default=None, help="the cut to mark (default: the model's context)")
+    p.add_argument("--max-rows", type=int, default=None, help="read only the first N rows")
+    p.add_argument("--seed", type=int, default=123, help="as for train (default 123)")
+    p.add_argument("--model", default="gpt2", help="whose tokenizer and context to use (default gpt2; never downloads)")
+    p.add_argument(
+        "--tokenizer", metavar="FOLDER", help="GPT-2 tokenizer folder (vocab.json + merges.txt or gpt2.tiktoken)"
+    )
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_data_report)
 
 
 def add_decision_commands(sub) -> None:
@@ -683,6 +730,184 @@ def threshold_report(args) -> int:
     if args.best_f1:
         print(f"threshold {best:g} saved in {args.adapter}")
     return 0
+
+
+# --- label errors and data health ------------------------------------------------------------
+
+
+def cmd_label_errors(args) -> int:
+    from dataclasses import asdict
+
+    from .core import label_errors
+    from .core.adapters import read_adapter
+    from .core.data import load_table, make_splits
+    from .core.events import Status
+
+    if args.folds < 0 or args.folds == 1:
+        raise WorkbenchError(f"--folds must be 0 (no cross-validation) or at least 2, got {args.folds}")
+    if args.top < 0:
+        raise WorkbenchError(f"--top must be 0 or more, got {args.top}")
+    _, info = read_adapter(args.adapter)
+    data = data_config(args)
+    splits = make_splits(load_table(data), data)
+    label_errors.check_labels(splits, info.label_names)
+    bar = ProgressBar(enabled=not args.quiet and sys.stderr.isatty())
+
+    def progress(done, total, message=""):
+        bar.status(Status(message, done, total))
+
+    if args.folds:
+        cfg = fold_recipe(args, info, data)
+        rows = label_errors.suspects_by_cross_validation(
+            cfg, splits, args.folds, max_length=info.max_length, threshold=info.threshold, progress=progress
+        )
+    else:
+        from .core.classify import Classifier
+
+        classifier = Classifier.from_adapter(
+            args.adapter, model=args.model, device=args.device, precision=args.precision
+        )
+        rows = label_errors.suspects_from_adapter(classifier, splits, progress=progress)
+    bar.clear()
+    if args.out:
+        label_errors.save_suspects(rows, args.out)
+    shown = rows[: args.top]
+    if args.json:
+        print(json.dumps([asdict(r) for r in shown]))
+        return 0
+    how = (
+        f"{args.folds}-fold cross-validation: every row out-of-sample"
+        if args.folds
+        else "the adapter alone: validation rows out-of-sample, training rows (*) in-sample; "
+        "--folds K scores every row out-of-sample"
+    )
+    print(f"{len(rows)} training and validation rows, least likely given label first ({how})")
+    print(f"{'p(given)':>8}  {'given':<10} {'predicted':<10} {'split':<6} text")
+    for r in shown:
+        split = r.split + ("" if r.out_of_sample else "*")
+        given, predicted = short(r.given, 10), short(r.predicted, 10)
+        print(f"{r.confidence:8.4f}  {given:<10} {predicted:<10} {split:<6} {short(r.text, 90)}")
+    if args.out:
+        print(f"all {len(rows)} rows written to {args.out}")
+    return 0
+
+
+def short(text: str, width: int) -> str:
+    """``text`` escaped for a terminal and cut to ``width`` characters."""
+    text = terminal_text(text)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def fold_recipe(args, info, data: DataConfig) -> TrainConfig:
+    """The training settings for cross-validation folds: the run's own when the adapter sits in its
+    run folder (config.json beside it), else train's defaults; the adapter's model and LoRA;
+    --epochs/--lr/--batch-size over either."""
+    base = TrainConfig()
+    recorded = Path(args.adapter).with_name("config.json")
+    if recorded.is_file():
+        try:
+            base = TrainConfig.from_dict(json.loads(recorded.read_text(encoding="utf-8")))
+        except (ValueError, TypeError, OSError):
+            pass  # not a run's config: the defaults will do
+    changes = {
+        "model": args.model or info.base_model,
+        "data": data,
+        "lora": info.lora,
+        "device": args.device,
+        "precision": args.precision,
+        "seed": args.seed,
+        **{k: v for k, v in (("epochs", args.epochs), ("lr", args.lr), ("batch_size", args.batch_size)) if v},
+    }
+    cfg = base.with_changes(**changes)
+    cfg.check()
+    return cfg
+
+
+def cmd_data_report(args) -> int:
+    from .core.data import load_table
+    from .core.data.health import data_health
+
+    data = data_config(args)
+    problems = data.validate()
+    if problems:
+        raise WorkbenchError("; ".join(problems))
+    tokenizer, context = report_tokenizer(args.model, args.tokenizer)
+    health = data_health(load_table(data), data, tokenizer, args.max_length or context)
+    if args.json:
+        print(json.dumps(health.to_dict()))
+        return 0
+    print(format_health(health))
+    return 0
+
+
+def report_tokenizer(model: str, folder: str | None):
+    """The GPT-2 tokenizer and context length for a data report, without downloading weights: the
+    given folder, the model's folder or cached snapshot, else tiktoken's own (see load_tokenizer)."""
+    from .core import hub
+    from .core.config import ModelConfig
+    from .core.tokenizer import load_tokenizer
+
+    checkpoint = None
+    if Path(model).is_dir():
+        checkpoint = Path(model)
+    elif model in MODEL_REPOS and hub.is_cached(model):
+        checkpoint = hub.resolve_checkpoint(model)
+    if model in MODEL_REPOS:
+        context = ModelConfig.for_size(model).n_positions
+    else:
+        try:
+            context = ModelConfig.from_hf_dict(json.loads((Path(model) / "config.json").read_text())).n_positions
+        except (OSError, ValueError, TypeError) as exc:
+            raise WorkbenchError(f"--model {model}: not a GPT-2 size or checkpoint folder ({exc})") from exc
+    return load_tokenizer(folder or checkpoint), context
+
+
+def format_health(h) -> str:
+    lines = [f"{h.source}: {h.rows} rows; text column {h.text_column!r}, label column {h.label_column!r}"]
+    total = sum(h.class_counts.values()) or 1
+    lines.append("classes: " + ", ".join(f"{short(k, 24)} {v} ({v / total:.1%})" for k, v in h.class_counts.items()))
+    sizes = h.split_sizes
+    lines.append(f"splits as training makes them: train {sizes['train']}, val {sizes['val']}, test {sizes['test']}")
+    lines.append(
+        f"empty texts: {h.empty_texts}" + (f" (rows {', '.join(map(str, h.empty_examples))}…)" if h.empty_texts else "")
+    )
+    lines.append(
+        f"missing labels: {h.missing_labels}"
+        + (f" (rows {', '.join(map(str, h.missing_examples))}…)" if h.missing_labels else "")
+    )
+    lines.append(f"exact duplicates: {h.exact_duplicates} rows repeat an earlier text")
+    for g in h.exact_groups[:3]:
+        lines.append(f"  {g.count}x {short(g.texts[0], 80)}")
+    lines.append(f"texts with conflicting labels: {h.conflicting_labels}")
+    for g in h.conflict_groups[:3]:
+        lines.append(f"  {'/'.join(g.labels)} {g.count}x {short(g.texts[0], 80)}")
+    lines.append(f"near duplicates (casefolded, digit runs as 0, spaces collapsed): {h.near_duplicates} more rows")
+    for g in h.near_groups[:3]:
+        lines.append(f"  {g.count}x {short(g.texts[0], 60)} | {short(g.texts[1], 60)}")
+    lines.append(
+        "copies across splits (near, of which exact): "
+        + ", ".join(f"{k} {v} ({h.cross_split_exact[k]})" for k, v in h.cross_split.items())
+    )
+    for g in h.cross_split_groups[:3]:
+        lines.append(f"  {'+'.join(g.splits)} {g.count}x {short(g.texts[0], 80)}")
+    lines.extend(format_histogram(h.lengths))
+    lines.extend(f"note: {note}" for note in h.notes)
+    return "\n".join(lines)
+
+
+def format_histogram(hist, width: int = 40) -> list[str]:
+    """Token lengths as rows of bars; the bin holding the cut is marked."""
+    lines = [
+        f"token lengths: median {hist.median:g}, longest {hist.longest}; "
+        f"{hist.over_max} longer than the cut at {hist.max_length}"
+    ]
+    peak = max(hist.counts) or 1
+    for i, count in enumerate(hist.counts):
+        low, high = hist.edges[i], hist.edges[i + 1]
+        cut = f"  <- cut at {hist.max_length}" if low <= hist.max_length < high else ""
+        bar = "#" * round(width * count / peak)
+        lines.append(f"  {low:5d}-{high - 1:<5d} {count:6d} {bar}{cut}")
+    return lines
 
 
 # --- small commands --------------------------------------------------------------------------
