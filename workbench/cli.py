@@ -859,7 +859,13 @@ def report_tokenizer(model: str, folder: str | None):
             context = ModelConfig.from_hf_dict(json.loads((Path(model) / "config.json").read_text())).n_positions
         except (OSError, ValueError, TypeError) as exc:
             raise WorkbenchError(f"--model {model}: not a GPT-2 size or checkpoint folder ({exc})") from exc
-    return load_tokenizer(folder or checkpoint), context
+    try:
+        return load_tokenizer(folder or checkpoint), context
+    except WorkbenchError as exc:
+        raise WorkbenchError(
+            f"no GPT-2 tokenizer to count tokens with: give --tokenizer FOLDER or a checkpoint folder as --model, "
+            f"or run `workbench download gpt2` once ({exc})"
+        ) from exc
 
 
 def format_health(h) -> str:
