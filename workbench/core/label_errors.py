@@ -26,6 +26,7 @@ GPU it is minutes and gives every row an honest score.
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 from dataclasses import dataclass
@@ -118,6 +119,22 @@ def suspects_by_cross_validation(
         probs[held_out] = predict_probabilities(model, [ids[i] for i in held_out], 32, device, precision, stop=stop)
     predicted = decide(probs, threshold).tolist()
     return _ranked(texts, labels, parts, probs, predicted, splits.label_names, out_of_sample=[True] * len(texts))
+
+
+def fold_recipe(adapter: str | Path, info, data, *, model: str | None = None, **changes) -> TrainConfig:
+    """The settings the folds train with: the run's own when the adapter sits in its run folder
+    (runs.py's config.json beside it), else train's defaults; always the adapter's base model
+    (or ``model``), LoRA settings and ``data``; ``changes`` (epochs, lr, device, ...) on top."""
+    base = TrainConfig()
+    recorded = Path(adapter).with_name("config.json")
+    if recorded.is_file():
+        try:
+            base = TrainConfig.from_dict(json.loads(recorded.read_text(encoding="utf-8")))
+        except (ValueError, TypeError, OSError):
+            pass  # not a run's config: the defaults will do
+    cfg = base.with_changes(model=model or info.base_model, data=data, lora=info.lora, **changes)
+    cfg.check()
+    return cfg
 
 
 def stratified_folds(labels: list[int], folds: int, seed: int) -> list[int]:

@@ -147,6 +147,19 @@ def _floats(values: np.ndarray) -> tuple[float, ...]:
     return tuple(float(v) for v in values)
 
 
+def decision_summary(
+    probabilities: torch.Tensor, labels: Sequence[int], threshold: float | None, temperature: float | None
+) -> dict:
+    """How labels were decided, the expected calibration error, and for two classes the ranking
+    figures (ROC AUC, average precision): what ``eval`` adds to its metrics."""
+    summary = {"threshold": threshold, "temperature": temperature, "ece": reliability(probabilities, labels).ece}
+    if probabilities.shape[1] == 2 and len(set(labels)) == 2:
+        scores = probabilities[:, POSITIVE].tolist()
+        summary["roc_auc"] = roc_curve(scores, labels).auc
+        summary["average_precision"] = precision_recall_curve(scores, labels).average_precision
+    return summary
+
+
 # --------------------------------------------------------------------------- decisions
 
 
