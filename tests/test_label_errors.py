@@ -148,3 +148,20 @@ def test_cli_mistakes_exit_2(noisy_adapter, extra, fragment, capsys):
     adapter, data = noisy_adapter
     assert main(["label-errors", "--adapter", str(adapter), "--data", str(data), *extra]) == 2
     assert fragment in capsys.readouterr().err
+
+
+def test_fold_recipe_follows_the_run_folder_and_overrides(tiny_checkpoint, tmp_path):
+    from workbench.core.adapters import AdapterInfo
+    from workbench.core.model import load_model_config
+
+    write_noisy_csv(tmp_path / "noisy.csv")
+    data = DataConfig(source=str(tmp_path / "noisy.csv"))
+    config = load_model_config(tiny_checkpoint)
+    info = AdapterInfo(str(tiny_checkpoint), config, LoRAConfig(rank=2), ("ham", "spam"), 64)
+    run = tmp_path / "run"
+    run.mkdir()
+    adapter = run / "adapter.safetensors"
+    assert L.fold_recipe(adapter, info, data).epochs == TrainConfig().epochs  # no run config: defaults
+    (run / "config.json").write_text(json.dumps(TrainConfig(epochs=7, lr=1e-4).to_dict()))
+    cfg = L.fold_recipe(adapter, info, data, lr=2e-3)
+    assert (cfg.epochs, cfg.lr, cfg.lora, cfg.model, cfg.data) == (7, 2e-3, info.lora, str(tiny_checkpoint), data)
