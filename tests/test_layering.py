@@ -29,11 +29,11 @@ FORBIDDEN = {
 
 # The core's floors, bottom first. A module may import its own floor and those below, never above.
 CORE_LAYERS = (
-    ("errors", "events", "config", "paths", "fileio", "progress", "text", "precision", "device"),
+    ("errors", "events", "config", "paths", "fileio", "progress", "text", "precision", "device", "thresholds"),
     ("recompute", "safetensors_reader", "model", "lora", "tokenizer", "hub"),
     ("data",),
     ("adapters", "peft_io", "evaluate", "memory", "runs"),
-    ("training", "classify", "adapter_eval"),
+    ("training", "classify", "adapter_eval", "explain", "label_errors"),
 )
 CORE_FLOOR = {name: floor for floor, names in enumerate(CORE_LAYERS) for name in names}
 

@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import threading
+import unicodedata
 from pathlib import Path
 
 from . import __version__
@@ -151,6 +152,8 @@ def bounded(name: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import cli_review as review  # explain, threshold, calibrate, label-errors, data-report
+
     parser = Parser(
         prog="workbench", description="Fine-tune GPT-2 with LoRA as a text classifier. No command opens the window."
     )
@@ -205,6 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-column", help="column of --input holding the texts (default: detected)")
     p.add_argument("--output", metavar="CSV", help="write --input with label and probability columns")
     p.add_argument("--json", action="store_true", help="one JSON object per text")
+    p.add_argument(
+        "--explain",
+        action="store_true",
+        help="also score each piece of the text: how much the label's log-odds drop without it",
+    )
+    review.add_threshold_arg(p)
     add_device_args(p)
     p.set_defaults(handler=cmd_classify)
 
@@ -230,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--batch-size", type=bounded("batch_size"), default=32)
     p.add_argument("--json", action="store_true")
+    review.add_threshold_arg(p)
     add_device_args(p)
     p.set_defaults(handler=cmd_eval)
 
@@ -310,6 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="timed steps per bf16 variant in --compare (default 2 when bf16 is chosen, else 0)",
     )
     p.set_defaults(handler=cmd_bench)
+    review.add_decision_commands(sub)
+    review.add_data_quality_commands(sub)
     return parser
 
 
@@ -527,25 +539,45 @@ class ProgressBar:
 
 
 def cmd_classify(args) -> int:
+    from .cli_review import explain_texts, use_threshold
     from .core import hub
     from .core.classify import Classifier
     from .core.fileio import check_outputs
 
+    if args.explain and args.input:
+        raise WorkbenchError("--explain works on texts given as arguments or on stdin, not on an --input file")
     if args.output:  # before the model loads; classify_file checks again against the model it used
         inputs = {"--input": args.input, "--adapter": args.adapter}
         if args.model:
             inputs |= hub.checkpoint_files(args.model, "--model")
         check_outputs({"--output": args.output}, inputs)
     classifier = Classifier.from_adapter(args.adapter, model=args.model, device=args.device, precision=args.precision)
+    use_threshold(classifier, args.threshold)
     if args.input:
         return classify_file(classifier, args)
     texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    if args.explain:
+        return explain_texts(classifier, texts, args.json)
     for text, p in zip(texts, classifier.predict(texts)):
         if args.json:
             print_json({"text": text, "label": p.label, "probability": p.probability, "probabilities": p.probabilities})
         else:
             print(f"{printable(p.label)}\t{p.probability:.4f}")  # a tab or newline in a label cannot forge a row
     return 0
+
+
+def terminal_text(text: str) -> str:
+    """``text`` safe to print: control, format and separator characters (a terminal escape, a
+    bidi override, a line break) as \\xNN or \\uNNNN, and backslashes and quotes escaped."""
+    out = []
+    for ch in text:
+        if ch in '\\"':
+            out.append("\\" + ch)
+        elif unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
+            out.append(f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
 
 
 def classify_file(classifier, args) -> int:
@@ -574,10 +606,12 @@ def classify_file(classifier, args) -> int:
 def cmd_eval(args) -> int:
     from dataclasses import asdict
 
+    from .cli_review import format_decision, use_threshold
     from .core.adapter_eval import evaluate_adapter_on
     from .core.classify import Classifier
 
     classifier = Classifier.from_adapter(args.adapter, model=args.model, device=args.device, precision=args.precision)
+    use_threshold(classifier, args.threshold)
     result = evaluate_adapter_on(
         args.data,
         classifier,
@@ -588,10 +622,12 @@ def cmd_eval(args) -> int:
         batch_size=args.batch_size,
     )
     if args.json:
-        print_json({"split": result.split, "rows": result.rows, "scored": result.description, **asdict(result.metrics)})
+        scored = {"split": result.split, "rows": result.rows, "scored": result.description}
+        print_json({**scored, **asdict(result.metrics), **result.decision})
     else:
         print(f"Scored {result.description}")
         print(format_metrics(result.metrics))
+        print(format_decision(result.decision))
     return 0
 
 
@@ -637,6 +673,10 @@ def cmd_info(args) -> int:
     print(f"max length   {info.max_length} tokens")
     for name, value in format_recipe(info.data):
         print(f"{name:<12} {value}")
+    if info.threshold is not None or info.temperature is not None:
+        cut = "argmax" if info.threshold is None else f"{info.label_names[1]} when p >= {info.threshold:g}"
+        scale = "" if info.temperature is None else f", temperature {info.temperature:.3f}"
+        print(f"decision     {cut}{scale}")
     print(f"parameters   {sum(t.numel() for t in tensors.values()):,}")
     if info.metrics:
         print(f"metrics      {json.dumps(_finite(info.metrics), allow_nan=False)}")

@@ -41,6 +41,7 @@ class AdapterEvaluation:
     split: str
     rows: int
     description: str  # what was scored, for a person (see RowsToScore)
+    decision: dict  # how labels were decided and the ranking/calibration figures (thresholds.decision_summary)
 
 
 def rows_to_score(
@@ -128,9 +129,13 @@ def evaluate_adapter_on(
         progress=progress,
         stop=stop,
     )
+    from .thresholds import decision_summary
+
     probs = classifier.probabilities(rows.texts, batch_size=batch_size, stop=stop, progress=progress)
-    metrics = metrics_from_probabilities(probs, rows.labels, tuple(classifier.info.label_names), rows.texts)
-    return AdapterEvaluation(metrics, rows.split, len(rows.texts), rows.description)
+    names = tuple(classifier.info.label_names)
+    metrics = metrics_from_probabilities(probs, rows.labels, names, rows.texts, threshold=classifier.threshold)
+    decision = decision_summary(probs, rows.labels, classifier.threshold, classifier.temperature)
+    return AdapterEvaluation(metrics, rows.split, len(rows.texts), rows.description, decision)
 
 
 def _every_row(source, info, trained_on, edited, text_column, label_column, max_rows, progress, stop) -> RowsToScore:

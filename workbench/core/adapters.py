@@ -9,6 +9,7 @@ pickle runs code when loaded.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
@@ -31,6 +32,7 @@ from .limits import (
 )
 from .lora import adapter_shapes, trainable_state_dict
 from .model import GPT2Classifier
+from .thresholds import threshold_problem
 from .tokenizer import EOT_ID
 
 FORMAT_VERSION = 1
@@ -58,6 +60,10 @@ class AdapterInfo:
     # How the training data was chosen and split; None in adapters saved before it was recorded
     # (and in imported PEFT adapters), which therefore cannot rebuild their held-out split.
     data: DataRecipe | None = None
+    # The decision (thresholds.py): for two classes, the positive (second) label when its
+    # probability reaches this; None: argmax. Older adapters have neither and load unchanged.
+    threshold: float | None = None
+    temperature: float | None = None  # logits are divided by this (fitted on validation); None: 1
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -87,6 +93,8 @@ class AdapterInfo:
             package_version=d.get("package_version", ""),
             format_version=d.get("format_version", FORMAT_VERSION),
             data=DataRecipe.from_dict(d["data"]) if d.get("data") else None,
+            threshold=_optional_float(d.get("threshold")),
+            temperature=_optional_float(d.get("temperature")),
         )
 
     def describe_base(self, fields_shown: Sequence[str] = ()) -> str:
@@ -112,6 +120,10 @@ def _spellings(value: object) -> dict[str, tuple[str, ...]]:
     ):
         raise TypeError("label_spellings must map label names to lists of spellings")
     return {name: tuple(spellings) for name, spellings in value.items()}
+
+
+def _optional_float(value) -> float | None:
+    return None if value is None else float(value)
 
 
 def save_adapter(path: str | Path, model: GPT2Classifier, info: AdapterInfo) -> Path:
@@ -210,7 +222,35 @@ def _metadata_problems(info: AdapterInfo) -> list[str]:
     problems.append(whole_number_problem("format version", info.format_version, 1, FORMAT_VERSION))
     if not isinstance(info.metrics, dict):
         problems.append(f"metrics must be a JSON object, got {shown(info.metrics)}")
-    return [p for p in problems if p]
+    return [p for p in problems if p] + decision_problems(info)
+
+
+def decision_problems(info: AdapterInfo) -> list[str]:
+    """A stored threshold or temperature that cannot be used (see thresholds.py)."""
+    problems = []
+    problem = threshold_problem(info.threshold, len(info.label_names))
+    if problem:
+        problems.append(problem)
+    t = info.temperature
+    if t is not None and not (math.isfinite(t) and t > 0):
+        problems.append(f"the temperature must be a positive number, got {t!r}")
+    return problems
+
+
+_KEEP = object()
+
+
+def update_decision(path: str | Path, *, threshold=_KEEP, temperature=_KEEP) -> AdapterInfo:
+    """Rewrite an adapter's ``threshold`` and/or ``temperature`` (None clears one), atomically:
+    the tensors are written back unchanged, and a failed write leaves the file as it was."""
+    tensors, info = read_adapter(path)
+    changes = {"threshold": threshold, "temperature": temperature}
+    updated = replace(info, **{name: value for name, value in changes.items() if value is not _KEEP})
+    problems = decision_problems(updated)
+    if problems:
+        raise AdapterError(f"Cannot save to {Path(path).name}: {'; '.join(problems)}")
+    save_adapter_tensors(path, tensors, updated)
+    return updated
 
 
 def _check_tensors(tensors: dict[str, torch.Tensor], info: AdapterInfo, path: Path) -> None:

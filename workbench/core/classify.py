@@ -22,6 +22,7 @@ from .evaluate import predict_probabilities, probabilities_from_logits
 from .fileio import check_outputs
 from .lora import LoRALinear, apply_lora, merge_lora
 from .model import GPT2Classifier, load_model_config
+from .thresholds import apply_temperature, decide
 from .tokenizer import EOT_ID, load_tokenizer
 
 
@@ -54,6 +55,10 @@ class Classifier:
         self.device = device
         self.precision = precision
         self._typed: tuple[list[int], list] | None = None  # last typed text's tokens + keys/values
+        # The decision, from the adapter unless changed here (thresholds.py): a two-class cut on
+        # the second label's probability (None: argmax) and a temperature for the logits.
+        self.threshold: float | None = info.threshold
+        self.temperature: float | None = info.temperature
 
     @classmethod
     def from_adapter(
@@ -87,9 +92,10 @@ class Classifier:
 
     def probabilities(self, texts: list[str], batch_size: int = 32, stop=None, progress=None) -> torch.Tensor:
         encoded = [self.encode(t) for t in texts]
-        return predict_probabilities(
+        probs = predict_probabilities(
             self.model, encoded, batch_size, self.device, self.precision, stop=stop, progress=progress
         )
+        return apply_temperature(probs, self.temperature)
 
     def predict_typing(self, text: str) -> Prediction:
         """Classify a text that changes a little between calls, as in a box classifying while the
@@ -108,15 +114,20 @@ class Classifier:
         with torch.inference_mode(), autocast(self.device, self.precision):
             logits, cache = self.model.forward_cached(new, cache)
         self._typed = (ids, cache)
-        return self._prediction(probabilities_from_logits(logits)[0].cpu())
+        return self.prediction_from_logits(logits[0])
 
     def predict(self, texts: list[str], batch_size: int = 32, stop=None, progress=None) -> list[Prediction]:
         probs = self.probabilities(texts, batch_size, stop=stop, progress=progress)
         return [self._prediction(row) for row in probs]
 
+    def prediction_from_logits(self, logits: torch.Tensor) -> Prediction:
+        """The decision for one text's logits (C,): the temperature, then the threshold."""
+        return self._prediction(probabilities_from_logits(logits[None].float().cpu() / (self.temperature or 1.0))[0])
+
     def _prediction(self, row: torch.Tensor) -> Prediction:
         names = self.info.label_names
-        return Prediction(names[int(row.argmax())], {n: float(p) for n, p in zip(names, row.tolist())})
+        label = names[int(decide(row[None], self.threshold)[0])]
+        return Prediction(label, {n: float(p) for n, p in zip(names, row.tolist())})
 
 
 def pack_weights_for_cpu(model: GPT2Classifier, device: torch.device, precision: str) -> None:

@@ -21,6 +21,7 @@ from .errors import Cancelled, ConfigError, NotFinite
 from .events import EvaluationMetrics, Misclassified
 from .model import GPT2Classifier
 from .progress import Progress
+from .thresholds import decide
 from .tokenizer import EOT_ID
 
 MAX_MISCLASSIFIED = 200  # kept in the final metrics for the Results list
@@ -114,10 +115,15 @@ def score_split(
 
 
 def metrics_from_probabilities(
-    probs: torch.Tensor, labels: list[int], names: tuple[str, ...], texts: list[str] | None = None
+    probs: torch.Tensor,
+    labels: list[int],
+    names: tuple[str, ...],
+    texts: list[str] | None = None,
+    threshold: float | None = None,
 ) -> EvaluationMetrics:
-    """Metrics from predicted probabilities (N, C); with ``texts``, the misclassified ones too."""
-    predicted = probs.argmax(-1).tolist()
+    """Metrics from predicted probabilities (N, C); with ``texts``, the misclassified ones too;
+    decided by argmax, or by a two-class ``threshold`` (thresholds.decide)."""
+    predicted = decide(probs, threshold).tolist()
     wrong = (
         [
             Misclassified(texts[i][:MAX_MISCLASSIFIED_CHARS], names[t], names[p], round(float(probs[i, p]), 4))

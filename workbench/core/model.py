@@ -75,11 +75,18 @@ class CausalSelfAttention(nn.Module):
         y = attention(q, k, v, attn_mask=visible[:, None, None, :])  # (B, nh, 1, hs)
         return self.c_proj(y.reshape(B, C))  # (B, C)
 
-    def forward_cached(self, x: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None):
+    def forward_cached(
+        self,
+        x: torch.Tensor,
+        past: tuple[torch.Tensor, torch.Tensor] | None,
+        visible: torch.Tensor | None = None,
+    ):
         """Attention for new positions ``x`` (1, n, C) after ``past`` keys/values (1, nh, P, hs).
 
         Returns the output (1, n, C) and the keys/values of all P + n positions, so typing one more
-        word costs one word's work instead of the whole message's.
+        word costs one word's work instead of the whole message's. ``visible`` (n, P + n), when
+        given, replaces the causal mask: several sequences sharing one prefix can then run as one
+        (explain.py's occlusion).
         """
         B, n, C = x.shape
         nh, hs = self.n_head, C // self.n_head
@@ -91,8 +98,9 @@ class CausalSelfAttention(nn.Module):
             k = torch.cat([past[0], k], dim=2)  # (B, nh, P + n, hs)
             v = torch.cat([past[1], v], dim=2)
         P = k.shape[2] - n
-        # New position i (absolute P + i) sees every key up to and including itself.
-        visible = torch.arange(P + n, device=x.device)[None, :] <= (P + torch.arange(n, device=x.device))[:, None]
+        if visible is None:
+            # New position i (absolute P + i) sees every key up to and including itself.
+            visible = torch.arange(P + n, device=x.device)[None, :] <= (P + torch.arange(n, device=x.device))[:, None]
         y = attention(q, k, v, attn_mask=visible)  # (B, nh, n, hs)
         return self.c_proj(y.transpose(1, 2).reshape(B, n, C)), (k, v)
 
@@ -129,8 +137,8 @@ class Block(nn.Module):
         x = x[rows, last] + normed_into(self.ln_1, x, self.attn, last)  # (B, C)
         return x + normed_into(self.ln_2, x, self.mlp)
 
-    def forward_cached(self, x: torch.Tensor, past):
-        a, kv = self.attn.forward_cached(self.ln_1(x), past)
+    def forward_cached(self, x: torch.Tensor, past, visible: torch.Tensor | None = None):
+        a, kv = self.attn.forward_cached(self.ln_1(x), past, visible)
         x = x + a
         return x + self.mlp(self.ln_2(x)), kv
 
