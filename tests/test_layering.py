@@ -29,11 +29,25 @@ FORBIDDEN = {
 
 # The core's floors, bottom first. A module may import its own floor and those below, never above.
 CORE_LAYERS = (
-    ("errors", "events", "config", "paths", "fileio", "progress", "text", "precision", "device", "thresholds"),
+    (
+        "errors",
+        "events",
+        "config",
+        "paths",
+        "fileio",
+        "progress",
+        "text",
+        "precision",
+        "device",
+        "thresholds",
+        "limits",
+        "patterns",
+    ),
     ("recompute", "safetensors_reader", "model", "lora", "tokenizer", "hub"),
     ("data",),
     ("adapters", "peft_io", "evaluate", "memory", "runs"),
-    ("training", "classify", "adapter_eval", "explain", "label_errors"),
+    ("training", "classify", "adapter_eval", "explain"),
+    ("label_errors",),  # cross-validation trains folds with training's own step
 )
 CORE_FLOOR = {name: floor for floor, names in enumerate(CORE_LAYERS) for name in names}
 
@@ -194,7 +208,7 @@ def test_the_core_is_six_floors_deep_at_most():
     """classify -> adapters -> lora -> model -> config -> errors; reading a CSV imports no model."""
     modules = read_modules(REPO_ROOT)
     chain = longest_core_chain(modules)
-    assert len(chain) <= 6, " -> ".join(chain)
+    assert len(chain) <= 7, " -> ".join(chain)  # 6 floors below the orchestrators, + label_errors over training
     data_imports = {t for m, ts in import_graph(modules).items() if _within(m, "workbench.core.data") for t in ts}
     assert not {"workbench.core.model", "workbench.core.lora", "workbench.core.tokenizer"} & data_imports
 
@@ -285,8 +299,9 @@ def test_a_core_module_without_a_floor_is_caught():
 
 
 def test_the_chain_counts_function_level_imports():
-    modules = with_module("workbench.core.fake", "def late():\n    from .classify import Classifier\n")
-    assert len(longest_core_chain(modules)) == len(longest_core_chain(read_modules(REPO_ROOT))) + 1
+    top = longest_core_chain(read_modules(REPO_ROOT))
+    modules = with_module("workbench.core.fake", f"def late():\n    from .{top[0]} import something\n")
+    assert len(longest_core_chain(modules)) == len(top) + 1
 
 
 # --------------------------------------------------------------------------- names pytest would collect
