@@ -239,7 +239,9 @@ def _finished_line(accuracy) -> str:
 
     from workbench.core import events as ev
 
-    metrics = ev.TestMetrics(0.9, 0.3, ("ham", "spam"), (0.9, 0.9), (0.9, 0.9), (0.9, 0.9), (5, 5), ((4, 1), (0, 5)))
+    metrics = ev.EvaluationMetrics(
+        0.9, 0.3, ("ham", "spam"), (0.9, 0.9), (0.9, 0.9), (0.9, 0.9), (5, 5), ((4, 1), (0, 5))
+    )
     event = ev.TrainingFinished(False, 10, 80, 1.5, "run", "adapter", "", metrics)
     line = ev.to_json(event)
     line["metrics"]["accuracy"] = accuracy

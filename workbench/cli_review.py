@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from .cli import ProgressBar, add_data_args, add_device_args, data_config, terminal_text
+from .cli import ProgressBar, add_data_args, add_device_args, bounded, data_config, terminal_text
 from .core.config import MODEL_REPOS
 from .core.errors import WorkbenchError
 
@@ -30,12 +30,18 @@ def add_data_quality_commands(sub) -> None:
     p.add_argument("--adapter", required=True)
     p.add_argument("--model", help="base model (default: the one the adapter names)")
     add_data_args(p)
-    p.add_argument("--folds", type=int, default=0, metavar="K", help="K-fold cross-validation (default 0: none)")
-    p.add_argument("--epochs", type=int, help="per fold (default: the run's, when the adapter is in its run folder)")
-    p.add_argument("--lr", type=float, help="per fold (default: the run's, else train's default)")
-    p.add_argument("--batch-size", type=int, help="per fold (default: the run's, else train's default)")
-    p.add_argument("--seed", type=int, default=123, help="data split and folds (default 123, as train)")
-    p.add_argument("--top", type=int, default=20, help="rows to print (default 20)")
+    p.add_argument(
+        "--folds", type=bounded("folds"), default=0, metavar="K", help="K-fold cross-validation (default 0: none)"
+    )
+    p.add_argument(
+        "--epochs", type=bounded("epochs"), help="per fold (default: the run's, when the adapter is in its run folder)"
+    )
+    p.add_argument("--lr", type=bounded("lr"), help="per fold (default: the run's, else train's default)")
+    p.add_argument(
+        "--batch-size", type=bounded("batch_size"), help="per fold (default: the run's, else train's default)"
+    )
+    p.add_argument("--seed", type=bounded("seed"), default=123, help="data split and folds (default 123, as train)")
+    p.add_argument("--top", type=bounded("top"), default=20, help="rows to print (default 20)")
     p.add_argument("--out", metavar="CSV", help="write every row, ranked, to a CSV/TSV file")
     p.add_argument("--json", action="store_true", help="the printed rows as one JSON list")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -53,9 +59,11 @@ def add_data_quality_commands(sub) -> None:
     p.add_argument("--text-column", help="column holding the texts (default: detected)")
     p.add_argument("--label-column", help="column holding the labels (default: detected)")
     p.add_argument("--balance", action=argparse.BooleanOptionalAction, default=True, help="as for train (default on)")
-    p.add_argument("--max-length", type=int, default=None, help="the cut to mark (default: the model's context)")
-    p.add_argument("--max-rows", type=int, default=None, help="read only the first N rows")
-    p.add_argument("--seed", type=int, default=123, help="as for train (default 123)")
+    p.add_argument(
+        "--max-length", type=bounded("max_length"), default=None, help="the cut to mark (default: the model's context)"
+    )
+    p.add_argument("--max-rows", type=bounded("max_rows"), default=None, help="read only the first N rows")
+    p.add_argument("--seed", type=bounded("seed"), default=123, help="as for train (default 123)")
     p.add_argument("--model", default="gpt2", help="whose tokenizer and context to use (default gpt2; never downloads)")
     p.add_argument(
         "--tokenizer", metavar="FOLDER", help="GPT-2 tokenizer folder (vocab.json + merges.txt or gpt2.tiktoken)"
@@ -85,7 +93,9 @@ def add_decision_commands(sub) -> None:
     )
     p.add_argument("adapter")
     choice = p.add_mutually_exclusive_group()
-    choice.add_argument("--set", type=float, metavar="P", help="save this threshold (a probability, 0-1)")
+    choice.add_argument(
+        "--set", type=bounded("threshold"), metavar="P", help="save this threshold (a probability, 0-1)"
+    )
     choice.add_argument("--best-f1", action="store_true", help="save the threshold with the best F1 on --split")
     choice.add_argument("--clear", action="store_true", help="remove a saved threshold (back to argmax)")
     p.add_argument("--split", choices=("val", "test", "train"), default="val", help="data to choose on (default val)")
@@ -96,7 +106,7 @@ def add_decision_commands(sub) -> None:
 def add_threshold_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--threshold",
-        type=float,
+        type=bounded("threshold"),
         metavar="P",
         help="two-class adapters: the second label when its probability is at least P "
         "(default: the adapter's saved threshold, else argmax)",
@@ -106,7 +116,7 @@ def add_threshold_arg(p: argparse.ArgumentParser) -> None:
 def add_decision_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="base model (default: the one the adapter names)")
     add_data_args(p)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=bounded("batch_size"), default=32)
     p.add_argument("--json", action="store_true")
     add_device_args(p)
 

@@ -158,6 +158,10 @@ BOUNDS: dict[str, Bound] = {
     "warmup": Bound("warmup", 0, 10**6),
     "classify_runs": Bound("classify runs", 1, 10**6),
     "bf16_steps": Bound("bf16 steps", 0, 10**6),
+    # the review commands (cli_review.py)
+    "threshold": Bound("threshold", 0, 1, whole=False),  # a probability of the second label
+    "folds": Bound("folds", 0, 1000),
+    "top": Bound("top", 0, 10**6),
 }
 
 

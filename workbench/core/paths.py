@@ -11,7 +11,7 @@ from pathlib import Path
 
 import platformdirs
 
-from .errors import OutputError
+from .errors import OutputRefused
 
 APP_NAME = "lora-workbench"
 
@@ -42,7 +42,7 @@ def ensure_folder(path: Path, what: str, variable: str) -> Path:
     except OSError as exc:
         reason = "a file is in the way" if isinstance(exc, (FileExistsError, NotADirectoryError)) else exc.strerror
         where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(path) else ""
-        raise OutputError(
+        raise OutputRefused(
             f"{what} {path} cannot be created: {reason or exc}{where}. Set {variable} to a writable folder."
         ) from exc
     return path
