@@ -37,6 +37,7 @@ class RunStarted:
     start_step: int = 0  # > 0 when resuming
     dropped_empty: int = 0  # rows without text or label, left out
     dropped_duplicates: int = 0  # exact repeats, left out
+    processes: int = 1  # torchrun's processes sharing each step (one per GPU); 1 alone
 
 
 @dataclass(frozen=True)
