@@ -430,4 +430,4 @@ def predict(
     parts = [torch.empty_like(padded) for _ in range(size)]
     dist.all_gather(parts, padded)
     # parts[r][j] is text j·W + r: interleave them back into input order.
-    return torch.stack(parts, dim=1).reshape(rows * size, -1)[: len(token_ids)].cpu()
+    return torch.stack(parts, dim=1).reshape(rows * size, mine.shape[1])[: len(token_ids)].cpu()
