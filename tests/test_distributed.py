@@ -387,8 +387,9 @@ def test_a_one_process_resume_state_resumes_in_two(tiny_checkpoint, data, tmp_pa
 
 @pytest.mark.slow
 def test_a_rank_that_dies_ends_the_run_and_leaves_the_resume_state_intact(tiny_checkpoint, data, tmp_path):
-    """Rank 1 dies in the second epoch (as a crash would); the launcher fails without waiting out
-    a hang, and the resume state written at the first epoch's end still loads."""
+    """Rank 1 dies in the second epoch (as a crash would); rank 0 fails its next collective and
+    says so, the launcher fails without waiting out a hang, and the resume state written at the
+    first epoch's end still loads."""
     out = tmp_path / "never.safetensors"
     crash = {distributed.CRASH_VARIABLE: "1:20", distributed.TIMEOUT_VARIABLE: "30"}
     done = torchrun(tmp_path, tiny_checkpoint, data, out, grad_accum=1, extra_env=crash)
@@ -401,7 +402,9 @@ def test_a_rank_that_dies_ends_the_run_and_leaves_the_resume_state_intact(tiny_c
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad])
     position = load_resume_state(run.resume_path, model, optimizer)
     assert (position.step, position.epoch, position.batch_in_epoch) == (18, 1, 0)
-    assert outcome(run.events()).state in ("failed", "interrupted")
+    ended = outcome(run.events())  # rank 0 saw its peer go (Gloo: at once) and said so in one line
+    assert ended.state == "failed" and "Another training process stopped answering" in ended.ended.message
+    assert "workbench: error: Another training process stopped answering" in done.stderr
 
 
 @pytest.mark.slow
