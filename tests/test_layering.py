@@ -32,7 +32,7 @@ CORE_LAYERS = (
     ("errors", "events", "config", "paths", "fileio", "progress", "text", "precision", "device"),
     ("recompute", "safetensors_reader", "model", "lora", "tokenizer", "hub"),
     ("data",),
-    ("adapters", "peft_io", "evaluate", "memory", "runs"),
+    ("adapters", "peft_io", "evaluate", "memory", "runs", "distributed"),
     ("training", "classify", "adapter_eval"),
 )
 CORE_FLOOR = {name: floor for floor, names in enumerate(CORE_LAYERS) for name in names}
