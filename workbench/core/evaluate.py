@@ -83,6 +83,7 @@ def loss_and_accuracy(
     device: torch.device,
     precision: str,
     limit: int | None = None,
+    *,
     stop: threading.Event | None = None,
     predict=predict_probabilities,
 ) -> tuple[float, float]:
@@ -109,6 +110,7 @@ def score_split(
     batch_size: int,
     device: torch.device,
     precision: str,
+    *,
     stop: threading.Event | None = None,
     predict=predict_probabilities,
 ) -> EvaluationMetrics:

@@ -581,7 +581,7 @@ def quick_evaluation(model, prepared: Prepared, cfg: TrainConfig, step: int, epo
     device, precision = prepared.device, prepared.precision
     predict = distributed.predict  # shared out between torchrun's processes
     train_loss, train_acc = loss_and_accuracy(model, sample, cfg.batch_size, device, precision, predict=predict)
-    val_loss, val_acc = loss_and_accuracy(model, prepared.val, cfg.batch_size, device, precision, n, predict)
+    val_loss, val_acc = loss_and_accuracy(model, prepared.val, cfg.batch_size, device, precision, n, predict=predict)
     return Evaluated(step, epoch, seen, train_loss, val_loss, train_acc, val_acc)
 
 
