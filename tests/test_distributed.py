@@ -254,7 +254,7 @@ def _evaluation(rank: int, checkpoint: str) -> None:
     cpu = torch.device("cpu")
     for token_ids in (texts, texts[:1], []):
         alone = predict_probabilities(model, token_ids, 4, cpu, "fp32")
-        shared = distributed.predict(model, token_ids, 4, cpu, "fp32")
+        shared = distributed.sharded(predict_probabilities)(model, token_ids, 4, cpu, "fp32")
         assert shared.shape == alone.shape and torch.allclose(shared, alone, atol=1e-6)
 
 

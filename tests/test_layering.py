@@ -29,7 +29,7 @@ FORBIDDEN = {
 
 # The core's floors, bottom first. A module may import its own floor and those below, never above.
 CORE_LAYERS = (
-    ("errors", "events", "config", "paths", "fileio", "progress", "text", "precision", "device"),
+    ("errors", "events", "config", "paths", "fileio", "progress", "text", "precision", "device", "limits", "patterns"),
     ("recompute", "safetensors_reader", "model", "lora", "tokenizer", "hub"),
     ("data",),
     ("adapters", "peft_io", "evaluate", "memory", "runs", "distributed"),

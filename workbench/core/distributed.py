@@ -44,7 +44,6 @@ from .config import TrainConfig
 from .data import Batch, EncodedSplit
 from .device import pick_device as pick_one_device
 from .errors import ConfigError, WorkbenchError
-from .evaluate import predict_probabilities
 
 # Seconds a process waits in a collective for the others before it gives up: a rank that died or
 # hangs must not hold the rest forever (PyTorch's own default is 10 minutes for NCCL, 30 for Gloo).
@@ -416,26 +415,31 @@ def _crash_if_told(steps_done: int) -> None:
 # --- evaluation ----------------------------------------------------------------------------------
 
 
-def predict(
-    model: torch.nn.Module,
-    token_ids: list[list[int]],
-    batch_size: int,
-    device: torch.device,
-    precision: str,
-    stop: threading.Event | None = None,
-) -> torch.Tensor:
-    """``predict_probabilities`` shared out: rank r scores texts r, r+W, …; every rank gets all the
-    probabilities (N, C) in input order. Under torchrun ``stop`` is not looked at: a rank leaving
-    the evaluation alone would leave the others waiting in ``all_gather``; the ranks agree to stop
-    at the next step instead (``agree_to_stop``)."""
-    if not active():
-        return predict_probabilities(model, token_ids, batch_size, device, precision, stop=stop)
-    size = world_size()
-    mine = predict_probabilities(model, ranks_share(token_ids, rank(), size), batch_size, device, precision)
-    rows = -(-len(token_ids) // size)
-    padded = torch.zeros(rows, mine.shape[1], device=collective_device())
-    padded[: len(mine)] = mine.to(padded.device)
-    parts = [torch.empty_like(padded) for _ in range(size)]
-    dist.all_gather(parts, padded)
-    # parts[r][j] is text j·W + r: interleave them back into input order.
-    return torch.stack(parts, dim=1).reshape(rows * size, mine.shape[1])[: len(token_ids)].cpu()
+def sharded(predict: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """``predict`` (``evaluate.predict_probabilities``, passed in so that this module stays below
+    ``evaluate`` and the core's import chain stays short) shared out: rank r scores texts r, r+W, …;
+    every rank gets all the probabilities (N, C) in input order. Under torchrun ``stop`` is not
+    looked at: a rank leaving the evaluation alone would leave the others waiting in
+    ``all_gather``; the ranks agree to stop at the next step instead (``agree_to_stop``)."""
+
+    def shared_out(
+        model: torch.nn.Module,
+        token_ids: list[list[int]],
+        batch_size: int,
+        device: torch.device,
+        precision: str,
+        stop: threading.Event | None = None,
+    ) -> torch.Tensor:
+        if not active():
+            return predict(model, token_ids, batch_size, device, precision, stop=stop)
+        size = world_size()
+        mine = predict(model, ranks_share(token_ids, rank(), size), batch_size, device, precision)
+        rows = -(-len(token_ids) // size)
+        padded = torch.zeros(rows, mine.shape[1], device=collective_device())
+        padded[: len(mine)] = mine.to(padded.device)
+        parts = [torch.empty_like(padded) for _ in range(size)]
+        dist.all_gather(parts, padded)
+        # parts[r][j] is text j·W + r: interleave them back into input order.
+        return torch.stack(parts, dim=1).reshape(rows * size, mine.shape[1])[: len(token_ids)].cpu()
+
+    return shared_out

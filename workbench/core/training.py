@@ -36,7 +36,7 @@ from .errors import (
     NotFinite,
     WorkbenchError,
 )
-from .evaluate import loss_and_accuracy, score_split
+from .evaluate import loss_and_accuracy, predict_probabilities, score_split
 from .events import (
     EpochEnded,
     Evaluated,
@@ -56,6 +56,9 @@ from .tokenizer import EOT_ID, load_tokenizer
 
 # A run stopped before its first step writes nothing: an adapter at the output stays as it was.
 STOPPED_BEFORE_TRAINING = "Stopped before training: no adapter written."
+
+# Evaluations during training: shared out between torchrun's processes, the plain one alone.
+SHARED_PREDICT = distributed.sharded(predict_probabilities)
 
 
 @dataclass
@@ -338,7 +341,7 @@ def _train(cfg: TrainConfig, stop: threading.Event, run: RunFolder, resume) -> I
         position = Position(step, epoch + 1, 0, seen)
         try:
             val_loss, val_acc = loss_and_accuracy(
-                model, prepared.val, cfg.batch_size, device, prepared.precision, stop=stop, predict=distributed.predict
+                model, prepared.val, cfg.batch_size, device, prepared.precision, stop=stop, predict=SHARED_PREDICT
             )
         except Cancelled:
             break  # the position is this epoch's end; the resume state below keeps it
@@ -366,7 +369,7 @@ def _train(cfg: TrainConfig, stop: threading.Event, run: RunFolder, resume) -> I
                 device,
                 prepared.precision,
                 stop=stop,
-                predict=distributed.predict,
+                predict=SHARED_PREDICT,
             )
         except Cancelled:
             stopped = True
@@ -579,7 +582,7 @@ def quick_evaluation(model, prepared: Prepared, cfg: TrainConfig, step: int, epo
     pick = torch.randperm(len(prepared.train.labels), generator=generator)[:n].tolist()
     sample = EncodedSplit([prepared.train.token_ids[i] for i in pick], [prepared.train.labels[i] for i in pick], [])
     device, precision = prepared.device, prepared.precision
-    predict = distributed.predict  # shared out between torchrun's processes
+    predict = SHARED_PREDICT
     train_loss, train_acc = loss_and_accuracy(model, sample, cfg.batch_size, device, precision, predict=predict)
     val_loss, val_acc = loss_and_accuracy(model, prepared.val, cfg.batch_size, device, precision, n, predict=predict)
     return Evaluated(step, epoch, seen, train_loss, val_loss, train_acc, val_acc)
