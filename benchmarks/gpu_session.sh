@@ -4,8 +4,8 @@
 #   OUT=/tmp/gpu-out bash benchmarks/gpu_session.sh DATA_DIR
 #
 # DATA_DIR holds SMSSpamCollection, encoder.json and vocab.bpe (from ../shared/data). The machine
-# needs torch with CUDA, safetensors, tiktoken, pandas, huggingface_hub (and transformers + peft
-# for the comparison); PySide6 is not needed. Weights are random (nothing can be downloaded):
+# needs torch with CUDA, safetensors, tiktoken, pandas, huggingface_hub, pytest (and transformers +
+# peft for the comparison); PySide6 is not needed. Weights are random (nothing can be downloaded):
 # speed does not depend on their values. Each step has its own time limit so one slow part
 # cannot eat the rest; everything lands in $OUT.
 set -u
@@ -57,3 +57,10 @@ XL=gpt2-xl; [ -n "$TINY" ] && XL=$CKPT
 step bench_xl_bf16 100 python3 -m workbench bench --model $XL --random-init --tokenizer "$CKPT" \
     --device $DEV --precision bf16 --steps ${STEPS:-20} --classify-runs 10 --json
 step compile_probe 100 python3 benchmarks/compile_probe.py "$CKPT" --device $DEV --steps ${STEPS:-60}
+# DDP with NCCL on the one GPU: torchrun with one rank trains as a plain process (and the same with
+# Gloo on the CPU); then the cost of DDP on one rank, plain against torchrun, GPT-2 small, batch 8.
+step pytest_ddp 150 python3 -m pytest -c /dev/null --rootdir . -q -p no:cacheprovider \
+    -W ignore::pytest.PytestUnknownMarkWarning tests/test_distributed.py -k "one_rank or alone or backend"
+step ddp_probe_plain 60 python3 benchmarks/ddp_probe.py "$CKPT" --device $DEV --steps ${STEPS:-30}
+step ddp_probe_torchrun 60 python3 -m torch.distributed.run --standalone --nproc-per-node 1 \
+    benchmarks/ddp_probe.py "$CKPT" --device $DEV --steps ${STEPS:-30}

@@ -115,11 +115,11 @@ def test_ctrl_c_after_some_steps_saves_the_adapter_and_exits_130(tiny_checkpoint
 
     real_step, steps = training.train_step, []
 
-    def step_then_ctrl_c(*args):
+    def step_then_ctrl_c(*args, **kwargs):
         steps.append(1)
         if len(steps) == 2:
             signal.raise_signal(signal.SIGINT)  # what the terminal sends; the CLI's handler sets Stop
-        return real_step(*args)
+        return real_step(*args, **kwargs)
 
     monkeypatch.setattr(training, "train_step", step_then_ctrl_c)
     data = write_separable_csv(tmp_path / "d.csv", n=80)

@@ -280,8 +280,8 @@ def test_a_non_finite_loss_stops_the_run_and_writes_nothing(tiny_checkpoint, tmp
     real_step = training.train_step
     calls = []
 
-    def step_that_diverges(*args):
-        loss, tokens = real_step(*args)
+    def step_that_diverges(*args, **kwargs):
+        loss, tokens = real_step(*args, **kwargs)
         calls.append(loss)
         return (math.nan if len(calls) >= 3 else loss), tokens
 
@@ -303,8 +303,8 @@ def test_weights_that_overflowed_are_never_saved(tiny_checkpoint, tmp_path, monk
     data = write_separable_csv(tmp_path / "d.csv", n=80)
     real_step = training.train_step
 
-    def step_that_overflows(model, *args):
-        result = real_step(model, *args)
+    def step_that_overflows(model, *args, **kwargs):
+        result = real_step(model, *args, **kwargs)
         with torch.no_grad():
             next(p for p in model.parameters() if p.requires_grad).fill_(math.inf)
         return result
@@ -322,7 +322,7 @@ def test_cli_divergence_exits_1_and_keeps_the_adapter_at_out(tiny_checkpoint, tm
     data = write_separable_csv(tmp_path / "d.csv", n=80)
     out = tmp_path / "good.safetensors"
     out.write_bytes(b"an earlier, good adapter")
-    monkeypatch.setattr(training, "train_step", lambda *args: (math.inf, 1))
+    monkeypatch.setattr(training, "train_step", lambda *args, **kwargs: (math.inf, 1))
     argv = ["train", "--model", str(tiny_checkpoint), "--data", str(data), "--out", str(out), "--quiet"]
     assert main(argv) == 1
     err = capsys.readouterr().err.strip()

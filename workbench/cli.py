@@ -378,9 +378,10 @@ def data_config(args) -> DataConfig:
 
 
 def cmd_train(args) -> int:
+    from .core import distributed
     from .core import events as ev
     from .core.adapters import copy_adapter
-    from .core.training import train
+    from .core.training import global_batch, train
 
     cfg = TrainConfig(
         model=args.model,
@@ -406,12 +407,17 @@ def cmd_train(args) -> int:
         seed=args.seed,
     )
     out = Path(args.out)
+    follower = not distributed.is_main()  # one of torchrun's other processes: rank 0 speaks and writes
     stop = threading.Event()
-    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())  # Ctrl+C: stop cleanly, keep the adapter
-    bar = ProgressBar(enabled=not args.quiet and sys.stderr.isatty())
+    # Ctrl+C (and torchrun's SIGTERM): stop cleanly, keep the adapter.
+    previous = {sig: signal.signal(getattr(signal, sig), lambda *_: stop.set()) for sig in distributed.stop_signals()}
+    bar = ProgressBar(enabled=not (args.quiet or follower) and sys.stderr.isatty())
     try:
         for event in train(cfg, stop=stop, resume=args.resume, out=out):
-            if isinstance(event, ev.Status):
+            if follower:
+                if isinstance(event, (ev.TrainingFinished, ev.TrainingFailed)):
+                    return follower_exit(event, distributed.rank())
+            elif isinstance(event, ev.Status):
                 bar.status(event)
             elif isinstance(event, ev.RunStarted):
                 bar.clear()
@@ -423,6 +429,8 @@ def cmd_train(args) -> int:
                 )
                 if cfg.precision == "auto" and event.precision_reason:
                     print(f"precision: {event.precision_reason}", flush=True)
+                if event.processes > 1:
+                    print(f"{event.processes} processes (torchrun): {global_batch(cfg, event.processes)}", flush=True)
                 if event.truncated:
                     print(f"{event.truncated} texts longer than {event.max_length} tokens were truncated", flush=True)
                 if event.dropped_empty or event.dropped_duplicates:
@@ -451,8 +459,22 @@ def cmd_train(args) -> int:
                     event.kind, EXIT_FAILED
                 )
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(getattr(signal, sig), handler)
     return EXIT_FAILED
+
+
+def follower_exit(event, rank: int) -> int:
+    """How one of torchrun's other processes ends. It prints only failures of its own (its GPU's
+    memory, its disk): rank 0 reports those that every rank meets alike (settings, data, Stop)."""
+    from .core.events import TrainingFailed
+
+    if not isinstance(event, TrainingFailed):
+        return EXIT_INTERRUPTED if event.stopped else 0
+    if event.kind in ("error", "oom"):
+        print(f"workbench: error (rank {rank}): {printable(event.message)}", file=sys.stderr)
+    # The same exit statuses as rank 0's (cmd_train).
+    return {"config": EXIT_USAGE, "input": EXIT_USAGE, "cancelled": EXIT_INTERRUPTED}.get(event.kind, EXIT_FAILED)
 
 
 def format_evaluation(e) -> str:

@@ -84,14 +84,18 @@ def loss_and_accuracy(
     device: torch.device,
     precision: str,
     limit: int | None = None,
+    *,
     stop: threading.Event | None = None,
+    predict=predict_probabilities,
 ) -> tuple[float, float]:
-    """Mean loss and accuracy on the first ``limit`` examples of a split (all when None)."""
+    """Mean loss and accuracy on the first ``limit`` examples of a split (all when None).
+    ``predict`` is ``predict_probabilities`` or a stand-in with its arguments (training under
+    torchrun shares the texts out between its processes)."""
     ids = split.token_ids[:limit] if limit else split.token_ids
     labels = torch.tensor(split.labels[: len(ids)])
     if not len(ids):
         return math.nan, math.nan
-    probs = predict_probabilities(model, ids, batch_size, device, precision, stop=stop)
+    probs = predict(model, ids, batch_size, device, precision, stop=stop)
     return mean_loss(probs, labels), (probs.argmax(-1) == labels).float().mean().item()
 
 
@@ -107,10 +111,13 @@ def score_split(
     batch_size: int,
     device: torch.device,
     precision: str,
+    *,
     stop: threading.Event | None = None,
+    predict=predict_probabilities,
 ) -> EvaluationMetrics:
-    """Every metric of a whole split, with its misclassified texts (the run's final test scores)."""
-    probs = predict_probabilities(model, split.token_ids, batch_size, device, precision, stop=stop)
+    """Every metric of a whole split, with its misclassified texts (the run's final test scores);
+    ``predict`` as for ``loss_and_accuracy``."""
+    probs = predict(model, split.token_ids, batch_size, device, precision, stop=stop)
     return metrics_from_probabilities(probs, split.labels, label_names, split.texts)
 
 

@@ -43,6 +43,7 @@ class RunStarted:
     precision_reason: str = ""  # why this precision ("bf16 0.73x the speed of fp32 here: using fp32")
     # classes written several ways in the file, merged: class name -> its spellings as written
     merged_labels: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    processes: int = 1  # torchrun's processes sharing each step (one per GPU); 1 alone
 
 
 @dataclass(frozen=True)

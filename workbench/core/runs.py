@@ -185,6 +185,25 @@ def summarize(run: RunFolder) -> RunSummary:
     return RunSummary(run.path.name, run.path, state, metrics.accuracy if metrics else None)
 
 
+@dataclass(frozen=True)
+class ReadOnlyRunFolder(RunFolder):
+    """A run folder followed, never written: how torchrun's processes other than rank 0 hold the
+    run (its path names the run in their events; rank 0 writes everything)."""
+
+    def save_config(self, cfg: TrainConfig) -> None:
+        pass
+
+    def record(self, event) -> None:
+        pass
+
+    def log(self, line: str) -> None:
+        pass
+
+    @contextlib.contextmanager
+    def training_lock(self) -> Iterator[None]:
+        yield
+
+
 def _try_lock(f) -> bool:
     """An exclusive lock on the open file ``f`` without waiting; False when someone holds it.
     ``flock`` locks belong to the open file, so a second open in the same process conflicts too."""

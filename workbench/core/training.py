@@ -21,11 +21,11 @@ import torch
 import torch.nn.functional as F
 
 from . import data as datamod
-from . import hub
+from . import distributed, hub
 from .adapters import AdapterInfo, save_adapter
 from .config import TrainConfig, resume_problems
 from .data import EncodedSplit
-from .device import autocast, describe, is_out_of_memory, pick_device
+from .device import autocast, describe, is_out_of_memory
 from .errors import (
     AdapterError,
     Cancelled,
@@ -36,7 +36,7 @@ from .errors import (
     NotFinite,
     WorkbenchError,
 )
-from .evaluate import loss_and_accuracy, score_split
+from .evaluate import loss_and_accuracy, predict_probabilities, score_split
 from .events import (
     EpochEnded,
     Evaluated,
@@ -51,11 +51,14 @@ from .fileio import check_outputs, require_regular_file
 from .lora import build_lora_model
 from .model import GPT2Classifier, load_model_config, param_count
 from .precision import choose_precision
-from .runs import Position, RunFolder, load_resume_state, save_resume_state
+from .runs import Position, ReadOnlyRunFolder, RunFolder, load_resume_state, save_resume_state
 from .tokenizer import EOT_ID, load_tokenizer
 
 # A run stopped before its first step writes nothing: an adapter at the output stays as it was.
 STOPPED_BEFORE_TRAINING = "Stopped before training: no adapter written."
+
+# Evaluations during training: shared out between torchrun's processes, the plain one alone.
+SHARED_PREDICT = distributed.sharded(predict_probabilities)
 
 
 @dataclass
@@ -96,13 +99,10 @@ def train(
     hold = contextlib.ExitStack()  # the run's training lock, for as long as this generator runs
     try:
         cfg.check()
-        if out is not None:
-            check_outputs({"The adapter output": out}, training_inputs(cfg, resume))
-        continuing = run is None and resume is not None
-        run = run or _run_folder_for(cfg, resume)
-        hold.enter_context(run.training_lock())
-        if continuing:
-            run.save_config(cfg)  # e.g. more epochs when extending a finished run
+        hold.enter_context(distributed.process_group(cfg.device))  # under torchrun: join the others
+        # Rank 0 (or the only process) checks the output and opens the run folder; torchrun's others
+        # follow it (a refusal on rank 0 fails every rank).
+        run = distributed.shared_folder(lambda: _open_run(cfg, run, resume, out, hold), follow=ReadOnlyRunFolder)
     except WorkbenchError as exc:
         hold.close()
         yield TrainingFailed(str(exc), kind="config")
@@ -117,6 +117,19 @@ def train(
         return
     with hold:
         yield from _recorded(cfg, stop, run, resume)
+
+
+def _open_run(cfg: TrainConfig, run: RunFolder | None, resume, out, hold: contextlib.ExitStack) -> RunFolder:
+    """The run's folder, locked for as long as ``hold`` is open (on rank 0 alone under torchrun),
+    once ``out`` (when given) is known to be writable and none of the run's inputs."""
+    if out is not None:
+        check_outputs({"The adapter output": out}, training_inputs(cfg, resume))
+    continuing = run is None and resume is not None
+    run = run or _run_folder_for(cfg, resume)
+    hold.enter_context(run.training_lock())
+    if continuing:
+        run.save_config(cfg)  # e.g. more epochs when extending a finished run
+    return run
 
 
 def _recorded(cfg: TrainConfig, stop: threading.Event, run: RunFolder, resume) -> Iterator:
@@ -135,6 +148,10 @@ def _recorded(cfg: TrainConfig, stop: threading.Event, run: RunFolder, resume) -
         kind = failure_kind(exc)
         yield _failed(run, TrainingFailed(str(exc), kind=kind, run_dir=str(run.path)))
     except (RuntimeError, MemoryError) as exc:
+        if distributed.is_lost_peer(exc):
+            message = distributed.lost_peer_message(exc, run.resume_path)
+            yield _failed(run, TrainingFailed(message, run_dir=str(run.path)))
+            return
         if not is_out_of_memory(exc):
             raise
         yield _failed(run, out_of_memory(cfg, run))
@@ -229,12 +246,19 @@ def _train(cfg: TrainConfig, stop: threading.Event, run: RunFolder, resume) -> I
     optimizer = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay
     )
-    position = load_resume_state(Path(resume), model, optimizer) if resume else Position(0, 0, 0, 0)
-    if resume:
-        run.save_config(cfg)  # e.g. more epochs when extending a finished run
+    position = Position(0, 0, 0, 0)
+    if resume:  # every rank loads rank 0's copy of the file
+        position = distributed.load_everywhere(Path(resume), lambda path: load_resume_state(path, model, optimizer))
+        if distributed.is_main():
+            run.save_config(cfg)  # e.g. more epochs when extending a finished run
+    splits = (prepared.train, prepared.val, prepared.test)
+    distributed.check_agreement(cfg, splits, prepared.label_names, prepared.precision)
+    trained = distributed.wrap(model, device, cfg.seed)  # DDP under torchrun, the model itself alone
+    # Under torchrun a step takes grad_accum batches on each of the world's processes.
+    per_step = cfg.grad_accum * distributed.world_size()
 
     n_batches = datamod.count_batches(len(prepared.train.labels), cfg.batch_size)
-    steps_per_epoch = math.ceil(n_batches / cfg.grad_accum)
+    steps_per_epoch = math.ceil(n_batches / per_step)
     total_steps = steps_per_epoch * cfg.epochs
     if cfg.max_steps:
         total_steps = min(total_steps, cfg.max_steps)
@@ -258,10 +282,12 @@ def _train(cfg: TrainConfig, stop: threading.Event, run: RunFolder, resume) -> I
         dropped_duplicates=prepared.dropped_duplicates,
         precision_reason=prepared.precision_reason,
         merged_labels=prepared.merged_labels,
+        processes=distributed.world_size(),
     )
     run.log(
         f"Training {cfg.model} on {started.device} ({started.precision}): "
         f"{started.n_train}/{started.n_val}/{started.n_test} examples, {started.trainable_params:,} trainable"
+        + (f"; {global_batch(cfg, started.processes)}" if started.processes > 1 else "")
     )
     run.log(f"Precision: {prepared.precision_reason}")
     if prepared.merged_labels:
@@ -274,11 +300,24 @@ def _train(cfg: TrainConfig, stop: threading.Event, run: RunFolder, resume) -> I
     for epoch in range(position.epoch, cfg.epochs):
         skip = position.batch_in_epoch if epoch == position.epoch else 0
         batches = epoch_batches(prepared.train, cfg, epoch)
-        for index in range(skip, len(batches), cfg.grad_accum):
-            if stop.is_set() or step >= total_steps:
+        for index in range(skip, len(batches), per_step):
+            if step >= total_steps:
                 break
-            micro = batches[index : index + cfg.grad_accum]
-            loss, tokens = train_step(model, optimizer, micro, device, prepared.precision)
+            if distributed.agree_to_stop(stop.is_set(), step):
+                stop.set()  # every rank stops here, as the one asked first
+                break
+            micro = batches[index : index + per_step]
+            share = distributed.share_of_step(micro)
+            loss, tokens = train_step(
+                trained,
+                optimizer,
+                share.batches,
+                device,
+                prepared.precision,
+                examples=share.examples,
+                scale=share.loss_scale,
+            )
+            loss, tokens = distributed.step_totals(share, loss, tokens)
             step += 1
             raise_if_diverged(cfg, step, loss)
             seen += sum(len(b.labels) for b in micro)
@@ -303,13 +342,14 @@ def _train(cfg: TrainConfig, stop: threading.Event, run: RunFolder, resume) -> I
         yield Status(f"Validating on {len(prepared.val.labels)} messages")
         try:
             val_loss, val_acc = loss_and_accuracy(
-                model, prepared.val, cfg.batch_size, device, prepared.precision, stop=stop
+                model, prepared.val, cfg.batch_size, device, prepared.precision, stop=stop, predict=SHARED_PREDICT
             )
         except Cancelled:
             break  # the position is this epoch's end; the resume state below keeps it
         yield Evaluated(step, epoch + 1, seen, math.nan, val_loss, math.nan, val_acc, full=True)
         raise_if_weights_diverged(cfg, step, model)
-        save_resume_state(run.resume_path, model, optimizer, position)
+        if distributed.is_main():
+            save_resume_state(run.resume_path, model, optimizer, position)
         run.log(f"Epoch {epoch + 1}: validation loss {val_loss:.3f}, accuracy {val_acc:.1%}")
         yield EpochEnded(epoch + 1, step, seen, val_loss, val_acc, str(run.resume_path))
 
@@ -317,18 +357,27 @@ def _train(cfg: TrainConfig, stop: threading.Event, run: RunFolder, resume) -> I
         raise Cancelled(STOPPED_BEFORE_TRAINING)  # nothing learnt: keep every file as it was
     stopped = stop.is_set() and step < total_steps
     raise_if_weights_diverged(cfg, step, model)
-    save_resume_state(run.resume_path, model, optimizer, position)
+    if distributed.is_main():
+        save_resume_state(run.resume_path, model, optimizer, position)
     metrics = None
     if not stopped:  # test scores only for a run that saw all its steps
         yield Status(f"Scoring {len(prepared.test.labels)} test messages")  # minutes on a big test set
         try:
             metrics = score_split(
-                model, prepared.test, prepared.label_names, cfg.batch_size, device, prepared.precision, stop=stop
+                model,
+                prepared.test,
+                prepared.label_names,
+                cfg.batch_size,
+                device,
+                prepared.precision,
+                stop=stop,
+                predict=SHARED_PREDICT,
             )
         except Cancelled:
             stopped = True
     info = adapter_info(cfg, prepared, metrics)
-    save_adapter(run.adapter_path, model, info)
+    if distributed.is_main():
+        save_adapter(run.adapter_path, model, info)
     run.log(
         ("Stopped" if stopped else "Finished")
         + f" after {step} steps"
@@ -368,7 +417,7 @@ def prepare(cfg: TrainConfig, stop: threading.Event) -> Iterator:
         "Tokenizing", lambda progress: encode_splits(splits, tokenizer, max_length, stop, progress), stop
     )
     yield Status("Building the model")
-    device = pick_device(cfg.device)
+    device = distributed.pick_device(cfg.device)
     model = build_lora_model(checkpoint, cfg.lora, len(splits.label_names), cfg.seed, stop).to(device)
     if cfg.precision == "auto":
         yield Status("Measuring fp32 and bf16 speed on this device (once)")
@@ -465,21 +514,33 @@ def epoch_batches(train: EncodedSplit, cfg: TrainConfig, epoch: int) -> list[dat
 
 
 def train_step(
-    model: GPT2Classifier, optimizer, micro_batches: list, device: torch.device, precision: str
+    model: GPT2Classifier,
+    optimizer,
+    micro_batches: list,
+    device: torch.device,
+    precision: str,
+    *,
+    examples: int | None = None,
+    scale: float = 1.0,
 ) -> tuple[float, int]:
     """One optimiser step over one or more micro-batches (gradient accumulation); returns the
-    step's loss and the real (non-padding) tokens it read."""
+    step's loss and the real (non-padding) tokens it read.
+
+    Under torchrun ``model`` is DDP's and the micro-batches are this rank's share of a step of
+    ``examples`` examples; ``scale`` (the world size) undoes DDP's mean over the ranks.
+    """
     model.train()
     optimizer.zero_grad(set_to_none=True)
-    total = sum(len(b.labels) for b in micro_batches)
+    total = examples or sum(len(b.labels) for b in micro_batches)
     loss_sum, tokens = 0.0, 0
-    for batch in micro_batches:
+    for i, batch in enumerate(micro_batches):
         ids, lengths, labels = _to_device(batch, device)
-        with autocast(device, precision):
-            logits = model(ids, lengths)
-        # Weight each micro-batch by its size so accumulation equals one big batch exactly.
-        loss = F.cross_entropy(logits.float(), labels, reduction="sum") / total
-        loss.backward()
+        with distributed.accumulating(model, last=i == len(micro_batches) - 1):
+            with autocast(device, precision):
+                logits = model(ids, lengths)
+            # Weight each micro-batch by its size so accumulation equals one big batch exactly.
+            loss = F.cross_entropy(logits.float(), labels, reduction="sum") / total
+            (loss * scale).backward()
         loss_sum += loss.item()
         tokens += int(batch.lengths.sum())
     optimizer.step()
@@ -523,9 +584,18 @@ def quick_evaluation(model, prepared: Prepared, cfg: TrainConfig, step: int, epo
     pick = torch.randperm(len(prepared.train.labels), generator=generator)[:n].tolist()
     sample = EncodedSplit([prepared.train.token_ids[i] for i in pick], [prepared.train.labels[i] for i in pick], [])
     device, precision = prepared.device, prepared.precision
-    train_loss, train_acc = loss_and_accuracy(model, sample, cfg.batch_size, device, precision)
-    val_loss, val_acc = loss_and_accuracy(model, prepared.val, cfg.batch_size, device, precision, limit=n)
+    predict = SHARED_PREDICT
+    train_loss, train_acc = loss_and_accuracy(model, sample, cfg.batch_size, device, precision, predict=predict)
+    val_loss, val_acc = loss_and_accuracy(model, prepared.val, cfg.batch_size, device, precision, n, predict=predict)
     return Evaluated(step, epoch, seen, train_loss, val_loss, train_acc, val_acc)
+
+
+def global_batch(cfg: TrainConfig, processes: int) -> str:
+    """How many examples one optimiser step takes, and how they come about."""
+    return (
+        f"global batch {cfg.batch_size} x {cfg.grad_accum} accumulated x {processes} processes = "
+        f"{cfg.batch_size * cfg.grad_accum * processes} examples per step"
+    )
 
 
 def adapter_info(cfg: TrainConfig, prepared: Prepared, metrics: EvaluationMetrics | None) -> AdapterInfo:
