@@ -38,7 +38,7 @@ def resolve(path: str):
 
 
 def test_every_problem_names_a_real_setting():
-    problems = BAD.validate() + BAD.lora.validate(n_layer=2) + ModelConfig(n_embd=10, n_head=3, n_layer=0).validate()
+    problems = BAD.validate() + BAD.lora.validate(n_layer=2) + ModelConfig(n_embd=10, n_head=3, n_layer=2).validate()
     assert len(problems) >= 24
     for problem in problems:
         assert isinstance(problem, Problem) and problem.message

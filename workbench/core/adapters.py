@@ -222,7 +222,8 @@ def _metadata_problems(info: AdapterInfo) -> list[str]:
     problems.append(whole_number_problem("format version", info.format_version, 1, FORMAT_VERSION))
     if not isinstance(info.metrics, dict):
         problems.append(f"metrics must be a JSON object, got {shown(info.metrics)}")
-    return [p for p in problems if p] + decision_problems(info)
+    problems = [p for p in problems if p]
+    return problems or decision_problems(info)  # the decision is judged on otherwise sound metadata
 
 
 def decision_problems(info: AdapterInfo) -> list[str]:

@@ -211,7 +211,7 @@ def _read_cache() -> dict[str, PrecisionVerdict]:
             for key, v in data["verdicts"].items()
             if float(v["fp32_ms"]) > 0 and float(v["bf16_ms"]) > 0
         }
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, WorkbenchError):  # re-measure
         return {}
 
 
