@@ -453,3 +453,26 @@ def test_the_window_fits_a_1000_pixel_wide_screen(qtbot, window):
     window.adapter_status.setText("adapter: " + "2026-12-01_22-33-41_a-long-model-name_sms-spam/" * 3)
     QApplication.processEvents()
     assert window.minimumSizeHint().width() <= 1000
+
+
+# --- issue 10: one source of truth for the window's counts and its field marks ----------------
+
+
+def test_the_window_counts_classes_as_training_will(qtbot, window, tmp_path):
+    """Missing labels (NA, null) are no class, and "Spam"/"spam " are one: the core's rule."""
+    path = tmp_path / "messy.csv"
+    rows = [("win cash", "spam"), ("hi mum", "ham"), ("call now", "Spam "), ("lunch?", "NA"), ("ok", "null")] * 6
+    path.write_text("text,label\n" + "".join(f"{t} {i},{y}\n" for i, (t, y) in enumerate(rows)))
+    window.open_dataset(str(path))
+    loaded = lambda: window.dataset.table is not None and window.dataset.table.source == str(path)  # noqa: E731
+    qtbot.waitUntil(loaded, timeout=10_000)
+    assert window.dataset.counts == {"Spam": 12, "ham": 6}  # a tie between spellings: the first in sort order
+
+
+def test_a_problem_is_marked_on_the_setting_it_names_not_by_its_words(qtbot, window):
+    from workbench.core.config import Problem
+
+    column = window.config._column
+    about_a_path = Problem("data.source", "dataset file /home/frank/rank-alpha-spam.csv does not exist")
+    assert window.config._field_for(about_a_path) is column.data.open_button
+    assert window.config._field_for(Problem("lora.rank", "rank must be a whole number")) is column.lora.rank

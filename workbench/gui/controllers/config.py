@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QLabel, QWidget
 
 from ...core import data as datamod
 from ...core import hub
-from ...core.config import MODEL_LABELS, ModelConfig, TrainConfig
+from ...core.config import MODEL_LABELS, ModelConfig, Problem, TrainConfig
 from ...core.lora import count_trainable
 from ...core.memory import MemoryEstimate, device_memory, estimate_run_memory, is_tight, memory_breakdown, memory_line
 from ..panels import MODEL_NAMES, SettingsColumn, mark_invalid
@@ -174,9 +174,37 @@ class ConfigController(QObject):
         self.memory_estimate = estimate
 
     def _field_for(self, problem: str) -> QWidget | None:
-        """The field a problem is about, found by the words the core's messages use."""
-        p = problem.lower()
+        """The field a problem is about: by the setting the core names (``Problem.field``), never
+        by the words of its message (a path can mention "rank"); the window's own messages,
+        plain strings, by their words."""
         d, m, lo, t = self._column.data, self._column.model, self._column.lora, self._column.training
+        if isinstance(problem, Problem):
+            by_field = {
+                "lora.top_blocks": lo.top_blocks,
+                "lora.rank": lo.rank,
+                "lora.alpha": lo.alpha,
+                "lora.dropout": lo.dropout,
+                "lora.targets": lo.targets_box,
+                "data.source": d.open_button,
+                "data.train_fraction": d.train_pct,
+                "data.val_fraction": d.val_pct,
+                "data.max_length": d.max_length,
+                "data.max_rows": d.open_button,
+                "data.label_column": d.label_column,
+                "data.text_column": d.text_column,
+                "max_steps": t.max_steps,
+                "epochs": t.epochs,
+                "batch_size": t.batch_size,
+                "grad_accum": t.grad_accum,
+                "eval_every": t.eval_every,
+                "eval_batches": t.eval_batches,
+                "lr": t.lr,
+                "weight_decay": t.weight_decay,
+                "device": m.device_combo,
+                "model": m.model_combo,
+            }
+            return by_field.get(problem.field)
+        p = problem.lower()
         table = [
             ("top blocks", lo.top_blocks),
             ("rank", lo.rank),

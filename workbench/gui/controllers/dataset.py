@@ -228,8 +228,10 @@ class DatasetController(QObject):
 
 
 def _label_counts(frame: pd.DataFrame, label: str | None) -> dict[str, int]:
-    """Rows per label of ``label`` (stripped, empty cells left out), sorted by label."""
+    """Rows per class of ``label`` by the core's own label cleaning (``canonical_labels``: missing
+    labels such as NA or null left out, "Spam"/"spam " one class), so the counts shown are the
+    classes training will find."""
     if label is None or label not in frame.columns:
         return {}
-    values = frame[label].astype(str).str.strip()
-    return {str(k): int(v) for k, v in sorted(values[values != ""].value_counts().items())}
+    classes = datamod.canonical_labels(frame[label].fillna("").astype(str).tolist())
+    return {name: classes.counts[name] for name in classes.names}
