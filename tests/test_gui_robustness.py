@@ -378,3 +378,29 @@ def test_closing_mid_training_keeps_the_run_resumable(qtbot, window, dialogs, tm
     qtbot.waitUntil(again.runs_tab.resume_button.isEnabled, timeout=10_000)
     again.pool.stop_all()
     assert again.pool.wait_all(10_000)
+
+
+@pytest.mark.parametrize("victim", ["the run's dataset", "the base weights"])
+def test_saving_the_adapter_never_replaces_what_it_came_from(qtbot, window, dialogs, tiny_checkpoint, tmp_path, victim):
+    """The window's Save adapter goes through the same output-vs-input check as the CLI."""
+    from workbench.core.config import DataConfig, TrainConfig
+    from workbench.core.runs import RunFolder
+
+    data = tmp_path / "victim.csv"
+    data.write_text("text,label\nwin cash,spam\nhi mum,ham\n")
+    run = RunFolder(tmp_path / "run")
+    run.path.mkdir()
+    run.save_config(TrainConfig(model=str(tiny_checkpoint), data=DataConfig(source=str(data))))
+    adapter = make_adapter(run.path / "adapter.safetensors", tiny_checkpoint)
+    window.open_adapter(str(adapter))
+    qtbot.waitUntil(lambda: window.adapter.path == str(adapter), timeout=30_000)
+    target = data if victim == "the run's dataset" else tiny_checkpoint / "model.safetensors"
+    target = target.with_suffix(".safetensors") if victim == "the run's dataset" else target
+    if victim == "the run's dataset":  # the window adds .safetensors: name the dataset so
+        data.rename(target)
+        run.save_config(TrainConfig(model=str(tiny_checkpoint), data=DataConfig(source=str(target))))
+    before = target.read_bytes()
+    window.save_adapter(str(target))
+    qtbot.waitUntil(lambda: bool(shown(dialogs, "warning")), timeout=10_000)
+    assert "same file as" in shown(dialogs, "warning")[0]
+    assert target.read_bytes() == before

@@ -8,13 +8,15 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QTabWidget, QWidget
 
-from ...core import peft_io
+from ...core import hub, peft_io
 from ...core.adapters import AdapterInfo, copy_adapter, label_mapping, read_adapter
 from ...core.classify import Classifier
 from ...core.config import MODEL_LABELS
-from ...core.errors import AdapterError
+from ...core.errors import AdapterError, WorkbenchError
 from ...core.events import Status
 from ...core.memory import human_bytes
+from ...core.runs import RunFolder
+from ...core.training import training_inputs
 from ...worker import Job, JobPool, Returned, Worker
 from ..classify_tab import ClassifyTab
 from ..panels import ModelPanel
@@ -169,9 +171,12 @@ class AdapterController(QObject):
         if not target.endswith(ADAPTER_SUFFIX):
             target += ADAPTER_SUFFIX
 
+        inputs = _files_behind(source, self.info)
+
         def copy(progress, stop):
             if Path(source).resolve() != Path(target).resolve():
-                copy_adapter(source, target)  # atomic: a failed save leaves any file at target as it was
+                # atomic, and never over the run's dataset or the base model's files (check_outputs)
+                copy_adapter(source, target, inputs=inputs)
             return target
 
         return self._pool.start(
@@ -198,3 +203,21 @@ class AdapterController(QObject):
             ),
             on_failed=lambda error: QMessageBox.warning(self._dialogs, "PEFT export failed", error_text(error)),
         )
+
+
+def _files_behind(adapter: str, info: AdapterInfo | None) -> dict[str, Path]:
+    """The files an adapter came from, which saving it must not replace: its run's dataset and
+    base model (from the run folder it sits in), and the base model it names."""
+    inputs: dict[str, Path] = {}
+    run = RunFolder(Path(adapter).parent)
+    if run.config_path.is_file():
+        try:
+            inputs |= training_inputs(run.config())
+        except (WorkbenchError, ValueError, OSError):
+            pass  # a damaged run folder: the base model's files below still count
+    if info is not None:
+        try:
+            inputs |= hub.checkpoint_files(info.base_model)
+        except (WorkbenchError, OSError):
+            pass
+    return inputs
