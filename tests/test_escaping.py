@@ -128,3 +128,16 @@ def test_plain_text_widgets_show_labels_literally(qtbot):
     tab = TrainingTab()
     qtbot.addWidget(tab)
     assert tab.summary.textFormat() == Qt.TextFormat.PlainText
+
+
+def test_the_window_describes_adapters_and_datasets_with_file_strings_escaped(tmp_path, tiny_checkpoint):
+    """The adapter line and the problems list are rich text: names and labels from files go in escaped."""
+    from test_gui_robustness import make_adapter
+
+    from workbench.core.adapters import read_adapter
+    from workbench.gui.controllers.adapter import describe_adapter
+
+    path = make_adapter(tmp_path / "a.safetensors", tiny_checkpoint, labels=("ham", IMG))
+    _, info = read_adapter(path)
+    line = describe_adapter(str(path), info)
+    assert "<img" not in line and "&lt;img" in line

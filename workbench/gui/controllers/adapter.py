@@ -19,6 +19,7 @@ from ...core.runs import RunFolder
 from ...core.training import training_inputs
 from ...worker import Job, JobPool, Returned, Worker
 from ..classify_tab import ClassifyTab
+from ..escape import escaped
 from ..panels import ModelPanel
 from . import error_text
 from .dataset import DatasetController
@@ -33,8 +34,9 @@ def describe_adapter(path: str, info: AdapterInfo) -> str:
         metrics = f" · test accuracy {float(info.metrics['test_accuracy']):.1%}"
     created = info.created.replace("T", " ")[:16]
     return (
-        f"<b>{Path(path).name}</b> · base {info.describe_base()} · LoRA r={info.lora.rank}, "
-        f"alpha={info.lora.alpha:g} · labels: {', '.join(info.label_names)}{metrics} · created {created}"
+        f"<b>{escaped(Path(path).name)}</b> · base {escaped(info.describe_base())} · LoRA r={info.lora.rank}, "
+        f"alpha={info.lora.alpha:g} · labels: {escaped(', '.join(info.label_names))}{metrics} · "
+        f"created {escaped(created)}"
     )
 
 

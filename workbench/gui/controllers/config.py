@@ -17,6 +17,7 @@ from ...core import hub
 from ...core.config import MODEL_LABELS, ModelConfig, Problem, TrainConfig
 from ...core.lora import count_trainable
 from ...core.memory import MemoryEstimate, device_memory, estimate_run_memory, is_tight, memory_breakdown, memory_line
+from ..escape import escaped
 from ..panels import MODEL_NAMES, SettingsColumn, mark_invalid
 from .dataset import DatasetController
 
@@ -135,7 +136,10 @@ class ConfigController(QObject):
             mark_invalid(widget, marked.get(widget, []), widget.property("default_tip") or "")
         self._column.problems.setVisible(bool(problems))
         self._column.problems.setText(
-            "<br>".join(f"→ {p}" if p in self.steps else f"<span style='{ERROR_STYLE}'>⚠ {p}</span>" for p in problems)
+            "<br>".join(
+                f"→ {escaped(p)}" if p in self.steps else f"<span style='{ERROR_STYLE}'>⚠ {escaped(p)}</span>"
+                for p in problems
+            )
         )
         self.problems = problems
         self.validated.emit()

@@ -15,6 +15,7 @@ from ...core.events import Status
 from ...core.memory import human_bytes, longest_text_chars
 from ...worker import Job, JobPool, Returned, Worker
 from ..data_tab import DataTab
+from ..escape import escaped
 from ..panels import DataPanel
 from . import error_text
 
@@ -186,8 +187,8 @@ class DatasetController(QObject):
         more = " (first rows only)" if table.truncated_rows else ""
         self._tab.show_frame(
             table.frame,
-            f"<b>{name}</b> · {len(table.frame):,} rows{more} · encoding {table.encoding} · "
-            f"detected text column '{table.text_column}', label column '{table.label_column}' "
+            f"<b>{escaped(name)}</b> · {len(table.frame):,} rows{more} · encoding {escaped(table.encoding)} · "
+            f"detected text column '{escaped(table.text_column)}', label column '{escaped(table.label_column)}' "
             "(change them on the left)",
         )
         self.update_counts()
@@ -200,7 +201,7 @@ class DatasetController(QObject):
             self._panel.set_sms_status(datamod.sms_spam_path().is_file())
         else:
             self._read_error = (source, error_text(error))  # Start stays off until another file is chosen
-        self._tab.set_caption(f"Could not read the dataset: {error_text(error)}")
+        self._tab.set_caption(escaped(f"Could not read the dataset: {error_text(error)}"))
         self._panel.clear_columns()
         self._panel.set_counts(None, "could not read this file")
         self.changed.emit()
