@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 
@@ -206,3 +207,55 @@ def test_a_finished_worker_leaves_no_thread_behind(qtbot):
     seen, _ = run_job(qtbot, Worker.from_call(work))
     assert seen.events[-1].value.startswith("Dummy")
     assert threading.active_count() == before
+
+
+def test_a_cycle_left_by_the_gui_is_collected_on_the_gui_thread_while_a_worker_allocates(qtbot):
+    """The collector runs where the allocation happens; a worker building a model allocates the
+    most, so without pinning, a cycle holding a Qt object would be destroyed on the worker thread."""
+    finalized_on: list[int] = []
+    automatic_in_worker: list[bool] = []
+
+    class Cycle:
+        def __init__(self):
+            self.me = self
+
+        def __del__(self):
+            finalized_on.append(threading.get_ident())
+
+    held = [Cycle()]
+    released = threading.Event()
+
+    def release_the_cycle(_item):  # on the GUI thread, once the worker runs
+        held.clear()
+        released.set()
+
+    def allocate(stop):
+        automatic_in_worker.append(gc.isenabled())
+        yield "running"
+        released.wait(5)
+        kept, deadline = [], time.monotonic() + 10
+        while not finalized_on and not stop.is_set() and time.monotonic() < deadline:
+            kept.extend([] for _ in range(1000))  # net new containers: what triggers a collection
+            time.sleep(0.001)
+
+    assert gc.isenabled()
+    pool = JobPool()
+    job = pool.start(Worker.from_iterator(allocate), on_event=release_the_cycle)
+    qtbot.waitUntil(lambda: bool(finalized_on), timeout=10_000)
+    assert finalized_on == [threading.get_ident()]  # the GUI thread, never the worker's
+    assert automatic_in_worker == [False]
+    job.stop()
+    assert pool.wait_all(5000)
+    assert gc.isenabled()  # automatic collection is back once no worker runs
+
+
+def test_collection_is_restored_only_when_the_last_pool_is_idle(qtbot):
+    first, second = JobPool(), JobPool()
+    release = threading.Event()
+    first.start(Worker.from_call(lambda progress, stop: release.wait(5)))
+    second.start(Worker.from_call(lambda progress, stop: None))
+    assert second.wait_all(5000)
+    assert not gc.isenabled()  # the first pool's worker still runs
+    release.set()
+    assert first.wait_all(5000)
+    assert gc.isenabled()

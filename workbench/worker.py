@@ -19,10 +19,17 @@ the GUI thread empties about 20 times a second (``COALESCE_INTERVAL_S``, a timer
 so an event is never held back by a slow step that follows it), and at once when an event of any
 other type arrives (RunStarted, EpochEnded, TrainingFinished, …). Callbacks still see every event,
 in order, on the GUI thread; only ``Job`` callbacks see them (the ``event`` signal stays silent).
+
+While any job runs, Python's cycle collector runs on the GUI thread only (``GuiThreadCollection``).
+Left automatic, it runs on whichever thread allocates past its threshold, and a worker building a
+model allocates the most: a cycle that holds a widget, a dialog or a plot item is then destroyed on
+the worker's thread, which Qt forbids, and which hung the test suite (the worker, holding the GIL,
+waited in a Qt destructor for the GUI thread, which waited for the GIL in a pyqtgraph paint).
 """
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from collections import deque
@@ -37,6 +44,7 @@ from .core.progress import Progress
 
 PROGRESS_INTERVAL_S = 0.05  # progress callbacks are forwarded at most ~20 times a second
 COALESCE_INTERVAL_S = 0.05  # coalesced events reach the GUI thread at most ~20 times a second
+COLLECT_INTERVAL_MS = 250  # how often the GUI thread runs the collections that fell due meanwhile
 
 
 @dataclass(frozen=True)
@@ -162,6 +170,61 @@ def _forget_dummy_thread() -> None:
             del active[ident]
 
 
+class GuiThreadCollection(QObject):
+    """Runs Python's cycle collector on the GUI thread while worker threads exist.
+
+    ``pin()`` turns automatic collection off (process-wide, counted, so two pools can pin at once)
+    and starts a timer that does what the automatic collector would have done, by the same
+    per-generation thresholds, but always here. ``unpin()`` collects once and restores automatic
+    collection when the last pin goes. The pattern of calibre and pyqtgraph's GarbageCollector,
+    scoped to the time a worker can allocate, so a process without jobs collects as usual.
+    """
+
+    _pins = 0  # process-wide: automatic collection is off while this is above zero
+    _was_enabled = True  # what to restore when the last pin goes
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self._pinned = False
+        self._timer = QTimer(self)
+        self._timer.setInterval(COLLECT_INTERVAL_MS)
+        self._timer.timeout.connect(collect_what_is_due)
+
+    def pin(self) -> None:
+        if self._pinned:
+            return
+        self._pinned = True
+        cls = GuiThreadCollection
+        if cls._pins == 0:
+            cls._was_enabled = gc.isenabled()
+            gc.disable()
+        cls._pins += 1
+        self._timer.start()
+
+    def unpin(self) -> None:
+        if not self._pinned:
+            return
+        self._pinned = False
+        self._timer.stop()
+        cls = GuiThreadCollection
+        cls._pins -= 1
+        if cls._pins == 0:
+            gc.collect()  # what the workers left behind, here rather than on the next thread
+            if cls._was_enabled:
+                gc.enable()
+
+
+@Slot()
+def collect_what_is_due() -> None:
+    """Collect the oldest generation whose count passed its threshold, as CPython's automatic
+    collector decides (a younger generation is collected with it)."""
+    counts, thresholds = gc.get_count(), gc.get_threshold()
+    for generation in (2, 1, 0):
+        if thresholds[generation] and counts[generation] > thresholds[generation]:
+            gc.collect(generation)
+            return
+
+
 class Job(QObject):
     """One worker on its own QThread, with callbacks run on the thread that created the job."""
 
@@ -255,6 +318,7 @@ class JobPool(QObject):
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
         self._jobs: list[Job] = []
+        self._collection = GuiThreadCollection(self)
 
     def start(
         self,
@@ -267,6 +331,7 @@ class JobPool(QObject):
         job = Job(worker, on_event=on_event, on_failed=on_failed, on_finished=on_finished)
         job.ended.connect(self._ended)
         self._jobs.append(job)
+        self._collection.pin()  # before the thread exists: it must never run the collector
         return job.start()
 
     def jobs(self) -> list[Job]:
@@ -286,6 +351,9 @@ class JobPool(QObject):
             left = max(0, int((deadline - time.monotonic()) * 1000))
             if not job.wait(left):
                 return False
+        # Every thread has ended: the GUI thread is the only one left (the ``ended`` signals that
+        # would unpin are still queued, and a closing window may never run the loop again).
+        self._collection.unpin()
         return True
 
     @Slot(object)
@@ -294,4 +362,5 @@ class JobPool(QObject):
             self._jobs.remove(job)
         job.deleteLater()
         if not self._jobs:
+            self._collection.unpin()
             self.idle.emit()
