@@ -210,3 +210,32 @@ def test_training_file_with_every_row_says_it_is_not_held_out(tiny_checkpoint, t
     with pytest.raises(WorkbenchError, match="does not record how its training data was split"):
         rows_to_score(data, old, "test")
     assert "does not record its training data" in rows_to_score(data, old).description
+
+
+def test_held_out_scores_come_from_the_file_the_run_trained_on(tiny_checkpoint, tmp_path, monkeypatch):
+    """The window's threshold and calibration views: the run's own validation and test rows,
+    found among candidate files by their bytes, scored without the adapter's temperature."""
+    import torch
+
+    from workbench.core.adapter_eval import rows_to_score, score_held_out
+    from workbench.core.adapters import update_decision
+    from workbench.core.classify import Classifier
+    from workbench.core.errors import DataError
+
+    data = write_separable_csv(tmp_path / "data.csv", n=120)
+    finished, seen = _train_recording_test_rows(tiny_checkpoint, data, 7, monkeypatch)
+    other = tmp_path / "other.csv"
+    other.write_text("text,label\nwin cash,spam\nhi mum,ham\n")
+    classifier = Classifier.from_adapter(finished.adapter_path, precision="fp32")
+    plain = classifier.probabilities(seen["texts"])
+
+    update_decision(finished.adapter_path, temperature=2.5)
+    warm = Classifier.from_adapter(finished.adapter_path, precision="fp32")
+    description, scored = score_held_out(warm, [tmp_path / "missing.csv", other, data])
+    assert "data.csv" in description and "seed 7" in description
+    assert scored["test"].texts == seen["texts"] and scored["test"].labels == seen["labels"]
+    assert scored["val"].texts == rows_to_score(data, warm.info, "val").texts
+    assert torch.allclose(scored["test"].probabilities, plain, atol=1e-5)  # the temperature undone
+
+    with pytest.raises(DataError, match="missing.csv.*other.csv: other contents"):
+        score_held_out(warm, [tmp_path / "missing.csv", other])

@@ -11,13 +11,16 @@ held out as a whole, so by default every row of it is scored.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import torch
 
 from . import data as datamod
 from .adapters import AdapterInfo, label_mapping
 from .config import DataConfig
-from .errors import DataError
+from .errors import Cancelled, DataError, WorkbenchError
 from .events import EvaluationMetrics
 from .progress import Progress
 
@@ -91,8 +94,7 @@ def rows_to_score(
             "held out: use --split all (the default for a new file) to score every row."
         )
     _refuse_changed_settings(recipe, text_column, label_column, max_rows)
-    cfg = recipe.data_config(source)
-    splits = datamod.make_splits(datamod.load_table(cfg, progress=progress, stop=stop), cfg, seed=recipe.seed)
+    splits = _rebuilt_splits(source, recipe, progress, stop)
     part = getattr(splits, split)
     to_adapter = label_mapping(info, splits.label_names, name)
     return RowsToScore(
@@ -136,6 +138,88 @@ def evaluate_adapter_on(
     metrics = metrics_from_probabilities(probs, rows.labels, names, rows.texts, threshold=classifier.threshold)
     decision = decision_summary(probs, rows.labels, classifier.threshold, classifier.temperature)
     return AdapterEvaluation(metrics, rows.split, len(rows.texts), rows.description, decision)
+
+
+def _rebuilt_splits(source, recipe, progress, stop) -> datamod.DatasetSplits:
+    cfg = recipe.data_config(source)
+    return datamod.make_splits(datamod.load_table(cfg, progress=progress, stop=stop), cfg, seed=recipe.seed)
+
+
+def run_splits(
+    sources: Sequence[str | Path],
+    info: AdapterInfo,
+    *,
+    progress: Progress | None = None,
+    stop: threading.Event | None = None,
+) -> tuple[str | Path, datamod.DatasetSplits]:
+    """The run's own training/validation/test split, rebuilt from the first of ``sources`` that
+    holds the bytes the adapter was trained on (a run folder's dataset, the file open in the window).
+
+    DataError, naming what was tried, when none does: a threshold, a temperature or a label-error
+    ranking is worth only what its rows are, so it is never computed on rows of unknown origin.
+    """
+    recipe = info.data
+    if recipe is None:
+        raise DataError(
+            "This adapter does not record how its training data was split (saved before data recipes, "
+            "or imported), so its held-out rows cannot be rebuilt."
+        )
+    tried = []
+    for source in dict.fromkeys(str(s) for s in sources if s):
+        try:
+            dataset = datamod.identify_dataset(source, progress=progress, stop=stop)
+        except Cancelled:
+            raise
+        except (WorkbenchError, OSError) as exc:  # gone, unreadable, not downloadable offline
+            tried.append(f"{_dataset_name(source)}: {exc}")
+            continue
+        if dataset.sha256 == recipe.dataset.sha256:
+            return source, _rebuilt_splits(source, recipe, progress, stop)
+        tried.append(f"{_dataset_name(source)}: other contents (sha256 {dataset.short_hash()}…)")
+    where = "; ".join(tried) if tried else "no file was given"
+    raise DataError(
+        f"The file this adapter was trained on ({recipe.dataset.name}, sha256 {recipe.dataset.short_hash()}…) "
+        f"is needed to rebuild its held-out rows; open it as the dataset. Tried: {where}."
+    )
+
+
+@dataclass(frozen=True)
+class ScoredSplit:
+    """One held-out split of the run, scored by the adapter's model alone (no temperature, so a
+    temperature can be fitted or compared; no threshold: the probabilities decide nothing yet)."""
+
+    name: str  # "test" or "val"
+    texts: list[str]
+    labels: list[int]  # the adapter's class ids
+    probabilities: torch.Tensor  # (N, C) float32
+
+
+def score_held_out(
+    classifier,
+    sources: Sequence[str | Path],
+    parts: Sequence[str] = ("val", "test"),
+    *,
+    batch_size: int = 32,
+    progress: Progress | None = None,
+    stop: threading.Event | None = None,
+) -> tuple[str, dict[str, ScoredSplit]]:
+    """The run's held-out ``parts`` scored by ``classifier``: what the window's threshold and
+    calibration views are drawn from. Returns the description of the rows and the scored parts."""
+    from .thresholds import apply_temperature
+
+    source, splits = run_splits(sources, classifier.info, progress=progress, stop=stop)
+    to_adapter = label_mapping(classifier.info, splits.label_names, _dataset_name(source))
+    scored = {}
+    for name in parts:
+        part = getattr(splits, name)
+        probs = classifier.probabilities(list(part.texts), batch_size=batch_size, stop=stop, progress=progress)
+        if classifier.temperature is not None:  # undo it: the views apply the temperature they show
+            probs = apply_temperature(probs, 1 / classifier.temperature)
+        scored[name] = ScoredSplit(name, list(part.texts), [to_adapter[y] for y in part.labels], probs)
+    description = (
+        f"the training run's held-out rows of {_dataset_name(source)} ({classifier.info.data.describe_split()})"
+    )
+    return description, scored
 
 
 def _every_row(source, info, trained_on, edited, text_column, label_column, max_rows, progress, stop) -> RowsToScore:
