@@ -175,9 +175,10 @@ class GuiThreadCollection(QObject):
 
     ``pin()`` turns automatic collection off (process-wide, counted, so two pools can pin at once)
     and starts a timer that does what the automatic collector would have done, by the same
-    per-generation thresholds, but always here. ``unpin()`` collects once and restores automatic
-    collection when the last pin goes. The pattern of calibre and pyqtgraph's GarbageCollector,
-    scoped to the time a worker can allocate, so a process without jobs collects as usual.
+    per-generation thresholds, but always here. ``unpin()`` restores automatic collection when the
+    last pin goes (no worker thread is left to run it; ``start`` pins before a thread starts).
+    The pattern of calibre and pyqtgraph's GarbageCollector, scoped to the time a worker can
+    allocate, so a process without jobs collects as usual.
     """
 
     _pins = 0  # process-wide: automatic collection is off while this is above zero
@@ -209,7 +210,9 @@ class GuiThreadCollection(QObject):
         cls = GuiThreadCollection
         cls._pins -= 1
         if cls._pins == 0:
-            gc.collect()  # what the workers left behind, here rather than on the next thread
+            # Only what is due, as the automatic collector would: a full collection here would
+            # stall the window after every keystroke's prediction (it takes ~0.5 s with torch loaded).
+            collect_what_is_due()
             if cls._was_enabled:
                 gc.enable()
 

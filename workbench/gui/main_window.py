@@ -43,6 +43,7 @@ from .controllers.adapter import ADAPTER_SUFFIX, AdapterController
 from .controllers.config import ConfigController
 from .controllers.dataset import DatasetController
 from .controllers.model import ModelController
+from .controllers.review import ReviewController
 from .controllers.run import RunController
 from .data_tab import DataTab
 from .panels import SettingsColumn
@@ -151,6 +152,9 @@ class MainWindow(QMainWindow):
         self.adapter = AdapterController(
             self.pool, self.dataset, self.model, self.model_panel, self.classify_tab, self.tabs, parent=self
         )
+        self.review = ReviewController(
+            self.pool, self.adapter, self.dataset, self.classify_tab, self.results_tab, self.tabs, parent=self
+        )
 
     def _build_menus(self) -> None:
         bar = self.menuBar()
@@ -189,7 +193,7 @@ class MainWindow(QMainWindow):
             panel.changed.connect(self.config.refresh)
         for controller in (self.dataset, self.model):
             controller.changed.connect(self.config.refresh)
-        for controller in (self.model, self.adapter):
+        for controller in (self.model, self.adapter, self.review):
             controller.message.connect(self.statusBar().showMessage)
         self.config.validated.connect(self._update_run_buttons)
         self.start_button.clicked.connect(self.run.start)

@@ -1,24 +1,30 @@
 """The Results tab: test accuracy, per-class precision/recall/F1, a coloured confusion matrix and
-the messages the model got wrong, shown when a run finishes (or a past run is reopened)."""
+the messages the model got wrong, shown when a run finishes (or a past run is reopened) or after
+"Evaluate on a labelled file…"; beside them the decision views (threshold, calibration) and the
+suspicious-labels list, which ``controllers/review.py`` fills on workers."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor, QFont
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QPushButton,
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from ..core.events import EvaluationMetrics
+from .decision_views import CalibrationView, ThresholdView
 from .escape import as_rich_text, escaped
+from .suspects_view import SuspectsView
 
 
 def _item(text: str, align_right: bool = False) -> QTableWidgetItem:
@@ -71,6 +77,9 @@ class ConfusionMatrixWidget(QTableWidget):
 
 
 class ResultsTab(QWidget):
+    evaluate_requested = Signal()  # "Evaluate on a labelled file…"
+    view_shown = Signal()  # the threshold or calibration view came into sight: fill it if stale
+
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.headline = QLabel("No results yet: they appear here when a training run finishes.")
@@ -114,12 +123,42 @@ class ResultsTab(QWidget):
         splitter.addWidget(right)
         splitter.setSizes([400, 500])
 
+        self.evaluate_button = QPushButton("Evaluate on a labelled file…")
+        self.evaluate_button.setToolTip(
+            "Score the loaded adapter on a CSV/TSV with a label column: the run's own test rows when it is "
+            "the file the adapter was trained on, every row of any other file"
+        )
+        self.evaluate_button.setEnabled(False)
+        self.threshold_view = ThresholdView()
+        self.calibration_view = CalibrationView()
+        self.suspects_view = SuspectsView()
+        self.views = QTabWidget()
+        self.views.setDocumentMode(True)
+        self.views.addTab(splitter, "Scores")
+        self.views.addTab(self.threshold_view, "Threshold")
+        self.views.addTab(self.calibration_view, "Calibration")
+        self.views.addTab(self.suspects_view, "Suspicious labels")
+        self.views.currentChanged.connect(self._view_changed)
+
         layout = QVBoxLayout(self)
         top = QHBoxLayout()
         top.addWidget(self.headline, 1)
+        top.addWidget(self.evaluate_button, 0, Qt.AlignmentFlag.AlignTop)
         layout.addLayout(top)
-        layout.addWidget(splitter, 1)
+        layout.addWidget(self.views, 1)
         self.metrics: EvaluationMetrics | None = None
+        self.evaluate_button.clicked.connect(self.evaluate_requested)
+
+    def _view_changed(self, _index: int) -> None:
+        if self.views.currentWidget() in (self.threshold_view, self.calibration_view):
+            self.view_shown.emit()
+
+    def decision_view_visible(self) -> bool:
+        return self.isVisible() and self.views.currentWidget() in (self.threshold_view, self.calibration_view)
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        self._view_changed(self.views.currentIndex())
 
     def clear(self, message: str = "No results yet: they appear here when a training run finishes.") -> None:
         self.metrics = None
@@ -129,11 +168,15 @@ class ResultsTab(QWidget):
         self.confusion.setColumnCount(0)
         self.wrong_table.setRowCount(0)
 
-    def show_metrics(self, metrics: EvaluationMetrics, where: str = "") -> None:
+    def show_metrics(self, metrics: EvaluationMetrics, where: str = "", held_out: bool = True) -> None:
+        """``held_out`` False: the rows may include training rows (an evaluation of every row of a
+        file), so the headline must not call the figure a test accuracy."""
         self.metrics = metrics
         n = sum(metrics.support)
+        what = "Test accuracy" if held_out else "Accuracy"
+        rows = "held-out messages" if held_out else "messages"
         self.headline.setText(
-            f"Test accuracy <b>{metrics.accuracy:.1%}</b> on {n:,} held-out messages"
+            f"{what} <b>{metrics.accuracy:.1%}</b> on {n:,} {rows}"
             f" · loss {metrics.loss:.3f}" + (f"<br><small>{escaped(where)}</small>" if where else "")
         )
         self.class_table.setRowCount(len(metrics.label_names))
@@ -149,9 +192,7 @@ class ResultsTab(QWidget):
                 self.class_table.setItem(r, c, _item(text, align_right=c > 0))
         self.confusion.set_matrix(metrics.label_names, metrics.confusion)
         wrong = metrics.misclassified
-        self.wrong_label.setText(
-            f"Misclassified test messages ({len(wrong)})" if wrong else "No misclassified test messages"
-        )
+        self.wrong_label.setText(f"Misclassified messages ({len(wrong)})" if wrong else "No misclassified messages")
         self.wrong_table.setRowCount(len(wrong))
         for r, m in enumerate(wrong):
             for c, text in enumerate((m.text, m.true_label, m.predicted_label, f"{m.probability:.0%}")):

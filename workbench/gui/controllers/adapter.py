@@ -137,6 +137,16 @@ class AdapterController(QObject):
         self._classify_tab.set_classifier(classifier, description)
         self.changed.emit()
 
+    def apply_decision(self, info: AdapterInfo) -> None:
+        """The adapter file's threshold or temperature changed (saved from the Results tab): the
+        loaded classifier decides as the file now says, at once, without reloading the model."""
+        classifier = self._classify_tab.classifier
+        if classifier is None or self.path is None:
+            return
+        self.info = info
+        classifier.info, classifier.threshold, classifier.temperature = info, info.threshold, info.temperature
+        self._classify_tab.set_classifier(classifier, self._description())
+
     def _label_mismatch(self, info: AdapterInfo) -> str:
         """A note when the adapter's classes are not the classes of the dataset on the left: it
         still classifies (into its own labels), but a person comparing it with that data should know."""

@@ -1,0 +1,129 @@
+"""The Results tab's review of an adapter, driven as a user would: threshold curves and slider,
+calibration, evaluating on a labelled file, suspicious labels; every number checked against the
+core function the CLI prints, every save checked in the adapter file."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+
+import pytest
+from test_gui import dataset, dialogs, window  # noqa: F401 (fixtures)
+
+from workbench.core.adapters import read_adapter
+from workbench.core.thresholds import metrics_at
+
+
+def trained(qtbot, window):
+    window.start_training()
+    qtbot.waitUntil(lambda: window.results_tab.metrics is not None, timeout=60_000)
+    qtbot.waitUntil(lambda: window.classify_tab.classifier is not None, timeout=30_000)
+    return window.classify_tab.classifier
+
+
+def show_view(qtbot, window, view):
+    window.tabs.setCurrentWidget(window.results_tab)
+    window.results_tab.views.setCurrentWidget(view)
+
+
+def test_threshold_slider_follows_the_core_and_saves_into_the_adapter(qtbot, window, dialogs):
+    classifier = trained(qtbot, window)
+    run_metrics = window.results_tab.metrics
+    view = window.results_tab.threshold_view
+    show_view(qtbot, window, view)
+    qtbot.waitUntil(lambda: bool(view.scores), timeout=30_000)
+    assert len(view.scores) == sum(run_metrics.support)  # the run's own test rows
+    assert "seed" in view.note.text()
+
+    for cut in (0.0, 0.3, 0.5, 0.9, 1.0):
+        view.slider.setValue(round(cut * 1000))
+        expected = metrics_at(view.scores, view.labels, cut)
+        assert view.spin.value() == pytest.approx(cut)
+        assert f"F1 <b>{expected.f1:.3f}</b>" in view.figures.text()
+        assert f"{expected.confusion[1][0]:,} of" in view.figures.text()  # missed positives
+    view.slider.setValue(0)
+    assert metrics_at(view.scores, view.labels, 0.0).recall == 1.0  # a cut at 0 flags everything
+
+    view.spin.setValue(0.42)
+    assert view.slider.value() == 420
+    adapter = window.adapter.path
+    view.save_button.click()
+    qtbot.waitUntil(lambda: read_adapter(adapter)[1].threshold == pytest.approx(0.42), timeout=10_000)
+    qtbot.waitUntil(lambda: classifier.threshold == pytest.approx(0.42), timeout=5_000)  # Classify follows
+    assert "0.420" in view.figures.text()
+    view.clear_button.click()
+    qtbot.waitUntil(lambda: read_adapter(adapter)[1].threshold is None, timeout=10_000)
+    qtbot.waitUntil(lambda: classifier.threshold is None, timeout=5_000)
+    assert not [c for c in dialogs if c[0] in ("warning", "critical")], dialogs
+
+
+def test_calibration_fits_on_validation_and_saves_the_temperature(qtbot, window):
+    classifier = trained(qtbot, window)
+    view = window.results_tab.calibration_view
+    show_view(qtbot, window, view)
+    qtbot.waitUntil(lambda: view.test is not None, timeout=30_000)
+    assert view.fit_button.isEnabled() and not view.save_button.isEnabled()
+    assert "ECE" in view.legend.text()
+    view.fit_button.click()
+    assert view.fitted is not None and "test NLL" in view.figures.text()
+    view.save_button.click()
+    adapter = window.adapter.path
+    qtbot.waitUntil(lambda: read_adapter(adapter)[1].temperature == pytest.approx(view.fitted), timeout=10_000)
+    qtbot.waitUntil(lambda: classifier.temperature == pytest.approx(view.fitted), timeout=5_000)
+    view.remove_button.click()
+    qtbot.waitUntil(lambda: read_adapter(adapter)[1].temperature is None, timeout=10_000)
+
+
+def test_evaluate_on_a_labelled_file_is_honest_about_which_rows(qtbot, window, dataset, tmp_path):
+    trained(qtbot, window)
+    run_accuracy = window.results_tab.metrics.accuracy
+    tab = window.results_tab
+    window.review.evaluate_file(str(dataset))  # the file it trained on: the run's test rows again
+    qtbot.waitUntil(lambda: tab.evaluate_button.isEnabled() and "Test accuracy" in tab.headline.text(), timeout=30_000)
+    assert tab.metrics.accuracy == run_accuracy and "test split" in tab.headline.text()
+
+    other = tmp_path / "new.csv"
+    with other.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text", "label"])
+        writer.writerows([["claim your free cash prize", "spam"], ["lunch at noon?", "ham"], ["win now", "spam"]])
+    window.review.evaluate_file(str(other))
+    qtbot.waitUntil(lambda: sum(tab.metrics.support) == 3, timeout=30_000)
+    assert tab.headline.text().startswith("Accuracy") and "every row of new.csv" in tab.headline.text()
+
+
+def test_suspicious_labels_rank_export_and_open_in_classify(qtbot, window, dataset, tmp_path, dialogs):
+    trained(qtbot, window)
+    view = window.results_tab.suspects_view
+    window.review.find_suspects()
+    qtbot.waitUntil(lambda: bool(view.suspects), timeout=30_000)
+    assert len(view.suspects) == 60 - 12  # every training and validation row, not the test rows
+    shown = [float(view.table.item(r, 0).text()) for r in range(view.table.rowCount())]
+    assert shown == sorted(shown)  # least likely given label first
+
+    out = tmp_path / "suspects.csv"
+    window.review.export_suspects(str(out))
+    qtbot.waitUntil(out.exists, timeout=10_000)
+    assert out.read_text().splitlines()[0].startswith("text,given_label,predicted_label")
+    before = dataset.read_bytes()
+    window.review.export_suspects(str(dataset))  # never over the data it came from
+    qtbot.waitUntil(lambda: bool(dialogs), timeout=10_000)
+    assert "same file as" in dialogs[-1][1] and dataset.read_bytes() == before
+
+    view.table.cellDoubleClicked.emit(0, 4)
+    assert window.tabs.currentWidget() is window.classify_tab
+    assert window.classify_tab.input.toPlainText() == view.table.item(0, 4).text()
+
+
+def test_without_the_training_file_the_views_say_what_to_open(qtbot, window, dataset, tmp_path):
+    trained(qtbot, window)
+    adapter = window.adapter.path
+    copy = tmp_path / "elsewhere.safetensors"  # outside the run folder: only the open dataset could match
+    shutil.copy(adapter, copy)
+    dataset.write_text("text,label\nsomething else,ham\nentirely,spam\n")
+    window.open_adapter(str(copy))
+    qtbot.waitUntil(lambda: window.adapter.path == str(copy), timeout=30_000)
+    view = window.results_tab.threshold_view
+    show_view(qtbot, window, view)
+    qtbot.waitUntil(lambda: "is needed to rebuild" in view.note.text(), timeout=30_000)
+    assert not view.save_button.isEnabled() and not view.scores
