@@ -82,6 +82,7 @@ class ThresholdView(QWidget):
 
         self.note = QLabel("Open the Threshold view after training, or load an adapter, to see its curves.")
         self.note.setWordWrap(True)
+        self.note.setTextFormat(Qt.TextFormat.RichText)  # its file-derived parts are escaped
         self.pr_legend, self.roc_legend = LegendRow("Precision–recall"), LegendRow("ROC")
         self.pr_plot = _plot("recall", "precision")
         self.roc_plot = _plot("false positive rate", "true positive rate")
@@ -143,7 +144,7 @@ class ThresholdView(QWidget):
 
     def clear(self, message: str) -> None:
         self.scores, self.labels = [], []
-        self.note.setText(message)
+        self.note.setText(escaped(message))  # an error may quote a file name
         for curve in (self.pr_curve, self.roc_curve, self.pr_cut, self.roc_cut):
             curve.setData([], [])
         self.figures.setText("")
@@ -238,12 +239,14 @@ class CalibrationView(QWidget):
 
         self.note = QLabel("Calibration appears here for an adapter whose held-out rows can be rebuilt.")
         self.note.setWordWrap(True)
+        self.note.setTextFormat(Qt.TextFormat.RichText)  # its file-derived parts are escaped
         self.legend = LegendRow("Reliability (test rows)")
         self.plot = _plot("confidence (top probability)", "accuracy")
         self.plot.plot([0, 1], [0, 1], pen=pg.mkPen(BEFORE_COLOR, style=Qt.PenStyle.DashLine))
         self.before_curve = self.plot.plot([], [], pen=pg.mkPen(BEFORE_COLOR, width=2), symbol="o", symbolSize=7)
         self.after_curve = self.plot.plot([], [], pen=pg.mkPen(CURVE_COLOR, width=2), symbol="o", symbolSize=7)
         self.figures = QLabel()
+        self.figures.setTextFormat(Qt.TextFormat.PlainText)
         self.figures.setWordWrap(True)
         self.fit_button = QPushButton("Fit temperature on validation rows")
         self.save_button = QPushButton("Save temperature in adapter")
@@ -270,7 +273,7 @@ class CalibrationView(QWidget):
     def clear(self, message: str) -> None:
         self.val = self.test = None
         self.fitted = None
-        self.note.setText(message)
+        self.note.setText(escaped(message))  # an error may quote a file name
         self.before_curve.setData([], [])
         self.after_curve.setData([], [])
         self.figures.setText("")

@@ -25,6 +25,7 @@ from ...core.label_errors import save_suspects, suspects_from_adapter
 from ...core.runs import RunFolder
 from ...worker import Job, JobPool, Returned, Worker
 from ..classify_tab import ClassifyTab
+from ..escape import escaped
 from ..results_tab import ResultsTab
 from . import error_text
 from .adapter import AdapterController
@@ -119,8 +120,8 @@ class ReviewController(QObject):
             text = f"Scoring the run's held-out rows… {item.message}"
             if item.total:
                 text += f" {item.done:,}/{item.total:,}"
-            threshold.note.setText(text)
-            calibration.note.setText(text)
+            threshold.note.setText(escaped(text))
+            calibration.note.setText(escaped(text))
             return
         if not isinstance(item, Returned):
             return
