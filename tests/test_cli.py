@@ -121,3 +121,72 @@ def test_python_dash_m_runs_without_traceback(tmp_path):
     )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert subprocess.run([sys.executable, "-m", "workbench", "--help"], capture_output=True).returncode == 0
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"model": "/models/my gpt2 (copy)", "epochs": 3, "lr": 3e-4, "precision": "bf16", "seed": 7},
+        {
+            "data": {"source": "/data/it's here.csv", "text_column": "msg", "label_column": "y", "balance": False},
+            "lora": {"rank": 4, "alpha": 8.0, "dropout": 0.1, "targets": ("qkv", "mlp_down"), "top_blocks": 2},
+        },
+        {
+            "data": {"max_length": 64, "max_rows": 1000, "train_fraction": 0.6, "val_fraction": 0.2},
+            "max_steps": 20,
+            "length_grouping": 0,
+            "device": "cpu",
+            "grad_accum": 4,
+            "weight_decay": 0.0,
+            "eval_every": 10,
+            "eval_batches": 2,
+            "batch_size": 16,
+        },
+    ],
+)
+def test_train_command_parses_back_into_the_same_settings(changes):
+    """The window's "Copy as command": the line it shows runs exactly the settings shown."""
+    import shlex
+    from dataclasses import replace
+
+    from workbench.cli import build_parser, train_command, train_config
+    from workbench.core.config import TrainConfig
+
+    cfg = TrainConfig()
+    top = {k: v for k, v in changes.items() if k not in ("data", "lora")}
+    cfg = replace(
+        cfg,
+        data=replace(cfg.data, **changes.get("data", {})),
+        lora=replace(cfg.lora, **changes.get("lora", {})),
+        **top,
+    )
+    line = train_command(cfg, out="/tmp/out dir/a.safetensors")
+    words = shlex.split(line)
+    assert words[:2] == ["workbench", "train"]
+    args = build_parser().parse_args(words[1:])
+    assert train_config(args) == cfg and args.out == "/tmp/out dir/a.safetensors"
+    if not changes:
+        assert line == "workbench train --out '/tmp/out dir/a.safetensors'"  # defaults are left out
+
+
+def test_train_settings_file_gives_defaults_that_options_override(tmp_path, capsys):
+    from dataclasses import replace
+
+    from workbench.cli import build_parser, main, train_config, with_settings_file
+    from workbench.core.config import TrainConfig
+    from workbench.core.runs import save_settings
+
+    saved = TrainConfig(epochs=3, lr=1e-3, precision="fp32", seed=9)
+    saved = replace(saved, lora=replace(saved.lora, rank=4, targets=("qkv",)), data=replace(saved.data, balance=False))
+    path = save_settings(saved, tmp_path / "preset.json")
+    argv = ["train", "--settings", str(path), "--epochs", "5", "--out", str(tmp_path / "a.safetensors")]
+    parser = build_parser()
+    cfg = train_config(with_settings_file(parser, argv, str(path)))
+    assert cfg == replace(saved, epochs=5)  # the option written out wins, even at its default value
+
+    bad = tmp_path / "bad.json"
+    bad.write_text("[1, 2]")
+    assert main(["train", "--settings", str(bad), "--out", str(tmp_path / "b.safetensors")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("workbench: error:") and "not a settings file" in err and "\n" not in err

@@ -10,6 +10,7 @@ import argparse
 import json
 import math
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -43,6 +44,14 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a usage error already printed as one line
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    if getattr(args, "settings", None):
+        try:
+            args = with_settings_file(parser, argv, args.settings)
+        except SystemExit as exc:
+            return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+        except WorkbenchError as exc:
+            print(f"workbench: error: {one_line_message(exc)}", file=sys.stderr)
+            return EXIT_USAGE
     if args.command is None:
         from .gui.qt_platform import window_problem  # asks before Qt, which would abort (exit 134)
 
@@ -161,6 +170,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("train", help="train an adapter")
+    parser.train_parser = p  # main() re-parses with a --settings file's values as the defaults
+    p.add_argument(
+        "--settings",
+        metavar="FILE.json",
+        help="start from saved settings (the window's File → Save settings…, or a run's config.json); "
+        "options given here override them",
+    )
     add_model_arg(p)
     add_data_args(p)
     p.add_argument("--rank", type=bounded("rank"), default=16, help="LoRA rank r (default 16)")
@@ -345,6 +361,15 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--max-rows", type=bounded("max_rows"), default=None, help="read only the first N rows of a large file"
     )
+    p.add_argument(
+        "--train-fraction", type=bounded("train_fraction"), default=0.7, help="share of rows for training (default 0.7)"
+    )
+    p.add_argument(
+        "--val-fraction",
+        type=bounded("val_fraction"),
+        default=0.1,
+        help="share of rows for validation (default 0.1); the test split gets the rest",
+    )
 
 
 def add_device_args(p: argparse.ArgumentParser) -> None:
@@ -371,19 +396,17 @@ def data_config(args) -> DataConfig:
         balance=args.balance,
         max_length=args.max_length,
         max_rows=args.max_rows,
+        train_fraction=args.train_fraction,
+        val_fraction=args.val_fraction,
     )
 
 
 # --- train ---------------------------------------------------------------------------------
 
 
-def cmd_train(args) -> int:
-    from .core import distributed
-    from .core import events as ev
-    from .core.adapters import copy_adapter
-    from .core.training import global_batch, train
-
-    cfg = TrainConfig(
+def train_config(args) -> TrainConfig:
+    """The run ``workbench train``'s options describe (the inverse of ``train_command``)."""
+    return TrainConfig(
         model=args.model,
         data=data_config(args),
         lora=LoRAConfig(
@@ -406,6 +429,97 @@ def cmd_train(args) -> int:
         precision=args.precision,
         seed=args.seed,
     )
+
+
+def with_settings_file(parser, argv: list[str] | None, path: str):
+    """``train --settings FILE``: the file's settings become the defaults, then the command line is
+    parsed again, so an option written out still wins (``--epochs 5`` over a file's 3)."""
+    from .core.runs import load_settings
+
+    cfg = load_settings(path)
+    d, lo = cfg.data, cfg.lora
+    parser.train_parser.set_defaults(
+        model=cfg.model,
+        data=d.source,
+        text_column=d.text_column,
+        label_column=d.label_column,
+        balance=d.balance,
+        max_length=d.max_length,
+        max_rows=d.max_rows,
+        train_fraction=d.train_fraction,
+        val_fraction=d.val_fraction,
+        rank=lo.rank,
+        alpha=lo.alpha,
+        dropout=lo.dropout,
+        targets=list(lo.targets),
+        top_blocks=lo.top_blocks,
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        grad_accum=cfg.grad_accum,
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        eval_every=cfg.eval_every,
+        eval_batches=cfg.eval_batches,
+        max_steps=cfg.max_steps,
+        length_grouping=cfg.length_grouping,
+        device=cfg.device,
+        precision=cfg.precision,
+        seed=cfg.seed,
+    )
+    return parser.parse_args(argv)
+
+
+def train_command(cfg: TrainConfig, out: str = "adapter.safetensors") -> str:
+    """The ``workbench train`` line that runs ``cfg`` (the window's "Copy as command"): every
+    setting that differs from the command's defaults, so the line is short and exact; a test
+    parses it back into the same TrainConfig."""
+    d, lo = cfg.data, cfg.lora
+    default = train_config(build_parser().parse_args(["train", "--out", out]))
+    options: list[tuple[str, object, object]] = [
+        ("--model", cfg.model, default.model),
+        ("--data", d.source, default.data.source),
+        ("--text-column", d.text_column, None),
+        ("--label-column", d.label_column, None),
+        ("--max-length", d.max_length, None),
+        ("--max-rows", d.max_rows, None),
+        ("--train-fraction", d.train_fraction, default.data.train_fraction),
+        ("--val-fraction", d.val_fraction, default.data.val_fraction),
+        ("--rank", lo.rank, default.lora.rank),
+        ("--alpha", lo.alpha, default.lora.alpha),
+        ("--dropout", lo.dropout, default.lora.dropout),
+        ("--top-blocks", lo.top_blocks, None),
+        ("--epochs", cfg.epochs, default.epochs),
+        ("--batch-size", cfg.batch_size, default.batch_size),
+        ("--grad-accum", cfg.grad_accum, default.grad_accum),
+        ("--lr", cfg.lr, default.lr),
+        ("--weight-decay", cfg.weight_decay, default.weight_decay),
+        ("--eval-every", cfg.eval_every, default.eval_every),
+        ("--eval-batches", cfg.eval_batches, default.eval_batches),
+        ("--max-steps", cfg.max_steps, None),
+        ("--length-grouping", cfg.length_grouping, default.length_grouping),
+        ("--device", cfg.device, default.device),
+        ("--precision", cfg.precision, default.precision),
+        ("--seed", cfg.seed, default.seed),
+    ]
+    words = ["workbench", "train"]
+    for flag, value, default_value in options:
+        if value is not None and value != default_value:
+            words += [flag, repr(value) if isinstance(value, float) else str(value)]
+    if d.balance != default.data.balance:
+        words.append("--balance" if d.balance else "--no-balance")
+    if tuple(lo.targets) != tuple(default.lora.targets):
+        words += ["--targets", *lo.targets]
+    words += ["--out", out]
+    return shlex.join(words)
+
+
+def cmd_train(args) -> int:
+    from .core import distributed
+    from .core import events as ev
+    from .core.adapters import copy_adapter
+    from .core.training import global_batch, train
+
+    cfg = train_config(args)
     out = Path(args.out)
     follower = not distributed.is_main()  # one of torchrun's other processes: rank 0 speaks and writes
     stop = threading.Event()

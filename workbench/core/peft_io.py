@@ -305,10 +305,17 @@ def _names_problem(name: str, value: object, *, pattern_allowed: bool = False, p
     return None
 
 
+class UnknownBaseModel(AdapterError):
+    """The PEFT folder names no base model, or one that is not a size nor a folder here: the
+    caller may say which (``--model``; the window offers the model it has selected)."""
+
+
 def _resolve_base(name: str | Path | None, folder: Path) -> tuple[str, ModelConfig]:
     """(base_model for AdapterInfo, its architecture) from a size name, Hub repo id or folder."""
     if not name:
-        raise AdapterError(f"{folder / CONFIG_FILE} names no base model; say which GPT-2 it was trained on (--model)")
+        raise UnknownBaseModel(
+            f"{folder / CONFIG_FILE} names no base model; say which GPT-2 it was trained on (--model)"
+        )
     name = str(name)
     size_by_repo = {repo: size for size, repo in MODEL_REPOS.items()}
     size = name if name in MODEL_REPOS else size_by_repo.get(name)
@@ -320,7 +327,7 @@ def _resolve_base(name: str | Path | None, folder: Path) -> tuple[str, ModelConf
             return str(path), load_model_config(path)
         except CheckpointError as exc:
             raise AdapterError(f"Base model folder {path}: {exc}") from exc
-    raise AdapterError(
+    raise UnknownBaseModel(
         f"Base model {name!r} is neither a GPT-2 size ({', '.join(MODEL_REPOS)} or their Hub ids) nor a "
         "checkpoint folder on this computer; say which GPT-2 the adapter was trained on (--model)"
     )

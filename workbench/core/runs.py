@@ -347,3 +347,28 @@ def load_resume_state(path: Path, model: torch.nn.Module, optimizer: torch.optim
         sd["state"] = state
         optimizer.load_state_dict(sd)
     return position
+
+
+# --------------------------------------------------------------------------- settings files
+
+
+def save_settings(cfg: TrainConfig, path: str | Path) -> Path:
+    """A run's settings as a file to load again (the window's presets, ``train --settings``): the
+    format of a run folder's config.json, so any run's settings load the same way."""
+    path = Path(path)
+    write_atomically(path, json.dumps(cfg.to_dict(), indent=2).encode("utf-8"))
+    return path
+
+
+def load_settings(path: str | Path) -> TrainConfig:
+    """The settings in ``path`` (a saved preset or a run folder's config.json); ConfigError with one
+    line for a file that is not one. Whether the settings can run is ``TrainConfig.validate``'s say."""
+    values = read_json(path, "The settings file", ConfigError)
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path} is not a settings file (it holds {type(values).__name__}, not an object)")
+    try:
+        cfg = TrainConfig.from_dict(values)
+        cfg.validate()  # a value of the wrong type fails here rather than later, in a run
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise ConfigError(f"{path} is not a valid settings file ({exc})") from exc
+    return cfg

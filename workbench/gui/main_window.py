@@ -20,6 +20,7 @@ from PySide6.QtCore import QByteArray, QSettings, QSize, Qt, QTimer, qVersion
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QIcon, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
+    QFileDialog,
     QLabel,
     QMainWindow,
     QMessageBox,
@@ -32,6 +33,7 @@ from PySide6.QtWidgets import (
 
 from .. import __version__
 from ..core.config import MODEL_LABELS, TrainConfig
+from ..core.errors import WorkbenchError
 from ..core.events import RunStarted
 from ..core.fileio import PICKLE_SUFFIXES
 from ..core.paths import data_dir
@@ -46,6 +48,7 @@ from .controllers.model import ModelController
 from .controllers.review import ReviewController
 from .controllers.run import RunController
 from .data_tab import DataTab
+from .escape import as_rich_text, escaped
 from .panels import SettingsColumn
 from .results_tab import ResultsTab
 from .runs_tab import RunsTab
@@ -169,6 +172,10 @@ class MainWindow(QMainWindow):
             file_menu, "&Save adapter…", self.adapter.choose_save, QKeySequence.StandardKey.Save
         )
         self.export_peft_action = self._action(file_menu, "Export for &PEFT…", self.adapter.choose_export_peft)
+        self._action(file_menu, "&Import a PEFT adapter…", self.adapter.choose_import_peft)
+        file_menu.addSeparator()
+        self._action(file_menu, "&Load settings…", self._choose_settings_to_load)
+        self._action(file_menu, "Save settings &as…", self._choose_settings_file)
         file_menu.addSeparator()
         self._action(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
 
@@ -177,7 +184,11 @@ class MainWindow(QMainWindow):
         self.start_action = self._action(run_menu, "&Start training", self.run.start, "Ctrl+Return")
         self.stop_action = self._action(run_menu, "S&top", self.run.stop, "Ctrl+.")
 
+        run_menu.addSeparator()
+        self._action(run_menu, "&Copy as command", self.copy_command, "Ctrl+Shift+C")
+
         help_menu = bar.addMenu("&Help")
+        self._action(help_menu, "&Keyboard shortcuts", self._show_shortcuts, QKeySequence.StandardKey.HelpContents)
         self._action(help_menu, "&About LoRA Workbench", self._about)
 
     def _action(self, menu, text: str, slot, shortcut=None) -> QAction:
@@ -390,6 +401,59 @@ class MainWindow(QMainWindow):
         self.adapter.load_for_classify(path, model=model if usable else None, device=self.model_panel.device())
 
     # --- help and closing ------------------------------------------------------------------------
+
+    def copy_command(self) -> str:
+        """Put the ``workbench train`` line for the settings shown on the clipboard."""
+        line = self.config.command_line()
+        QApplication.clipboard().setText(line)
+        self.statusBar().showMessage(f"Copied: {line}", 15000)
+        return line
+
+    def _choose_settings_file(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save settings as", "settings.json", "Settings (*.json)")
+        if path:
+            self.save_settings_file(path)
+
+    def save_settings_file(self, path: str) -> None:
+        try:
+            self.config.save_settings(path)
+        except WorkbenchError as exc:
+            QMessageBox.warning(self, "Could not save the settings", as_rich_text(exc))
+            return
+        self.statusBar().showMessage(f"Settings saved to {path}", 8000)
+
+    def _choose_settings_to_load(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Load settings", "", "Settings or a run's config.json (*.json);;All files (*)"
+        )
+        if path:
+            self.load_settings_file(path)
+
+    def load_settings_file(self, path: str) -> None:
+        if self.run.is_training():
+            return  # the fields show the running run's settings until it ends
+        try:
+            self.config.load_settings(path)
+        except WorkbenchError as exc:
+            QMessageBox.warning(self, "Could not load the settings", as_rich_text(exc))
+            return
+        self.statusBar().showMessage(f"Settings loaded from {path}", 8000)
+
+    def _show_shortcuts(self) -> None:
+        """Every menu command that has a shortcut, read from the menus themselves (never stale)."""
+        rows = []
+        for menu_action in self.menuBar().actions():
+            for action in menu_action.menu().actions():
+                keys = action.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
+                if keys:
+                    name = action.text().replace("&", "").rstrip("…")
+                    rows.append(f"<tr><td><b>{escaped(keys)}</b>&nbsp;&nbsp;</td><td>{escaped(name)}</td></tr>")
+        QMessageBox.information(
+            self,
+            "Keyboard shortcuts",
+            "<table>" + "".join(rows) + "</table><p>Drop a dataset, an adapter or a model folder on the "
+            "window to open it. README.md, beside the program, explains every setting.</p>",
+        )
 
     def _about(self) -> None:
         import torch

@@ -323,6 +323,13 @@ class DataPanel(QGroupBox):
         self.changed.emit()
 
 
+PRECISION_CHOICES = (
+    ("auto (the faster, measured here)", "auto"),
+    ("fp32", "fp32"),
+    ("bf16 (autocast)", "bf16"),
+)
+
+
 class ModelPanel(QGroupBox):
     """2 Model: the GPT-2 size (or a local folder), whether it is on disk, and the device."""
 
@@ -370,11 +377,24 @@ class ModelPanel(QGroupBox):
             self.device_combo.addItem(info.name, info.key)
         self.device_combo.setToolTip("Where training runs; auto picks an NVIDIA GPU, then Apple MPS, then the CPU")
         form.addRow("Device", self.device_combo)
+        self.precision_combo = QComboBox()
+        for label, key in PRECISION_CHOICES:
+            self.precision_combo.addItem(label, key)
+        self.precision_combo.setToolTip(
+            "auto: bf16 where it ran faster than fp32 when measured on this device (once, then remembered)"
+        )
+        self.precision_note = QLabel()  # what auto chose here and why, once it has been measured
+        self.precision_note.setWordWrap(True)
+        self.precision_note.setTextFormat(Qt.TextFormat.PlainText)
+        self.precision_note.setStyleSheet("color: palette(mid);")
+        form.addRow("Precision", self.precision_combo)
+        form.addRow(self.precision_note)
 
         self._last_index = 0
         self.model_combo.activated.connect(self._activated)
         self.model_combo.currentIndexChanged.connect(self._changed)
         self.device_combo.currentIndexChanged.connect(self._changed)
+        self.precision_combo.currentIndexChanged.connect(self._changed)
         self.download_button.clicked.connect(self._download_clicked)
         self.folder_button.clicked.connect(self.local_folder_requested)
         self.refresh()
@@ -388,6 +408,12 @@ class ModelPanel(QGroupBox):
 
     def device_text(self) -> str:
         return self.device_combo.currentText()
+
+    def precision(self) -> str:
+        return self.precision_combo.currentData()
+
+    def set_precision(self, key: str) -> None:
+        self.precision_combo.setCurrentIndex(max(0, self.precision_combo.findData(key)))
 
     def set_model(self, model: str) -> None:
         """Select a size name or a local folder (added to the list once)."""
@@ -598,6 +624,13 @@ class TrainingPanel(QGroupBox):
             0, 10_000_000, 0, "Stop after this many steps (for a quick try); 'none' runs every epoch", "none"
         )
         self.seed = _spin(0, 2**31 - 1, d.seed, "Fixes the split, the LoRA init and the batch order, so runs repeat")
+        self.length_grouping = _spin(
+            0,
+            100_000,
+            d.length_grouping,
+            "Batches sorted by length within chunks of this many, so a batch pads to almost nothing "
+            "(the order stays random); 0 pads batches of random lengths",
+        )
         fields = [
             ("epochs", self.epochs),
             ("batch", self.batch_size),
@@ -608,6 +641,7 @@ class TrainingPanel(QGroupBox):
             ("grad accum", self.grad_accum),
             ("max steps", self.max_steps),
             ("seed", self.seed),
+            ("length groups", self.length_grouping),
         ]
         for i, (label, widget) in enumerate(fields):
             row, col = divmod(i, 2)
@@ -624,6 +658,7 @@ class TrainingPanel(QGroupBox):
             self.eval_batches,
             self.max_steps,
             self.seed,
+            self.length_grouping,
         ):
             spin.valueChanged.connect(self._emit)
         self.weight_decay.valueChanged.connect(self._emit)
@@ -648,6 +683,7 @@ class TrainingPanel(QGroupBox):
             "eval_batches": self.eval_batches.value(),
             "max_steps": self.max_steps.value() or None,
             "seed": self.seed.value(),
+            "length_grouping": self.length_grouping.value(),
         }
 
     def apply(self, cfg: TrainConfig) -> None:
@@ -660,6 +696,7 @@ class TrainingPanel(QGroupBox):
         self.eval_batches.setValue(cfg.eval_batches)
         self.max_steps.setValue(cfg.max_steps or 0)
         self.seed.setValue(cfg.seed)
+        self.length_grouping.setValue(cfg.length_grouping)
 
     def _emit(self, *_args) -> None:
         self.changed.emit()

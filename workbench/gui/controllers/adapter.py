@@ -199,6 +199,37 @@ class AdapterController(QObject):
             on_failed=lambda error: QMessageBox.warning(self._dialogs, "Could not save the adapter", error_text(error)),
         )
 
+    def choose_import_peft(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self._dialogs, "Import a PEFT LoRA folder")
+        if not folder:
+            return
+        target, _ = QFileDialog.getSaveFileName(
+            self._dialogs, "Save the imported adapter as", _peft_import_target(folder), "Adapters (*.safetensors)"
+        )
+        if target:
+            self.import_peft(folder, target)
+
+    def import_peft(self, folder: str, target: str) -> Job:
+        """``workbench import-peft``: convert a PEFT folder (its base model from its own config, or
+        the model selected here when that names none), then open the adapter file it wrote."""
+        if not target.endswith(ADAPTER_SUFFIX):
+            target += ADAPTER_SUFFIX
+        selected = self._model_panel.model() or None
+
+        def work(progress, stop):
+            try:
+                return peft_io.import_peft(folder, target)
+            except peft_io.UnknownBaseModel:
+                if selected is None:
+                    raise
+                return peft_io.import_peft(folder, target, model=selected)
+
+        return self._pool.start(
+            Worker.from_call(work, name="import peft"),
+            on_event=lambda item: isinstance(item, Returned) and self.open(str(item.value)),
+            on_failed=lambda error: QMessageBox.warning(self._dialogs, "PEFT import failed", error_text(error)),
+        )
+
     def choose_export_peft(self) -> None:
         if self.path is None:
             return
@@ -215,6 +246,10 @@ class AdapterController(QObject):
             ),
             on_failed=lambda error: QMessageBox.warning(self._dialogs, "PEFT export failed", error_text(error)),
         )
+
+
+def _peft_import_target(folder: str) -> str:
+    return str(Path(folder).with_name(Path(folder).name + ADAPTER_SUFFIX))
 
 
 def _files_behind(adapter: str, info: AdapterInfo | None) -> dict[str, Path]:

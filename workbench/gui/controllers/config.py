@@ -12,11 +12,16 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal, Slot
 from PySide6.QtWidgets import QLabel, QWidget
 
+from ...cli import train_command
 from ...core import data as datamod
 from ...core import hub
 from ...core.config import MODEL_LABELS, ModelConfig, Problem, TrainConfig
+from ...core.device import pick_device
+from ...core.errors import WorkbenchError
 from ...core.lora import count_trainable
 from ...core.memory import MemoryEstimate, device_memory, estimate_run_memory, is_tight, memory_breakdown, memory_line
+from ...core.precision import known_precision
+from ...core.runs import load_settings, save_settings
 from ..escape import escaped
 from ..panels import MODEL_NAMES, SettingsColumn, mark_invalid
 from .dataset import DatasetController
@@ -59,6 +64,7 @@ class ConfigController(QObject):
             data=c.data.data_config(),
             lora=c.lora.lora_config(),
             device=c.model.device(),
+            precision=c.model.precision(),
             **values,
         )
         problems += cfg.validate()
@@ -86,6 +92,7 @@ class ConfigController(QObject):
             if cfg.model in MODEL_LABELS or Path(cfg.model).is_dir():
                 c.model.set_model(cfg.model)
         c.model.set_device(cfg.device)
+        c.model.set_precision(cfg.precision)
         c.lora.apply(cfg.lora)
         c.training.apply(cfg)
         source_changed = cfg.data.source != c.data.source()
@@ -117,6 +124,19 @@ class ConfigController(QObject):
     def user_config(self) -> TrainConfig:
         """The settings the person chose (not those of a run shown meanwhile): what to remember."""
         return self._before_run or self.build()[0]
+
+    def save_settings(self, path: str) -> None:
+        """The person's settings as a file that File → Load settings… and ``train --settings`` read."""
+        save_settings(self.user_config(), path)
+
+    def load_settings(self, path: str) -> None:
+        """Put a saved settings file (or any run's config.json) into the fields; ConfigError if it
+        is not one. Settings that cannot run are then listed like any other problem."""
+        self.apply(load_settings(path))
+
+    def command_line(self) -> str:
+        """The ``workbench train`` line for the settings shown (Run → Copy as command)."""
+        return train_command(self.build()[0])
 
     def set_batch(self, batch_size: int, grad_accum: int) -> None:
         """Show a changed batch in the fields (the OOM retry), so they describe what runs."""
@@ -153,7 +173,27 @@ class ConfigController(QObject):
         size = f" {MODEL_LABELS[cfg.model]}" if cfg.model in MODEL_LABELS else ""
         self._model_status.setText(f"model: {name}{size}")
         self._device_status.setText(f"device: {self._column.model.device_text()}")
+        self._show_precision(cfg, model_config)
         self._show_memory_estimate(cfg, model_config)
+
+    def _show_precision(self, cfg: TrainConfig, model_config: ModelConfig | None) -> None:
+        """What ``auto`` will choose on this device and why, when it has been measured before (the
+        measurement itself runs at the start of a run, never on the GUI thread)."""
+        note = self._column.model.precision_note
+        if cfg.precision != "auto":
+            note.setText("")
+            return
+        try:
+            device = pick_device(cfg.device)
+        except WorkbenchError:
+            note.setText("")  # the device problem is listed with the others
+            return
+        choice = known_precision("auto", device, model_config.n_embd if model_config else 768)
+        note.setText(
+            f"auto: {choice.reason}"
+            if choice
+            else "auto: measured at the start of the first run on this device (a few seconds), then remembered"
+        )
 
     def _num_classes(self) -> int:
         return max(2, len(self._dataset.counts))  # before the data is read: the usual two
@@ -205,6 +245,9 @@ class ConfigController(QObject):
                 "lr": t.lr,
                 "weight_decay": t.weight_decay,
                 "device": m.device_combo,
+                "precision": m.precision_combo,
+                "length_grouping": t.length_grouping,
+                "seed": t.seed,
                 "model": m.model_combo,
             }
             return by_field.get(problem.field)
@@ -256,6 +299,9 @@ class ConfigController(QObject):
             t.eval_batches,
             t.lr,
             t.weight_decay,
+            t.seed,
+            t.length_grouping,
             m.device_combo,
+            m.precision_combo,
             m.model_combo,
         ]
