@@ -42,6 +42,7 @@ from .classify_tab import ClassifyTab
 from .controllers.adapter import ADAPTER_SUFFIX, AdapterController
 from .controllers.config import ConfigController
 from .controllers.dataset import DatasetController
+from .controllers.health import HealthController
 from .controllers.model import ModelController
 from .controllers.run import RunController
 from .data_tab import DataTab
@@ -147,6 +148,7 @@ class MainWindow(QMainWindow):
             memory_status=self.memory_status,
             parent=self,
         )
+        self.health = HealthController(self.pool, self.column, self.dataset, self.config, self.data_tab, parent=self)
         self.run = RunController(self.pool, self.config, self.training_tab, self.results_tab, self.tabs, parent=self)
         self.adapter = AdapterController(
             self.pool, self.dataset, self.model, self.model_panel, self.classify_tab, self.tabs, parent=self
