@@ -11,6 +11,7 @@ import pytest
 from test_gui import dialogs, make_window  # noqa: F401  (dialogs: a fixture)
 
 from workbench.cli import main
+from workbench.gui.classify_tab import AWAY, TOWARDS
 
 
 def write_planted(path: Path, label_header: str = "label") -> Path:
@@ -122,3 +123,123 @@ def test_a_markup_label_shows_literally(qtbot, tmp_path, tiny_checkpoint, dialog
     finally:
         w.pool.stop_all()
         assert w.pool.wait_all(10_000)
+
+
+# --- the Classify tab's "why" --------------------------------------------------------------------
+
+
+@pytest.fixture
+def classifier(tmp_path, tiny_checkpoint):
+    from test_gui_robustness import make_adapter
+
+    from workbench.core.classify import Classifier
+
+    adapter = make_adapter(tmp_path / "a.safetensors", tiny_checkpoint)
+    return Classifier.from_adapter(adapter, device="cpu", precision="fp32")
+
+
+def explained(qtbot, tab, text: str) -> None:
+    qtbot.waitUntil(lambda: tab.explained_text == text and not tab.is_busy(), timeout=20_000)
+
+
+def test_typing_colours_the_message_with_a_legend(qtbot, window, classifier):
+    tab = window.classify_tab
+    tab.set_classifier(classifier, "tiny")
+    window.tabs.setCurrentWidget(tab)
+    tab.input.setPlainText("win a cash prize now")
+    explained(qtbot, tab, "win a cash prize now")
+    pieces = tab.why_view.pieces
+    assert "".join(p for p, _, _ in pieces) == "win a cash prize now" == tab.why_view.toPlainText()
+    base = tab.why_view.palette().color(tab.why_view.backgroundRole())
+    assert any(colour != base for _, _, colour in pieces)  # coloured, not plain
+    strongest = max(pieces, key=lambda p: abs(p[1]))
+    assert strongest[2] in (TOWARDS, AWAY)  # the strongest piece gets the full colour of its side
+    predicted = tab.explanation.predicted
+    assert tab.explained_class.currentData() is None  # by default: the predicted class
+    assert f"towards <b>{predicted}</b>" in tab.legend.text() and "away from" in tab.legend.text()
+
+
+def test_the_class_explained_flips_the_colours(qtbot, window, classifier):
+    tab = window.classify_tab
+    tab.set_classifier(classifier, "tiny")
+    tab.input.setPlainText("free cash call now")
+    explained(qtbot, tab, "free cash call now")
+    tab.explained_class.setCurrentIndex(tab.explained_class.findData("ham"))
+    ham = list(tab.why_view.pieces)
+    tab.explained_class.setCurrentIndex(tab.explained_class.findData("spam"))
+    spam = list(tab.why_view.pieces)
+    assert [p for p, _, _ in ham] == [p for p, _, _ in spam]
+    assert [s for _, s, _ in ham] == pytest.approx([-s for _, s, _ in spam], abs=1e-5)  # two classes mirror
+    flipped = [(a, b) for (_, s, a), (_, _, b) in zip(ham, spam) if abs(s) > 1e-3]
+    assert flipped and all(a != b for a, b in flipped)
+    assert "towards <b>spam</b>" in tab.legend.text()
+
+
+def test_markup_in_the_message_shows_literally(qtbot, window, classifier):
+    tab = window.classify_tab
+    tab.set_classifier(classifier, "tiny")
+    text = "<b>& win</b> <img src=x> &amp;\nline two"
+    tab.input.setPlainText(text)
+    explained(qtbot, tab, text)
+    assert tab.why_view.toPlainText() == text  # spaces, the newline and the markup as typed
+    assert "<b>&" not in tab.legend.text().replace("<b>ham</b>", "").replace("<b>spam</b>", "")
+
+
+def test_a_stale_explanation_is_dropped(qtbot, window, classifier, monkeypatch):
+    import threading
+
+    from workbench.gui import classify_tab
+
+    tab = window.classify_tab
+    tab.set_classifier(classifier, "tiny")
+    release = threading.Event()
+    started: list[str] = []
+    shown: list[str] = []
+
+    def slow_explain(c, text, stop=None):
+        started.append(text)
+        release.wait(10)  # the first text is still being explained when the second is typed
+        return classify_tab.explain.__wrapped__(c, text)  # no stop: the stale result does come back
+
+    slow_explain.__wrapped__ = classify_tab.explain
+    monkeypatch.setattr(classify_tab, "explain", slow_explain)
+    show = tab.why_view.show_explanation
+    monkeypatch.setattr(
+        tab.why_view, "show_explanation", lambda e, label: (shown.append("".join(e.tokens)), show(e, label))[1]
+    )
+    tab.input.setPlainText("first message")
+    qtbot.waitUntil(lambda: started == ["first message"], timeout=10_000)
+    tab.input.setPlainText("second message")
+    release.set()
+    explained(qtbot, tab, "second message")
+    assert started[-1] == "second message"
+    assert shown and set(shown) == {"second message"}  # the first one's result never reached the view
+    assert tab.why_view.toPlainText() == "second message"
+
+
+def test_fast_typing_runs_one_explanation(qtbot, window, classifier, monkeypatch):
+    from workbench.gui import classify_tab
+
+    tab = window.classify_tab
+    tab.set_classifier(classifier, "tiny")
+    seen: list[str] = []
+    real = classify_tab.explain
+    monkeypatch.setattr(classify_tab, "explain", lambda c, text, stop=None: (seen.append(text), real(c, text, stop))[1])
+    for n in range(1, 12):
+        tab.input.setPlainText("call now for cash"[: n + 4])  # keystrokes well inside the pause
+    explained(qtbot, tab, "call now for cash"[:15])
+    assert seen == ["call now for cash"[:15]]
+
+
+def test_no_explanation_runs_without_an_adapter(qtbot, window, monkeypatch):
+    from workbench.gui import classify_tab
+
+    tab = window.classify_tab
+    tab.set_classifier(None)
+    seen: list[str] = []
+    monkeypatch.setattr(classify_tab, "explain", lambda *a, **k: seen.append("called"))
+    tab.input.setPlainText("win a cash prize now")
+    qtbot.waitUntil(lambda: not tab._explain_delay.isActive(), timeout=5000)
+    qtbot.wait(classify_tab.EXPLAIN_DELAY_MS)  # long enough for any job that would start
+    assert seen == [] and not tab.is_busy() and tab.why_view.pieces == []
+    assert not tab.why_busy.isVisible()
