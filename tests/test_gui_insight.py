@@ -72,7 +72,7 @@ def test_health_shows_the_data_reports_counts(qtbot, window, planted, tiny_check
     assert shown_count(panel, "Empty texts") == report["empty_texts"]
     assert shown_count(panel, "Missing labels") == report["missing_labels"]
     assert shown_count(panel, "Exact duplicates") == report["exact_duplicates"]
-    assert shown_count(panel, "Texts with conflicting labels") == report["conflicting_labels"]
+    assert shown_count(panel, "Conflicting labels") == report["conflicting_labels"]
     assert shown_count(panel, "Near duplicates") == report["near_duplicates"]
     leaked = report["cross_split"]["test in train"] + report["cross_split"]["test in val"]
     assert shown_count(panel, "Test rows with a copy") == leaked

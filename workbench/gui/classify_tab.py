@@ -390,7 +390,7 @@ class ClassifyTab(QWidget):
         lines = [
             f"{swatch.format(TOWARDS.name())} towards <b>{name}</b> &nbsp; "
             f"{swatch.format(AWAY.name())} away from <b>{name}</b> &nbsp; "
-            f"strongest colour: {scale:.2f} in log-odds, lost when the piece is left out"
+            f"full colour: {scale:.2f} log-odds lost when the piece is left out"
         ]
         if towards:
             lines.append(f"most towards {name}: {_listed(e, scores, towards)}")

@@ -212,37 +212,46 @@ class DataHealthPanel(QWidget):
         self._add("Empty texts", h.empty_texts, _row_numbers(h.empty_examples, h.empty_texts))
         self._add("Missing labels", h.missing_labels, _row_numbers(h.missing_examples, h.missing_labels))
         self._add(
-            "Exact duplicates (rows repeating an earlier text)",
+            "Exact duplicates",
             h.exact_duplicates,
             [_group_line(g) for g in h.exact_groups],
+            "rows repeating an earlier text",
         )
         self._add(
-            "Texts with conflicting labels",
+            "Conflicting labels",
             h.conflicting_labels,
             [_group_line(g, labels=True) for g in h.conflict_groups],
+            "texts that appear with more than one label",
         )
         self._add(
-            "Near duplicates (casefolded, digit runs as 0, spaces collapsed)",
+            "Near duplicates",
             h.near_duplicates,
             [_group_line(g) for g in h.near_groups],
+            "rows repeating an earlier text once casefolded, digit runs as 0 and spaces collapsed",
         )
         leaked = h.cross_split["test in train"] + h.cross_split["test in val"]
         pairs = [f"{k}: {v:,} rows with a copy ({h.cross_split_exact[k]:,} exact)" for k, v in h.cross_split.items()]
         self._add(
-            "Test rows with a copy in train or validation (inflate test accuracy)",
+            "Test rows with a copy in train/val",
             leaked,
             pairs + [_group_line(g, splits=True) for g in h.cross_split_groups],
+            "a test message whose (near) copy was trained on is classified from memory: test accuracy overstates "
+            "accuracy on new text",
             expand=leaked > 0,
         )
         sizes = h.split_sizes
         self._add(
-            f"Splits as training makes them: train {sizes['train']:,} · val {sizes['val']:,} · test {sizes['test']:,}",
+            "Splits as training makes them",
             sum(sizes.values()),
-            [],
+            [f"train {sizes['train']:,} · val {sizes['val']:,} · test {sizes['test']:,}"],
+            "the usable rows after de-duplication and balancing, split with the seed on the left",
         )
+        self.findings.setCurrentIndex(QModelIndex())  # no focus frame on the first finding
 
-    def _add(self, title: str, count: int, examples: list[str], expand: bool = False) -> None:
+    def _add(self, title: str, count: int, examples: list[str], tip: str = "", expand: bool = False) -> None:
         item = QTreeWidgetItem([title, f"{count:,}"])
+        if tip:
+            item.setToolTip(0, as_rich_text(f"{title}: {tip}"))
         item.setTextAlignment(1, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         for text in examples:
             child = QTreeWidgetItem([printable(text, EXAMPLE_CHARS), ""])

@@ -138,11 +138,9 @@ class HealthController(QObject):
 
 
 def _caption(h: DataHealth, inputs: ReportInputs) -> str:
-    source = "SMS Spam Collection" if inputs.data.source == datamod.SMS_SPAM else Path(h.source).name
-    model = inputs.model if inputs.model and not Path(inputs.model).is_dir() else Path(inputs.model or "gpt2").name
+    model = Path(inputs.model).name if inputs.model and Path(inputs.model).is_dir() else inputs.model or "gpt2"
     return (
-        f"<b>{escaped(source)}</b>: {h.rows:,} rows · text column '{escaped(h.text_column)}', label column "
-        f"'{escaped(h.label_column)}' · split as training splits it (seed {inputs.seed}"
-        f"{', balanced' if inputs.data.balance else ''}) · lengths in {escaped(model)} tokens. "
-        "The same figures as <tt>workbench data-report</tt>."
+        f"Text column '{escaped(h.text_column)}', label column '{escaped(h.label_column)}', split as training "
+        f"splits it (seed {inputs.seed}{', balanced' if inputs.data.balance else ''}), lengths in "
+        f"{escaped(model)} tokens: the figures of <tt>workbench data-report</tt>."
     )
