@@ -230,7 +230,7 @@ class DataHealthPanel(QWidget):
             "rows repeating an earlier text once casefolded, digit runs as 0 and spaces collapsed",
         )
         leaked = h.cross_split["test in train"] + h.cross_split["test in val"]
-        pairs = [f"{k}: {v:,} rows with a copy ({h.cross_split_exact[k]:,} exact)" for k, v in h.cross_split.items()]
+        pairs = [f"{k}: {v:,} with a copy there ({h.cross_split_exact[k]:,} exact)" for k, v in h.cross_split.items()]
         self._add(
             "Test rows with a copy in train/val",
             leaked,
@@ -241,10 +241,10 @@ class DataHealthPanel(QWidget):
         )
         sizes = h.split_sizes
         self._add(
-            "Splits as training makes them",
+            f"Splits: train {sizes['train']:,} · val {sizes['val']:,} · test {sizes['test']:,}",
             sum(sizes.values()),
-            [f"train {sizes['train']:,} · val {sizes['val']:,} · test {sizes['test']:,}"],
-            "the usable rows after de-duplication and balancing, split with the seed on the left",
+            [],
+            "as training makes them: the usable rows after de-duplication and balancing, split with the seed",
         )
         self.findings.setCurrentIndex(QModelIndex())  # no focus frame on the first finding
 
