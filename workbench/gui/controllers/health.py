@@ -19,6 +19,7 @@ from ...core import data as datamod
 from ...core.config import DataConfig
 from ...core.data.health import DataHealth, data_health
 from ...core.errors import Cancelled
+from ...core.events import Status
 from ...core.tokenizer import tokenizer_and_context
 from ...worker import Job, JobPool, Returned, Worker
 from ..data_tab import DataTab
@@ -50,11 +51,11 @@ class ReportInputs:
     __hash__ = None  # type: ignore[assignment]
 
 
-def compute_report(inputs: ReportInputs) -> DataHealth:
+def compute_report(inputs: ReportInputs, progress=None, stop=None) -> DataHealth:
     """``workbench data-report`` for the window's settings (the same core calls, on a worker)."""
     tokenizer, context = tokenizer_and_context(inputs.model or "gpt2")
     max_length = min(inputs.data.max_length or context, context)  # as training cuts (training.prepare)
-    return data_health(inputs.table, inputs.data, tokenizer, max_length, seed=inputs.seed)
+    return data_health(inputs.table, inputs.data, tokenizer, max_length, inputs.seed, stop=stop, progress=progress)
 
 
 class HealthController(QObject):
@@ -114,15 +115,19 @@ class HealthController(QObject):
         self._view.set_busy("Checking the data (tokenizing every text, finding duplicates)…")
         self._job_inputs = wanted
         self._job = self._pool.start(
-            Worker.from_call(lambda progress, stop: compute_report(wanted), name="data report"),
+            Worker.from_call(lambda progress, stop: compute_report(wanted, progress, stop), name="data report"),
             on_event=lambda item: self._report(wanted, item),
             on_failed=lambda error: self._failed(wanted, error),
             on_finished=self._finished,
         )
 
     def _report(self, inputs: ReportInputs, item) -> None:
-        if not isinstance(item, Returned) or inputs != self.inputs():
+        if inputs != self.inputs():
             return  # stale: the settings changed while it ran
+        if isinstance(item, Status) and item.total:
+            self._view.set_busy(f"Checking the data: {item.message.lower()} {item.done or 0:,} / {item.total:,} texts…")
+        if not isinstance(item, Returned):
+            return
         self.shown = inputs
         self._view.set_health(item.value, _caption(item.value, inputs))
 
