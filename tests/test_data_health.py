@@ -149,3 +149,19 @@ def test_cli_without_any_tokenizer_says_how_to_get_one(tmp_path, monkeypatch, ca
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     assert main(["data-report", str(crafted(tmp_path))]) == 2
     assert "--tokenizer" in capsys.readouterr().err
+
+
+def test_a_report_can_be_stopped_and_says_how_far_it_got(tmp_path, byte_tokenizer):
+    import threading
+
+    from workbench.core.errors import Cancelled
+
+    data = DataConfig(source=str(crafted(tmp_path)), balance=False)
+    table = load_table(data)
+    seen = []
+    data_health(table, data, byte_tokenizer, 64, progress=lambda done, total, what: seen.append((done, total, what)))
+    assert seen and seen[-1] == (38, 38, "Tokenizing")  # every usable text counted
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(Cancelled):
+        data_health(table, data, byte_tokenizer, 64, stop=stop)

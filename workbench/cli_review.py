@@ -11,10 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from .cli import ProgressBar, add_data_args, add_device_args, bounded, data_config, terminal_text
-from .core.config import MODEL_REPOS
 from .core.errors import WorkbenchError
 
 
@@ -383,31 +381,10 @@ def cmd_data_report(args) -> int:
 
 
 def report_tokenizer(model: str, folder: str | None):
-    """The GPT-2 tokenizer and context length for a data report, without downloading weights: the
-    given folder, the model's folder or cached snapshot, else tiktoken's own (see load_tokenizer)."""
-    from .core import hub
-    from .core.config import ModelConfig
-    from .core.tokenizer import load_tokenizer
+    """The GPT-2 tokenizer and context length for a data report (core: tokenizer.tokenizer_and_context)."""
+    from .core.tokenizer import tokenizer_and_context
 
-    checkpoint = None
-    if Path(model).is_dir():
-        checkpoint = Path(model)
-    elif model in MODEL_REPOS and hub.is_cached(model):
-        checkpoint = hub.resolve_checkpoint(model)
-    if model in MODEL_REPOS:
-        context = ModelConfig.for_size(model).n_positions
-    else:
-        try:
-            context = ModelConfig.from_hf_dict(json.loads((Path(model) / "config.json").read_text())).n_positions
-        except (OSError, ValueError, TypeError) as exc:
-            raise WorkbenchError(f"--model {model}: not a GPT-2 size or checkpoint folder ({exc})") from exc
-    try:
-        return load_tokenizer(folder or checkpoint), context
-    except WorkbenchError as exc:
-        raise WorkbenchError(
-            f"no GPT-2 tokenizer to count tokens with: give --tokenizer FOLDER or a checkpoint folder as --model, "
-            f"or run `workbench download gpt2` once ({exc})"
-        ) from exc
+    return tokenizer_and_context(model, folder)
 
 
 def format_health(h) -> str:

@@ -7,6 +7,7 @@ is enough to tokenize with no network. A tiktoken ranks file works too.
 
 from __future__ import annotations
 
+import json
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -15,7 +16,8 @@ import tiktoken
 import tiktoken.load
 from tiktoken_ext.openai_public import r50k_pat_str  # GPT-2's pre-tokenizer split pattern
 
-from .errors import CheckpointError
+from .config import MODEL_REPOS, ModelConfig
+from .errors import CheckpointError, WorkbenchError
 from .fileio import require_regular_file
 
 EOT = "<|endoftext|>"
@@ -70,3 +72,32 @@ def _from_ranks_file(path: str) -> tiktoken.Encoding:
 
 def _encoding(ranks: dict[bytes, int]) -> tiktoken.Encoding:
     return tiktoken.Encoding(name="gpt2", pat_str=r50k_pat_str, mergeable_ranks=ranks, special_tokens={EOT: EOT_ID})
+
+
+def tokenizer_and_context(model: str, folder: str | None = None):
+    """The GPT-2 tokenizer and context length to count a dataset's tokens with, never downloading
+    weights: ``folder``, else the model's folder or cached Hub snapshot, else tiktoken's own (see
+    load_tokenizer). ``model`` is a size name or a checkpoint folder. The CLI's
+    data-report and the window's Data tab both call this, so they count the same tokens."""
+    from .hub import is_cached, resolve_checkpoint  # the Hub client only when a report asks
+
+    checkpoint = None
+    if Path(model).is_dir():
+        checkpoint = Path(model)
+    elif model in MODEL_REPOS and is_cached(model):
+        checkpoint = resolve_checkpoint(model)
+    if model in MODEL_REPOS:
+        context = ModelConfig.for_size(model).n_positions
+    else:
+        try:
+            config = json.loads((Path(model) / "config.json").read_text())
+            context = ModelConfig.from_hf_dict(config).n_positions
+        except (OSError, ValueError, TypeError) as exc:
+            raise WorkbenchError(f"--model {model}: not a GPT-2 size or checkpoint folder ({exc})") from exc
+    try:
+        return load_tokenizer(folder or checkpoint), context
+    except WorkbenchError as exc:
+        raise WorkbenchError(
+            f"no GPT-2 tokenizer to count tokens with: give --tokenizer FOLDER or a checkpoint folder as --model, "
+            f"or run `workbench download gpt2` once ({exc})"
+        ) from exc

@@ -44,6 +44,7 @@ from .classify_tab import ClassifyTab
 from .controllers.adapter import ADAPTER_SUFFIX, AdapterController
 from .controllers.config import ConfigController
 from .controllers.dataset import DatasetController
+from .controllers.health import HealthController
 from .controllers.model import ModelController
 from .controllers.review import ReviewController
 from .controllers.run import RunController
@@ -151,6 +152,7 @@ class MainWindow(QMainWindow):
             memory_status=self.memory_status,
             parent=self,
         )
+        self.health = HealthController(self.pool, self.column, self.dataset, self.config, self.data_tab, parent=self)
         self.run = RunController(self.pool, self.config, self.training_tab, self.results_tab, self.tabs, parent=self)
         self.adapter = AdapterController(
             self.pool, self.dataset, self.model, self.model_panel, self.classify_tab, self.tabs, parent=self

@@ -16,11 +16,13 @@ fuzzy matching: what it reports is exact under that rule, with no threshold to t
 from __future__ import annotations
 
 import re
+import threading
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import DataConfig
+from ..progress import Progress
 from .batches import encode_texts
 from .splits import _chosen_columns, make_splits  # the columns and splits training uses
 from .tables import _MISSING_LABELS, Table
@@ -82,9 +84,19 @@ def normalise(text: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"\d+", "0", text.casefold())).strip()
 
 
-def data_health(table: Table, cfg: DataConfig, tokenizer, max_length: int, seed: int = 123) -> DataHealth:
+def data_health(
+    table: Table,
+    cfg: DataConfig,
+    tokenizer,
+    max_length: int,
+    seed: int = 123,
+    *,
+    stop: threading.Event | None = None,
+    progress: Progress | None = None,
+) -> DataHealth:
     """Everything above for ``table`` read with ``cfg``'s columns and split with its settings;
-    token lengths with ``tokenizer`` against ``max_length``."""
+    token lengths with ``tokenizer`` against ``max_length``. Tokenizing a large file takes seconds:
+    ``stop`` ends it early (Cancelled) and ``progress`` hears how far it got (the window's Data tab)."""
     text_column, label_column = _chosen_columns(table, cfg)
     texts = table.frame[text_column].fillna("").astype(str).tolist()
     labels = [label.strip() for label in table.frame[label_column].fillna("").astype(str).tolist()]
@@ -95,9 +107,10 @@ def data_health(table: Table, cfg: DataConfig, tokenizer, max_length: int, seed:
     exact, exact_groups = _duplicates(usable, key=lambda t: t)
     near_all, near_groups = _duplicates(usable, key=normalise, differing_only=True)
     conflicts = _conflicts(usable)
-    splits = make_splits(table, cfg, seed=seed)
+    splits = make_splits(table, cfg, seed=seed, stop=stop)
     cross, cross_exact, cross_groups = _cross_split(splits)
-    ids, _ = encode_texts([t for t, _ in usable], tokenizer, 10**9)  # full lengths; the cut is marked
+    # Full lengths (no cut): the histogram marks the cut rather than applying it.
+    ids, _ = encode_texts([t for t, _ in usable], tokenizer, 10**9, stop=stop, progress=progress)
     lengths = _histogram([len(row) for row in ids], max_length)
     health = DataHealth(
         source=str(table.source),
