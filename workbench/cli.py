@@ -361,6 +361,11 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--max-rows", type=bounded("max_rows"), default=None, help="read only the first N rows of a large file"
     )
+    add_split_args(p)
+
+
+def add_split_args(p: argparse.ArgumentParser) -> None:
+    """How the rows are divided: every verb that builds (or reports on) a run's split takes these."""
     p.add_argument(
         "--train-fraction", type=bounded("train_fraction"), default=0.7, help="share of rows for training (default 0.7)"
     )

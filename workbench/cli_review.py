@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 
-from .cli import ProgressBar, add_data_args, add_device_args, bounded, data_config, terminal_text
+from .cli import ProgressBar, add_data_args, add_device_args, add_split_args, bounded, data_config, terminal_text
 from .core.errors import WorkbenchError
 
 
@@ -61,6 +61,7 @@ def add_data_quality_commands(sub) -> None:
         "--max-length", type=bounded("max_length"), default=None, help="the cut to mark (default: the model's context)"
     )
     p.add_argument("--max-rows", type=bounded("max_rows"), default=None, help="read only the first N rows")
+    add_split_args(p)
     p.add_argument("--seed", type=bounded("seed"), default=123, help="as for train (default 123)")
     p.add_argument("--model", default="gpt2", help="whose tokenizer and context to use (default gpt2; never downloads)")
     p.add_argument(
