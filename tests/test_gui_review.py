@@ -127,3 +127,22 @@ def test_without_the_training_file_the_views_say_what_to_open(qtbot, window, dat
     show_view(qtbot, window, view)
     qtbot.waitUntil(lambda: "is needed to rebuild" in view.note.text(), timeout=30_000)
     assert not view.save_button.isEnabled() and not view.scores
+
+
+def test_classifying_a_labelled_file_scores_it_as_eval_does(qtbot, window, dataset, tmp_path, dialogs):
+    trained(qtbot, window)
+    run_metrics = window.results_tab.metrics
+    tab = window.classify_tab
+    window.tabs.setCurrentWidget(tab)
+    tab.classify_file(str(dataset), str(tmp_path / "out.csv"))  # the training file: its test rows
+    qtbot.waitUntil(lambda: "Test accuracy" in tab.file_result.text(), timeout=60_000)
+    assert f"{run_metrics.accuracy:.1%}" in tab.file_result.text() and "test split" in tab.file_result.text()
+    assert window.tabs.currentWidget() is tab  # the person stays where they are
+
+    unlabelled = tmp_path / "inbox.csv"
+    unlabelled.write_text("text\nwin a prize now\nlunch at noon\n")
+    qtbot.waitUntil(lambda: window.review._evaluate_job is None, timeout=10_000)
+    tab.classify_file(str(unlabelled), str(tmp_path / "inbox_out.csv"))
+    qtbot.waitUntil(lambda: "Not scored" in tab.file_result.text(), timeout=60_000)
+    assert window.results_tab.metrics is not None and "Test accuracy" in window.results_tab.headline.text()
+    assert not dialogs  # no label column is no error

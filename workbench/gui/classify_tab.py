@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer, Slot
+from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QColor, QPalette, QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import (
     QComboBox,
@@ -131,6 +131,8 @@ class ExplanationView(QTextEdit):
 
 
 class ClassifyTab(QWidget):
+    file_classified = Signal(str)  # a whole file was classified: score it if it has a label column
+
     def __init__(self, pool: JobPool, parent: QWidget | None = None):
         super().__init__(parent)
         self._pool = pool
@@ -455,6 +457,12 @@ class ClassifyTab(QWidget):
                 f"Read the messages from column {column!r} of {Path(self._source).name}; wrote {rows:,} rows "
                 f"with predicted_label, probability and p_<label> to {self._target}"
             )
+            self.file_classified.emit(self._source)
+
+    def show_file_score(self, text: str) -> None:
+        """A line under the file's result: how the predictions compare with its label column."""
+        lines = self.file_result.text().split("\n")[:1]
+        self.file_result.setText("\n".join([*lines, text]))
 
     def _file_failed(self, error) -> None:
         self.file_progress.setRange(0, 1)

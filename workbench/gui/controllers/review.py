@@ -60,6 +60,7 @@ class ReviewController(QObject):
         results_tab.suspects_view.find_requested.connect(self.find_suspects)
         results_tab.suspects_view.export_requested.connect(self.choose_export)
         results_tab.suspects_view.open_in_classify.connect(self.open_in_classify)
+        classify_tab.file_classified.connect(self.score_classified_file)
         self._adapter_changed()
 
     def _classifier(self):
@@ -187,9 +188,11 @@ class ReviewController(QObject):
         if path:
             self.evaluate_file(path)
 
-    def evaluate_file(self, path: str) -> Job | None:
+    def evaluate_file(self, path: str, *, from_classify: bool = False) -> Job | None:
         """The same as ``workbench eval --data path``: the run's test rows of its own training file,
-        every row of any other file, with the adapter's saved decision."""
+        every row of any other file, with the adapter's saved decision. ``from_classify``: a file
+        Classify has just labelled, scored when it has a label column (a line under its result,
+        the details in Results; no dialog and no tab switch, and no label column is no error)."""
         classifier, adapter = self._classifier(), self._adapter.path
         if classifier is None or adapter is None or self._evaluate_job is not None:
             return None
@@ -198,30 +201,47 @@ class ReviewController(QObject):
             return evaluate_adapter_on(path, classifier, progress=progress, stop=stop)
 
         self._results.evaluate_button.setEnabled(False)
-        self._results.headline.setText(f"Evaluating {Path(adapter).name} on {Path(path).name}…")
+        if from_classify:  # the Results tab keeps what it shows unless there is a score
+            self._classify_tab.show_file_score("Scoring it against its label column…")
+        else:
+            self._results.headline.setText(f"Evaluating {Path(adapter).name} on {Path(path).name}…")
         self._evaluate_job = self._pool.start(
             Worker.from_call(work, name="evaluate adapter"),
-            on_event=lambda item: self._evaluated(adapter, item),
-            on_failed=self._evaluate_failed,
+            on_event=lambda item: self._evaluated(adapter, item, from_classify),
+            on_failed=lambda error: self._evaluate_failed(error, from_classify),
             on_finished=self._evaluate_done,
         )
         return self._evaluate_job
 
-    def _evaluated(self, adapter: str, item) -> None:
+    def score_classified_file(self, path: str) -> None:
+        self.evaluate_file(path, from_classify=True)
+
+    def _evaluated(self, adapter: str, item, from_classify: bool) -> None:
         if isinstance(item, Status):
-            done = f" {item.done:,}/{item.total:,}" if item.total else ""
-            self._results.headline.setText(f"Evaluating… {item.message}{done}")
+            if not from_classify:
+                done = f" {item.done:,}/{item.total:,}" if item.total else ""
+                self._results.headline.setText(f"Evaluating… {item.message}{done}")
             return
         if not isinstance(item, Returned):
             return
         result = item.value
-        self._results.show_metrics(
-            result.metrics, f"{Path(adapter).name} on {result.description}", held_out=result.split == "test"
-        )
+        held_out = result.split == "test"
+        self._results.show_metrics(result.metrics, f"{Path(adapter).name} on {result.description}", held_out=held_out)
         self._results.views.setCurrentIndex(0)
-        self._tabs.setCurrentWidget(self._results)
+        if from_classify:
+            what = "Test accuracy" if held_out else "Accuracy"
+            self._classify_tab.show_file_score(
+                f"{what} {result.metrics.accuracy:.1%} against its labels: {result.description}. "
+                "Per class and the confusion matrix: the Results tab."
+            )
+        else:
+            self._tabs.setCurrentWidget(self._results)
 
-    def _evaluate_failed(self, error) -> None:
+    def _evaluate_failed(self, error, from_classify: bool) -> None:
+        if from_classify:
+            # Most files to classify have no labels: say why there is no score, quietly.
+            self._classify_tab.show_file_score(f"Not scored: {error_text(error)}")
+            return
         self._results.clear("Evaluation stopped." if isinstance(error, Cancelled) else "Evaluation failed.")
         if not isinstance(error, Cancelled):
             QMessageBox.warning(self._dialogs, "Could not evaluate the adapter", error_text(error))
