@@ -243,8 +243,10 @@ class CalibrationView(QWidget):
         self.legend = LegendRow("Reliability (test rows)")
         self.plot = _plot("confidence (top probability)", "accuracy")
         self.plot.plot([0, 1], [0, 1], pen=pg.mkPen(BEFORE_COLOR, style=Qt.PenStyle.DashLine))
-        self.before_curve = self.plot.plot([], [], pen=pg.mkPen(BEFORE_COLOR, width=2), symbol="o", symbolSize=7)
-        self.after_curve = self.plot.plot([], [], pen=pg.mkPen(CURVE_COLOR, width=2), symbol="o", symbolSize=7)
+        dots = {"symbol": "o", "symbolSize": 7, "symbolPen": None}
+        before, after = pg.mkPen(BEFORE_COLOR, width=2), pg.mkPen(CURVE_COLOR, width=2)
+        self.before_curve = self.plot.plot([], [], pen=before, symbolBrush=BEFORE_COLOR, **dots)
+        self.after_curve = self.plot.plot([], [], pen=after, symbolBrush=CURVE_COLOR, **dots)
         self.figures = QLabel()
         self.figures.setTextFormat(Qt.TextFormat.PlainText)
         self.figures.setWordWrap(True)
