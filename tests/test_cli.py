@@ -143,6 +143,7 @@ def test_python_dash_m_runs_without_traceback(tmp_path):
             "eval_batches": 2,
             "batch_size": 16,
         },
+        {"warmup_steps": 30, "schedule": "cosine", "early_stopping": 2, "keep_best": True},
     ],
 )
 def test_train_command_parses_back_into_the_same_settings(changes):

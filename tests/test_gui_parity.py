@@ -78,9 +78,26 @@ def test_the_shortcut_list_is_read_from_the_menus(window, dialogs):
     assert "Ctrl+Shift+C" in text
 
 
-@pytest.mark.parametrize("field", ["precision", "length_grouping", "seed"])
+@pytest.mark.parametrize(
+    "field", ["precision", "length_grouping", "seed", "warmup_steps", "schedule", "early_stopping", "keep_best"]
+)
 def test_a_problem_with_a_new_field_marks_that_field(window, field):
     from workbench.core.config import Problem
 
     widget = window.config._field_for(Problem(field, "bad"))
     assert widget is not None and widget in window.config._fields()
+
+
+def test_schedule_early_stopping_and_keep_best_reach_the_run_and_the_command(window):
+    t = window.training_panel
+    t.warmup_steps.setValue(20)
+    t.schedule.setCurrentIndex(t.schedule.findData("cosine"))
+    t.early_stopping.setValue(2)
+    t.keep_best.setChecked(True)
+    cfg, problems = window.build_config()
+    assert (cfg.warmup_steps, cfg.schedule, cfg.early_stopping, cfg.keep_best) == (20, "cosine", 2, True)
+    assert problems == []
+    words = shlex.split(window.copy_command())
+    assert "--keep-best" in words and words[words.index("--schedule") + 1] == "cosine"
+    window.config.apply(cfg.with_changes(schedule="linear", keep_best=False, early_stopping=0))
+    assert t.schedule.currentData() == "linear" and not t.keep_best.isChecked() and t.early_stopping.text() == "off"

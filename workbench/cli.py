@@ -24,6 +24,7 @@ from .core.config import (
     DEVICES,
     MODEL_REPOS,
     PRECISIONS,
+    SCHEDULES,
     SMS_SPAM,
     DataConfig,
     LoRAConfig,
@@ -208,6 +209,28 @@ def build_parser() -> argparse.ArgumentParser:
         type=bounded("length_grouping"),
         default=50,
         help="sort by length within chunks of N batches to cut padding (0: off)",
+    )
+    p.add_argument(
+        "--warmup-steps", type=bounded("warmup_steps"), default=0, help="raise the learning rate over N steps"
+    )
+    p.add_argument(
+        "--schedule",
+        choices=SCHEDULES,
+        default="constant",
+        help="the learning rate after warm-up: constant (default), or decayed to 0 by the last step",
+    )
+    p.add_argument(
+        "--early-stopping",
+        type=bounded("early_stopping"),
+        default=0,
+        metavar="N",
+        help="stop when validation loss has not improved for N epochs (default 0: never)",
+    )
+    p.add_argument(
+        "--keep-best",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="finish with the epoch of the lowest validation loss, not the last one",
     )
     add_device_args(p)
     p.add_argument("--seed", type=bounded("seed"), default=123)
@@ -433,6 +456,10 @@ def train_config(args) -> TrainConfig:
         device=args.device,
         precision=args.precision,
         seed=args.seed,
+        warmup_steps=args.warmup_steps,
+        schedule=args.schedule,
+        early_stopping=args.early_stopping,
+        keep_best=args.keep_best,
     )
 
 
@@ -470,6 +497,10 @@ def with_settings_file(parser, argv: list[str] | None, path: str):
         device=cfg.device,
         precision=cfg.precision,
         seed=cfg.seed,
+        warmup_steps=cfg.warmup_steps,
+        schedule=cfg.schedule,
+        early_stopping=cfg.early_stopping,
+        keep_best=cfg.keep_best,
     )
     return parser.parse_args(argv)
 
@@ -505,6 +536,9 @@ def train_command(cfg: TrainConfig, out: str = "adapter.safetensors") -> str:
         ("--device", cfg.device, default.device),
         ("--precision", cfg.precision, default.precision),
         ("--seed", cfg.seed, default.seed),
+        ("--warmup-steps", cfg.warmup_steps, default.warmup_steps),
+        ("--schedule", cfg.schedule, default.schedule),
+        ("--early-stopping", cfg.early_stopping, default.early_stopping),
     ]
     words = ["workbench", "train"]
     for flag, value, default_value in options:
@@ -512,6 +546,8 @@ def train_command(cfg: TrainConfig, out: str = "adapter.safetensors") -> str:
             words += [flag, repr(value) if isinstance(value, float) else str(value)]
     if d.balance != default.data.balance:
         words.append("--balance" if d.balance else "--no-balance")
+    if cfg.keep_best != default.keep_best:
+        words.append("--keep-best" if cfg.keep_best else "--no-keep-best")
     if tuple(lo.targets) != tuple(default.lora.targets):
         words += ["--targets", *lo.targets]
     words += ["--out", out]

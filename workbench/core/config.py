@@ -58,6 +58,7 @@ SMS_SPAM = "sms-spam"  # DataConfig.source value for the built-in dataset (the b
 
 DEVICES = ("auto", "cpu", "cuda", "mps")  # and "cuda:N", the N-th NVIDIA GPU (checked to exist at run time)
 PRECISIONS = ("auto", "fp32", "bf16")
+SCHEDULES = ("constant", "linear", "cosine")  # the learning rate after warm-up (training.learning_rate_factor)
 
 
 def is_device_name(name: object) -> bool:
@@ -140,6 +141,8 @@ BOUNDS: dict[str, Bound] = {
     "max_steps": Bound("max steps", 1, 10**12, optional=True),
     "length_grouping": Bound("length grouping", 0, 10**6),
     "seed": Bound("seed", 0, MAX_SEED),
+    "warmup_steps": Bound("warm-up steps", 0, 10**9),
+    "early_stopping": Bound("early stopping patience", 0, 100_000),
     # Adam moves every weight by about lr per step; above 1 a step dwarfs GPT-2's weights (~0.1).
     "lr": Bound("learning rate", 0, 1, whole=False, low_open=True),
     # AdamW scales each weight by (1 - lr * weight_decay) per step: with both at most 1 that stays in [0, 1].
@@ -361,6 +364,14 @@ class TrainConfig:
     device: str = "auto"  # auto picks CUDA, then Apple MPS, then CPU
     precision: str = "auto"  # auto: bf16 autocast or fp32, whichever ran faster here (precision.py)
     seed: int = 123  # the run's one seed: the data split, LoRA initialisation, dropout and batch order
+    # The learning rate: 0 -> lr linearly over warmup_steps, then held (constant, the book's) or
+    # decayed to 0 at the last step (linear, cosine). See training.learning_rate_factor.
+    warmup_steps: int = 0
+    schedule: str = "constant"
+    # After each epoch: stop once validation loss has not improved for this many epochs (0: never),
+    # and/or finish with the epoch of the lowest validation loss instead of the last one.
+    early_stopping: int = 0
+    keep_best: bool = False
 
     def validate(self) -> list[Problem]:
         problems = []
@@ -374,7 +385,13 @@ class TrainConfig:
         problems += self.data.validate()
         problems += self.lora.validate()
         numbers = ("epochs", "batch_size", "grad_accum", "eval_every", "eval_batches", "max_steps")
-        problems += bound_problems(self, (*numbers, "length_grouping", "seed", "lr", "weight_decay"))
+        problems += bound_problems(
+            self, (*numbers, "length_grouping", "seed", "lr", "weight_decay", "warmup_steps", "early_stopping")
+        )
+        if self.schedule not in SCHEDULES:
+            problems.append(Problem("schedule", f"schedule must be one of {', '.join(SCHEDULES)}"))
+        if not isinstance(self.keep_best, bool):
+            problems.append(Problem("keep_best", "keep best must be true or false"))
         if not is_device_name(self.device):
             problems.append(Problem("device", f"device must be one of {', '.join(DEVICES)} or cuda:N (N = 0, 1, …)"))
         if self.precision not in PRECISIONS:

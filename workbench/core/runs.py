@@ -78,6 +78,11 @@ class RunFolder:
         return self.path / "adapter.safetensors"
 
     @property
+    def best_adapter_path(self) -> Path:
+        """keep_best's snapshot: the LoRA and head of the epoch with the lowest validation loss."""
+        return self.path / "best-adapter.safetensors"
+
+    @property
     def lock_path(self) -> Path:
         return self.path / "training.lock"
 

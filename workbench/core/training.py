@@ -14,7 +14,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from . import data as datamod
 from . import distributed, hub
-from .adapters import AdapterInfo, save_adapter
+from .adapters import AdapterInfo, load_adapter_weights, read_adapter, save_adapter
 from .config import TrainConfig, resume_problems
 from .data import EncodedSplit
 from .device import autocast, describe, is_out_of_memory
@@ -296,6 +296,9 @@ def _train(cfg: TrainConfig, stop: threading.Event, run: RunFolder, resume) -> I
 
     clock = Throughput(total_steps, already_done=position.step)
     step, seen = position.step, position.examples_seen
+    best = _recorded_best(cfg, run)  # (validation loss, epoch) of the best epoch so far
+    early_stop = 0  # the epoch after which early stopping ended the run (0: it did not)
+    validated = (position.epoch, step)  # the weights of the last validation: (epoch, step)
     first_step = step
     for epoch in range(position.epoch, cfg.epochs):
         skip = position.batch_in_epoch if epoch == position.epoch else 0
@@ -308,6 +311,7 @@ def _train(cfg: TrainConfig, stop: threading.Event, run: RunFolder, resume) -> I
                 break
             micro = batches[index : index + per_step]
             share = distributed.share_of_step(micro)
+            set_learning_rate(optimizer, cfg.lr * learning_rate_factor(cfg, step, total_steps))
             loss, tokens = train_step(
                 trained,
                 optimizer,
@@ -352,15 +356,29 @@ def _train(cfg: TrainConfig, stop: threading.Event, run: RunFolder, resume) -> I
             save_resume_state(run.resume_path, model, optimizer, position)
         run.log(f"Epoch {epoch + 1}: validation loss {val_loss:.3f}, accuracy {val_acc:.1%}")
         yield EpochEnded(epoch + 1, step, seen, val_loss, val_acc, str(run.resume_path))
+        best = _track_best(cfg, run, model, prepared, best, epoch + 1, val_loss)
+        validated = (epoch + 1, step)
+        if cfg.early_stopping and epoch + 1 - best[1] >= cfg.early_stopping and epoch + 1 < cfg.epochs:
+            early_stop = epoch + 1
+            run.log(
+                f"Early stop after epoch {epoch + 1}: validation loss has not improved for "
+                f"{cfg.early_stopping} epoch(s) (best {best[0]:.3f} at epoch {best[1]})"
+            )
+            yield Status(f"Stopping early: no better validation loss since epoch {best[1]}")
+            break
 
     if stop.is_set() and step == first_step:
         raise Cancelled(STOPPED_BEFORE_TRAINING)  # nothing learnt: keep every file as it was
-    stopped = stop.is_set() and step < total_steps
+    stopped = stop.is_set() and step < total_steps and not early_stop
     raise_if_weights_diverged(cfg, step, model)
     if distributed.is_main():
         save_resume_state(run.resume_path, model, optimizer, position)
+    if cfg.keep_best and not stopped and best[1] and (best[1], step) != validated:
+        _load_best(run, model)  # the final adapter and the test scores are the best epoch's
+        run.log(f"Kept epoch {best[1]} (validation loss {best[0]:.3f}), the best by validation")
+        yield Status(f"Keeping epoch {best[1]}, the best by validation loss")
     metrics = None
-    if not stopped:  # test scores only for a run that saw all its steps
+    if not stopped:  # test scores only for a run that saw all its steps (or stopped early by rule)
         yield Status(f"Scoring {len(prepared.test.labels)} test messages")  # minutes on a big test set
         try:
             metrics = score_split(
@@ -386,6 +404,58 @@ def _train(cfg: TrainConfig, stop: threading.Event, run: RunFolder, resume) -> I
     yield TrainingFinished(
         stopped, step, seen, clock.elapsed(), str(run.path), str(run.adapter_path), str(run.resume_path), metrics
     )
+
+
+# --- the learning rate and the best epoch ----------------------------------------------------
+
+
+def learning_rate_factor(cfg: TrainConfig, step: int, total_steps: int) -> float:
+    """The share of ``cfg.lr`` for the optimiser step after ``step`` steps: a linear warm-up from
+    1/warmup to 1 over the first ``warmup_steps`` steps, then 1 (constant, the book's recipe) or a
+    decay to 0 at ``total_steps`` (linear; cosine as in Loshchilov & Hutter 2017, SGDR, without
+    restarts). A function of the step alone, so a resumed run continues the same curve."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "constant":
+        return 1.0
+    decay_steps = max(1, total_steps - cfg.warmup_steps)
+    progress = min(1.0, (step - cfg.warmup_steps) / decay_steps)
+    if cfg.schedule == "linear":
+        return 1.0 - progress
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def set_learning_rate(optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def _recorded_best(cfg: TrainConfig, run: RunFolder) -> tuple[float, int]:
+    """The best epoch a resumed run had reached (its snapshot's metadata), else none yet."""
+    if (cfg.keep_best or cfg.early_stopping) and run.best_adapter_path.is_file():
+        try:
+            metrics = read_adapter(run.best_adapter_path)[1].metrics
+            return float(metrics["val_loss"]), int(metrics["epoch"])
+        except (WorkbenchError, KeyError, TypeError, ValueError):
+            pass  # a damaged snapshot: start the comparison afresh
+    return math.inf, 0
+
+
+def _track_best(cfg, run: RunFolder, model, prepared, best: tuple[float, int], epoch: int, val_loss: float):
+    """After an epoch: a lower validation loss than ``best`` becomes the best, and with keep_best
+    its LoRA and head are kept as a snapshot in the run folder (an adapter file, a few MB)."""
+    if not (cfg.keep_best or cfg.early_stopping) or not val_loss < best[0]:
+        return best
+    if cfg.keep_best and distributed.is_main():
+        info = adapter_info(cfg, prepared, None)
+        save_adapter(run.best_adapter_path, model, replace(info, metrics={"val_loss": val_loss, "epoch": epoch}))
+    return val_loss, epoch
+
+
+def _load_best(run: RunFolder, model) -> None:
+    """The best epoch's snapshot back into the model, on every process (rank 0's file)."""
+    tensors, info = distributed.load_everywhere(run.best_adapter_path, read_adapter)
+    load_adapter_weights(model, tensors, info)
 
 
 # --- setup -----------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..core import hub
-from ..core.config import ALL_TARGETS, MODEL_LABELS, DataConfig, LoRAConfig, ModelConfig, TrainConfig
+from ..core.config import ALL_TARGETS, MODEL_LABELS, SCHEDULES, DataConfig, LoRAConfig, ModelConfig, TrainConfig
 from ..core.data import SMS_SPAM
 from ..core.device import available_devices
 from ..core.errors import WorkbenchError
@@ -631,6 +631,28 @@ class TrainingPanel(QGroupBox):
             "Batches sorted by length within chunks of this many, so a batch pads to almost nothing "
             "(the order stays random); 0 pads batches of random lengths",
         )
+        self.warmup_steps = _spin(
+            0,
+            10**9,
+            d.warmup_steps,
+            "Raise the learning rate from almost 0 over this many steps (0: start at full rate)",
+        )
+        self.schedule = QComboBox()
+        for name in SCHEDULES:
+            self.schedule.addItem(name, name)
+        self.schedule.setToolTip(
+            "The learning rate after warm-up: constant (the book's), or decayed to 0 by the last step"
+        )
+        self.schedule.setProperty("default_tip", self.schedule.toolTip())
+        self.early_stopping = _spin(
+            0,
+            100_000,
+            d.early_stopping,
+            "Stop when the validation loss has not improved for this many epochs",
+            "off",
+        )
+        self.keep_best = QCheckBox("keep best epoch")
+        self.keep_best.setToolTip("Finish with the epoch of the lowest validation loss, not the last one")
         fields = [
             ("epochs", self.epochs),
             ("batch", self.batch_size),
@@ -642,6 +664,10 @@ class TrainingPanel(QGroupBox):
             ("max steps", self.max_steps),
             ("seed", self.seed),
             ("length groups", self.length_grouping),
+            ("warm-up steps", self.warmup_steps),
+            ("schedule", self.schedule),
+            ("early stop", self.early_stopping),
+            ("", self.keep_best),
         ]
         for i, (label, widget) in enumerate(fields):
             row, col = divmod(i, 2)
@@ -659,8 +685,12 @@ class TrainingPanel(QGroupBox):
             self.max_steps,
             self.seed,
             self.length_grouping,
+            self.warmup_steps,
+            self.early_stopping,
         ):
             spin.valueChanged.connect(self._emit)
+        self.schedule.currentIndexChanged.connect(self._emit)
+        self.keep_best.toggled.connect(self._emit)
         self.weight_decay.valueChanged.connect(self._emit)
         self.lr.textChanged.connect(self._emit)
 
@@ -684,6 +714,10 @@ class TrainingPanel(QGroupBox):
             "max_steps": self.max_steps.value() or None,
             "seed": self.seed.value(),
             "length_grouping": self.length_grouping.value(),
+            "warmup_steps": self.warmup_steps.value(),
+            "schedule": self.schedule.currentData(),
+            "early_stopping": self.early_stopping.value(),
+            "keep_best": self.keep_best.isChecked(),
         }
 
     def apply(self, cfg: TrainConfig) -> None:
@@ -697,6 +731,10 @@ class TrainingPanel(QGroupBox):
         self.max_steps.setValue(cfg.max_steps or 0)
         self.seed.setValue(cfg.seed)
         self.length_grouping.setValue(cfg.length_grouping)
+        self.warmup_steps.setValue(cfg.warmup_steps)
+        self.schedule.setCurrentIndex(max(0, self.schedule.findData(cfg.schedule)))
+        self.early_stopping.setValue(cfg.early_stopping)
+        self.keep_best.setChecked(cfg.keep_best)
 
     def _emit(self, *_args) -> None:
         self.changed.emit()
