@@ -399,11 +399,18 @@ def agree_to_stop(requested: bool, steps_done: int) -> bool:
     """Whether any rank was asked to stop. Every rank asks before every step, so all stop after
     the same step and the adapter is written once, by rank 0."""
     _crash_if_told(steps_done)
+    return any_rank(requested)
+
+
+def any_rank(flag: bool) -> bool:
+    """Whether ``flag`` is true on any rank: one decision for all, so no rank waits in a collective
+    the others skip (early stopping, reloading the best epoch: computed on each rank's own
+    validation loss, which a GPU may round differently)."""
     if not active():
-        return requested
-    flag = torch.tensor([1.0 if requested else 0.0], device=collective_device())
-    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-    return bool(flag.item())
+        return flag
+    value = torch.tensor([1.0 if flag else 0.0], device=collective_device())
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
 
 
 def _crash_if_told(steps_done: int) -> None:

@@ -358,7 +358,8 @@ def _train(cfg: TrainConfig, stop: threading.Event, run: RunFolder, resume) -> I
         yield EpochEnded(epoch + 1, step, seen, val_loss, val_acc, str(run.resume_path))
         best = _track_best(cfg, run, model, prepared, best, epoch + 1, val_loss)
         validated = (epoch + 1, step)
-        if cfg.early_stopping and epoch + 1 - best[1] >= cfg.early_stopping and epoch + 1 < cfg.epochs:
+        patience_over = bool(cfg.early_stopping) and epoch + 1 - best[1] >= cfg.early_stopping
+        if distributed.any_rank(patience_over) and epoch + 1 < cfg.epochs:
             early_stop = epoch + 1
             run.log(
                 f"Early stop after epoch {epoch + 1}: validation loss has not improved for "
@@ -373,7 +374,7 @@ def _train(cfg: TrainConfig, stop: threading.Event, run: RunFolder, resume) -> I
     raise_if_weights_diverged(cfg, step, model)
     if distributed.is_main():
         save_resume_state(run.resume_path, model, optimizer, position)
-    if cfg.keep_best and not stopped and best[1] and (best[1], step) != validated:
+    if cfg.keep_best and distributed.any_rank(not stopped and best[1] > 0 and (best[1], step) != validated):
         _load_best(run, model)  # the final adapter and the test scores are the best epoch's
         run.log(f"Kept epoch {best[1]} (validation loss {best[0]:.3f}), the best by validation")
         yield Status(f"Keeping epoch {best[1]}, the best by validation loss")
