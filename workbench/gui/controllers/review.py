@@ -69,6 +69,9 @@ class ReviewController(QObject):
     def _adapter_changed(self) -> None:
         loaded = self._classifier() is not None and self._adapter.path is not None
         self._scored_for = None
+        for job in (self._score_job, self._suspects_job):
+            if job is not None:
+                job.stop()  # scores of the previous adapter: not worth the minutes a big model takes
         self._results.evaluate_button.setEnabled(loaded and self._evaluate_job is None)
         self._results.suspects_view.set_suspects([])  # another adapter's ranking says nothing of this one
         self._results.suspects_view.set_idle("" if loaded else "Load an adapter (or train one) first.")
