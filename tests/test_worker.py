@@ -259,3 +259,27 @@ def test_collection_is_restored_only_when_the_last_pool_is_idle(qtbot):
     release.set()
     assert first.wait_all(5000)
     assert gc.isenabled()
+
+
+def test_a_closed_pool_starts_nothing_and_calls_no_callback(qtbot):
+    """After the window closed its pool, a job's late events must not reach widgets being deleted,
+    and a timer that fires later cannot start new work."""
+    pool = JobPool()
+    seen = Collector()
+    release = threading.Event()
+
+    def work(progress, stop):
+        release.wait(5)
+        return "late"
+
+    pool.start(Worker.from_call(work), on_event=seen.event, on_failed=seen.failed, on_finished=seen.done)
+    pool.close()
+    release.set()
+    assert pool.wait_all(5000)
+    qtbot.wait(100)  # let queued signals arrive
+    assert seen.events == [] and seen.errors == [] and seen.finished == 0
+
+    late = Collector()
+    job = pool.start(Worker.from_iterator(lambda stop: iter([1])), on_event=late.event, on_finished=late.done)
+    qtbot.wait(100)
+    assert not job.is_running() and late.events == [] and late.finished == 0 and pool.jobs() == []

@@ -241,8 +241,10 @@ class Job(QObject):
         on_failed: Callable[[Any], None] | None = None,
         on_finished: Callable[[], None] | None = None,
         parent: QObject | None = None,
+        delivering: Callable[[], bool] = lambda: True,
     ):
         super().__init__(parent)
+        self._delivering = delivering  # False once the pool closed: the callbacks' widgets may be gone
         self.worker = worker
         self.name = worker.name
         self._on_event, self._on_failed, self._on_finished = on_event, on_failed, on_finished
@@ -282,7 +284,7 @@ class Job(QObject):
 
     @Slot(object)
     def _event(self, item: Any) -> None:
-        if self._on_event is not None:
+        if self._on_event is not None and self._delivering():
             self._on_event(item)
 
     @Slot()
@@ -294,7 +296,7 @@ class Job(QObject):
     @Slot(object)
     def _failed(self, error: Any) -> None:
         self._drain()  # the events before the failure come first
-        if self._on_failed is not None:
+        if self._on_failed is not None and self._delivering():
             self._on_failed(error)
 
     @Slot()
@@ -302,7 +304,7 @@ class Job(QObject):
         self._drain()
         if self._drain_timer is not None:
             self._drain_timer.stop()
-        if self._on_finished is not None:
+        if self._on_finished is not None and self._delivering():
             self._on_finished()
 
     @Slot()
@@ -321,6 +323,7 @@ class JobPool(QObject):
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
         self._jobs: list[Job] = []
+        self._closed = False
         self._collection = GuiThreadCollection(self)
 
     def start(
@@ -331,11 +334,23 @@ class JobPool(QObject):
         on_failed: Callable[[Any], None] | None = None,
         on_finished: Callable[[], None] | None = None,
     ) -> Job:
-        job = Job(worker, on_event=on_event, on_failed=on_failed, on_finished=on_finished)
+        job = Job(worker, on_event=on_event, on_failed=on_failed, on_finished=on_finished, delivering=self.is_open)
+        if self._closed:
+            return job  # never started: the window that asked is closing
         job.ended.connect(self._ended)
         self._jobs.append(job)
         self._collection.pin()  # before the thread exists: it must never run the collector
         return job.start()
+
+    def is_open(self) -> bool:
+        return not self._closed
+
+    def close(self) -> None:
+        """The window is closing: stop every job, start no new one (a timer may still fire), and
+        call no callback any more, since the widgets they update are about to be deleted. Threads
+        still end on their own; ``idle`` still says when the last one has."""
+        self._closed = True
+        self.stop_all()
 
     def jobs(self) -> list[Job]:
         return list(self._jobs)

@@ -487,7 +487,7 @@ class MainWindow(QMainWindow):
         if not self._closing:
             self._save_settings()
         self._closing = self.run.closing = True
-        self.pool.stop_all()
+        self.pool.close()
         if not self.pool.wait_all(CLOSE_WAIT_MS):
             # Something is stuck in a slow call (a network timeout): never kill it; hide the
             # window and close for real when the pool reports that every job has ended.
