@@ -24,7 +24,7 @@ from ..core.classify import Classifier, PackedLinear, pack_weights_for_cpu
 from ..core.device import autocast, cpu_has_fast_bf16, describe, pick_device, pick_precision
 from ..core.evaluate import predict_probabilities
 from ..core.lora import merge_lora
-from ..core.model import GPT2Classifier, param_count
+from ..core.model import GPT2Classifier, param_count, store_frozen_weights
 from ..core.progress import Progress, raise_if_stopped
 from ..core.training import train_step
 from . import machine
@@ -48,7 +48,9 @@ def run_bench(cfg: BenchConfig, progress: Progress | None = None, stop: threadin
     report(0, None, "Building the model")
     model, checkpoint = build_bench_model(cfg, len(LABEL_NAMES))
     model.to(device)
+    store_frozen_weights(model, precision)  # as training and classification do
     config = model.config
+    n_params = param_count(model)  # before classification packs the weights away
     load_peak = peak_rss_mb()
     scope = "after model load" if reset_peak_rss() else "process"
     if device.type == "cuda":
@@ -141,7 +143,7 @@ def run_bench(cfg: BenchConfig, progress: Progress | None = None, stop: threadin
         cpu_fast_bf16=cpu_has_fast_bf16(),
         model=cfg.model,
         weights=f"checkpoint {checkpoint}" if checkpoint else "random init",
-        n_params=param_count(model),
+        n_params=n_params,
         trainable_params=param_count(model, trainable_only=True),
         data_source=bench_data.source,
         n_train=len(bench_data.train.labels),

@@ -21,7 +21,7 @@ from .device import autocast, pick_device, pick_precision
 from .evaluate import predict_probabilities, probabilities_from_logits
 from .fileio import check_outputs
 from .lora import LoRALinear, apply_lora, merge_lora
-from .model import GPT2Classifier, load_model_config
+from .model import GPT2Classifier, load_model_config, store_frozen_weights
 from .thresholds import apply_temperature, decide
 from .tokenizer import EOT_ID, load_tokenizer
 
@@ -82,6 +82,7 @@ class Classifier:
         torch_device = pick_device(device)
         chosen = pick_precision(precision, torch_device, info.model_config.n_embd)
         gpt.to(torch_device)
+        store_frozen_weights(gpt, chosen)  # after merging: the merged weights rounded once
         pack_weights_for_cpu(gpt, torch_device, chosen)
         sources = {"the adapter": Path(adapter), **hub.checkpoint_files(str(checkpoint))}
         return cls(gpt, load_tokenizer(checkpoint), info, torch_device, chosen, sources)

@@ -49,7 +49,7 @@ from .events import (
 )
 from .fileio import check_outputs, require_regular_file
 from .lora import build_lora_model
-from .model import GPT2Classifier, load_model_config, param_count
+from .model import GPT2Classifier, load_model_config, param_count, store_frozen_weights
 from .precision import choose_precision
 from .runs import Position, ReadOnlyRunFolder, RunFolder, load_resume_state, save_resume_state
 from .tokenizer import EOT_ID, load_tokenizer
@@ -422,6 +422,7 @@ def prepare(cfg: TrainConfig, stop: threading.Event) -> Iterator:
     if cfg.precision == "auto":
         yield Status("Measuring fp32 and bf16 speed on this device (once)")
     precision = choose_precision(cfg.precision, device, model_config.n_embd)
+    store_frozen_weights(model, precision.precision)
     return Prepared(
         checkpoint=checkpoint,
         label_names=tuple(splits.label_names),
