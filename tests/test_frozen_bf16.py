@@ -8,7 +8,7 @@ from test_training import separable_csv, tiny_config  # noqa: F401  (fixture)
 
 from workbench.core import events as ev
 from workbench.core import training
-from workbench.core.classify import Classifier
+from workbench.core.classify import Classifier, PackedLinear, can_pack_weights
 from workbench.core.config import LoRAConfig
 from workbench.core.lora import apply_lora, lora_layers
 from workbench.core.model import GPT2Classifier, attention, store_frozen_weights
@@ -102,7 +102,11 @@ def test_bf16_classifier_stores_merged_weights_and_agrees_with_fp32(tiny_checkpo
     texts = ["win cash now", "see you at lunch", "ok", "claim your free prize"]
     fp32 = Classifier.from_adapter(adapter, device="cpu", precision="fp32")
     bf16 = Classifier.from_adapter(adapter, device="cpu", precision="bf16")
-    assert all(m.weight.dtype == torch.bfloat16 for m in frozen_linears(bf16.model))
+    if can_pack_weights("bf16"):  # packed for oneDNN in bf16, as fp32 is
+        assert all(isinstance(layer.base, PackedLinear) for layer in lora_layers(bf16.model))
+        assert all(layer.base.weight.dtype == torch.bfloat16 for layer in lora_layers(bf16.model))
+    else:
+        assert all(m.weight.dtype == torch.bfloat16 for m in frozen_linears(bf16.model))
     assert torch.allclose(bf16.probabilities(texts), fp32.probabilities(texts), atol=0.02)
     typed = bf16.predict_typing("claim your free prize")
     assert typed.label == fp32.predict(["claim your free prize"])[0].label

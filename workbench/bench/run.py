@@ -20,9 +20,10 @@ import torch
 
 from ..core import data as datamod
 from ..core.adapters import AdapterInfo
-from ..core.classify import Classifier, PackedLinear, pack_weights_for_cpu
+from ..core.classify import Classifier, PackedLinear, int8_layers, pack_weights_for_cpu, use_int8
 from ..core.device import autocast, cpu_has_fast_bf16, describe, pick_device, pick_precision
 from ..core.evaluate import predict_probabilities
+from ..core.int8 import can_run_int8
 from ..core.lora import merge_lora
 from ..core.model import GPT2Classifier, param_count, store_frozen_weights
 from ..core.progress import Progress, raise_if_stopped
@@ -106,8 +107,19 @@ def run_bench(cfg: BenchConfig, progress: Progress | None = None, stop: threadin
     eval_time = time.perf_counter() - start
 
     report(0, None, "Classifying one message")
+    merge_lora(model)
+    int8 = int8_layers(model) if device.type == "cpu" and can_run_int8() else []  # before packing
     latencies = classify_latencies(model, bench_data, cfg, device, precision, stop)
     keystrokes = keystroke_latencies(model, bench_data.message_ids, cfg.classify_runs, device, precision)
+    packed = any(isinstance(m, PackedLinear) for m in model.modules())
+    int8_latencies = int8_keystrokes = None
+    if int8:
+        report(0, None, "Classifying one message in int8")
+        for owner, name, layer in int8:
+            setattr(owner, name, layer)  # as Classifier.from_adapter(quantize="int8") does
+        int8_latencies = classify_latencies(model, bench_data, cfg, device, precision, stop)
+        int8_keystrokes = keystroke_latencies(model, bench_data.message_ids, cfg.classify_runs, device, precision)
+    int8_auto = use_int8("auto", cfg.precision, precision, device, config.n_embd)  # what --int8 unset would do
 
     ceiling_gflops = max(gflops)
     per_token = flops_per_token(config, cfg.lora)
@@ -127,8 +139,12 @@ def run_bench(cfg: BenchConfig, progress: Progress | None = None, stop: threadin
         classify_ms_median=statistics.median(latencies),
         classify_ms_p95=percentile(latencies, 95),
         classify_tokens=len(bench_data.message_ids),
-        classify_packed=any(isinstance(m, PackedLinear) for m in model.modules()),
-        keystroke_ms_median=statistics.median(keystrokes),
+        classify_packed=packed,
+        keystroke_ms=statistics.median(keystrokes),
+        classify_int8_ms=statistics.median(int8_latencies) if int8_latencies else None,
+        classify_int8_ms_p95=percentile(int8_latencies, 95) if int8_latencies else None,
+        keystroke_int8_ms=statistics.median(int8_keystrokes) if int8_keystrokes else None,
+        int8_auto=int8_auto,
         peak_rss_mb=peak_rss_mb(),
         load_peak_rss_mb=load_peak,
         peak_rss_scope=scope,
@@ -202,7 +218,8 @@ def single_message_classifier(
     model: GPT2Classifier, bench_data: BenchData, cfg: BenchConfig, device: torch.device, precision: str
 ) -> Callable[[], object]:
     """Merge the adapter (and pack the weights, on a CPU) and return a call that classifies the
-    ~25-token message once; after this the model only classifies.
+    ~25-token message once through whatever layers the model holds when called; after this the
+    model only classifies.
 
     With a tokenizer the message goes through ``Classifier.predict`` (tokenizing included);
     synthetic data has only ids, which go straight to ``predict_probabilities``.
