@@ -43,14 +43,14 @@ def test_stored_bf16_base_gives_autocasts_logits_and_gradients(tiny_checkpoint):
     store_frozen_weights(stored_model, "bf16")
     expected_logits, expected = logits_and_gradients(autocast_model)
     logits, grads = logits_and_gradients(stored_model)
-    # Autocast rounds each fp32 weight to bf16 exactly as the stored copy was rounded.
-    assert torch.allclose(logits, expected_logits, rtol=1e-2, atol=1e-3)
+    # Autocast rounds each fp32 weight to bf16 exactly as the stored copy was rounded, and the same
+    # bf16 operands go into the same kernels: the numbers are the same to the bit.
+    assert torch.equal(logits, expected_logits)
     assert grads.keys() == expected.keys() and len(grads) == 2 * len(lora_layers(stored_model)) + 1
     for name, grad in grads.items():
         assert grad.dtype == torch.float32, name  # the optimizer sees fp32 gradients
-        scale = expected[name].abs().max()
-        assert scale > 0, name
-        assert (grad - expected[name]).abs().max() <= 1e-2 * scale, name
+        assert expected[name].abs().max() > 0, name  # a gradient that says something
+        assert torch.equal(grad, expected[name]), name
 
 
 def test_only_the_frozen_block_linears_turn_bf16_and_their_memory_halves(tiny_checkpoint):

@@ -42,6 +42,7 @@ from .data import DatasetSplits, encode_texts, iterate_batches, save_table
 from .device import pick_device, pick_precision
 from .errors import DataError
 from .lora import build_lora_model
+from .model import store_frozen_weights
 from .progress import Progress, raise_if_stopped
 from .thresholds import decide
 from .tokenizer import EOT_ID, load_tokenizer
@@ -156,6 +157,7 @@ def train_fold(checkpoint, cfg: TrainConfig, ids, labels, num_classes, device, p
     from .training import train_step  # the orchestrator's step; imported here to keep layers apart
 
     model = build_lora_model(checkpoint, cfg.lora, num_classes, cfg.seed).to(device)
+    store_frozen_weights(model, precision)  # as training.prepare does
     optimizer = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay
     )
