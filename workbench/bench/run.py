@@ -21,13 +21,13 @@ import torch
 from ..core import data as datamod
 from ..core.adapters import AdapterInfo
 from ..core.classify import Classifier, PackedLinear, int8_layers, pack_weights_for_cpu, use_int8
-from ..core.device import autocast, cpu_has_fast_bf16, describe, pick_device, pick_precision
+from ..core.device import autocast, cpu_has_fast_bf16, describe, evaluation_batch_size, pick_device, pick_precision
 from ..core.evaluate import predict_probabilities
 from ..core.int8 import can_run_int8
 from ..core.lora import merge_lora
 from ..core.model import GPT2Classifier, param_count, store_frozen_weights
 from ..core.progress import Progress, raise_if_stopped
-from ..core.training import train_step
+from ..core.training import make_optimizer, train_step
 from . import machine
 from .config import BenchConfig, BenchResult
 from .machine import flops_per_token, load_average, peak_rss_mb, percentile, reset_peak_rss, sync
@@ -60,16 +60,16 @@ def run_bench(cfg: BenchConfig, progress: Progress | None = None, stop: threadin
     report(0, None, "Reading the data")
     bench_data = load_bench_data(cfg, checkpoint, config.n_positions)
     n_batches = datamod.count_batches(len(bench_data.train.labels), cfg.batch_size)
-    epoch_padding = padding_fraction(list(itertools.islice(training_batches(bench_data.train, train_cfg), n_batches)))
+    context = config.n_positions
+    epoch = itertools.islice(training_batches(bench_data.train, train_cfg, device, context), n_batches)
+    epoch_padding = padding_fraction(list(epoch))
 
     report(0, None, "Measuring the matmul ceiling")
     gflops = [machine.matmul_gflops(device, n=cfg.matmul_size)]
 
     # Training: the optimizer training builds, steps through train_step.
-    optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad], lr=train_cfg.lr, weight_decay=train_cfg.weight_decay
-    )
-    batches = training_batches(bench_data.train, train_cfg)
+    optimizer = make_optimizer(model, train_cfg, device)
+    batches = training_batches(bench_data.train, train_cfg, device, context)
     total = cfg.warmup + cfg.steps
     for i in range(cfg.warmup):
         raise_if_stopped(stop, "The benchmark")
@@ -99,10 +99,11 @@ def run_bench(cfg: BenchConfig, progress: Progress | None = None, stop: threadin
     eval_ids = (bench_data.eval.token_ids * math.ceil(cfg.eval_examples / len(bench_data.eval.token_ids)))[
         : cfg.eval_examples
     ]
-    predict_probabilities(model, eval_ids[: cfg.batch_size], cfg.batch_size, device, precision)  # warm-up
+    eval_batch = evaluation_batch_size(cfg.batch_size, device)  # as training's evaluations
+    predict_probabilities(model, eval_ids[:eval_batch], eval_batch, device, precision)  # warm-up
     sync(device)
     start = time.perf_counter()
-    predict_probabilities(model, eval_ids, cfg.batch_size, device, precision)
+    predict_probabilities(model, eval_ids, eval_batch, device, precision)
     sync(device)
     eval_time = time.perf_counter() - start
 
