@@ -498,6 +498,8 @@ def compare(
     device = pick_device(cfg.device)
     runs = classify_runs or cfg.classify_runs
     started = time.perf_counter()
+    if threads:
+        torch.set_num_threads(threads)  # the ceiling on as many threads as each worker has
     say("measuring the fp32 matmul ceiling")
     gflops = [machine.matmul_gflops(device, n=cfg.matmul_size)]
     results: dict[str, dict] = {}
