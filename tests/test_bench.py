@@ -14,9 +14,10 @@ from conftest import SMS_FILE, TOKENIZER_DIR, require_shared
 
 from workbench.bench import BenchConfig, machine, run_bench, workload
 from workbench.cli import main
-from workbench.core.classify import can_pack_weights
+from workbench.core.classify import can_pack_weights, can_run_int8
 from workbench.core.config import LoRAConfig, ModelConfig, TrainConfig
 from workbench.core.errors import ConfigError
+from workbench.core.model import param_count
 
 REQUIRED = {
     "train_examples_per_s",
@@ -65,11 +66,19 @@ def test_run_bench_reports_every_figure(tiny_checkpoint):
     assert d["precision"] == "fp32"  # as asked
     assert d["classify_tokens"] == 25 and d["steps"] == 2 and d["n_train"] == 1045
     assert d["classify_packed"] == can_pack_weights()  # measured the way the classify box runs
+    assert d["keystroke_ms"] > 0
+    if can_run_int8():  # int8 timed too, as `classify --int8` runs
+        assert d["classify_int8_ms"] > 0 and d["classify_int8_ms_p95"] >= d["classify_int8_ms"]
+        assert d["keystroke_int8_ms"] > 0
+    else:
+        assert "classify_int8_ms" not in d
     assert d["data_source"].startswith("synthetic")
     assert 0 < d["ceiling_fraction"] < 10 and d["matmul_gflops_fp32"] > 0
     assert d["train_tokens_per_s"] > d["train_examples_per_s"]
     assert d["trainable_params"] < d["n_params"]
     assert "Training step 2/2" in progress and "Classifying one message" in progress
+    model, _ = workload.build_bench_model(tiny_bench(tiny_checkpoint), 2)
+    assert d["n_params"] == param_count(model)  # counted before classification packed the weights away
 
 
 def test_grouping_by_length_cuts_padding_on_sms_like_lengths():

@@ -43,7 +43,7 @@ CORE_LAYERS = (
         "limits",
         "patterns",
     ),
-    ("recompute", "safetensors_reader", "model", "lora", "tokenizer", "hub"),
+    ("recompute", "safetensors_reader", "model", "lora", "int8", "tokenizer", "hub"),
     ("data",),
     ("adapters", "peft_io", "evaluate", "memory", "runs", "distributed"),
     ("training", "classify", "adapter_eval", "explain"),

@@ -27,7 +27,6 @@ def test_memory_estimate_arithmetic():
     trainable = count_trainable(SMALL, lora, 2)
     fp32 = estimate_training_memory(SMALL, lora, 2, batch_size=8, seq_len=256, precision="fp32")
     assert fp32.weights == (SMALL.n_params + trainable) * 4
-    assert fp32.weight_copies == 0
     # 17 values per token and width in each block (measured), 4 bytes each in fp32.
     assert fp32.activations == 12 * 8 * 256 * 17 * 768 * 4
     assert (fp32.gradients, fp32.optimizer) == (trainable * 4, trainable * 8)
@@ -36,7 +35,8 @@ def test_memory_estimate_arithmetic():
 
     bf16 = estimate_training_memory(SMALL, lora, 2, batch_size=8, seq_len=256, precision="bf16")
     assert bf16.activations == fp32.activations // 2
-    assert bf16.weight_copies == 12 * (12 * 768 * 768 + 13 * 768) * 2
+    # The blocks' frozen linears (weights and biases) stored in bf16: 2 bytes saved per value.
+    assert bf16.weights == fp32.weights - 12 * (12 * 768 * 768 + 9 * 768) * 2
 
     top = estimate_training_memory(SMALL, LoRAConfig(rank=16, top_blocks=3), 2, 8, 256, "fp32")
     assert top.blocks_with_backward == 3 and top.activations == fp32.activations // 4  # only blocks with backward
@@ -96,9 +96,8 @@ def test_memory_breakdown_names_every_kind():
     assert "batch 8 × 256 tokens (max length), fp32" in text
     for kind in ("weights", "activations (12 blocks with backward)", "gradients", "AdamW state"):
         assert kind in text
-    assert "bf16 weight copies" not in text
     bf16 = estimate_training_memory(SMALL, LoRAConfig(), 2, 8, 256, "bf16")
-    assert f"bf16 weight copies {human_bytes(bf16.weight_copies)}" in memory_breakdown(bf16, "max length")
+    assert f"weights {human_bytes(bf16.weights)}" in memory_breakdown(bf16, "max length")
 
 
 def test_human_bytes():

@@ -44,9 +44,9 @@ import torch.nn.functional as F
 
 from ..core.config import LORA_TARGETS, SMS_SPAM, LoRAConfig, ModelConfig
 from ..core.device import autocast, cpu_has_fast_bf16, describe, pick_device
-from ..core.model import load_model_config
+from ..core.model import load_model_config, store_frozen_weights
 from ..core.tokenizer import EOT_ID
-from ..core.training import train_step
+from ..core.training import make_optimizer, train_step
 from . import machine, run, workload
 from .config import SYNTHETIC, BenchConfig
 
@@ -112,16 +112,15 @@ class OursWorker:
         self.cfg = cfg
         self.model, checkpoint = workload.build_bench_model(cfg, len(workload.LABEL_NAMES))
         self.model.to(self.device)
-        self.data = workload.load_bench_data(cfg, checkpoint, self.model.config.n_positions)
+        store_frozen_weights(self.model, self.precision)  # as training does
+        context = self.model.config.n_positions
+        self.data = workload.load_bench_data(cfg, checkpoint, context)
         train_cfg = cfg.train_config()
-        if variant.padding != "grouped":
-            train_cfg = replace(train_cfg, length_grouping=0)
-        self.batches = workload.training_batches(self.data.train, train_cfg)
-        self.optimizer = torch.optim.AdamW(
-            [p for p in self.model.parameters() if p.requires_grad],
-            lr=train_cfg.lr,
-            weight_decay=train_cfg.weight_decay,
-        )
+        if variant.padding == "grouped":  # as training batches: grouped, widths rounded on a GPU
+            self.batches = workload.training_batches(self.data.train, train_cfg, self.device, context)
+        else:  # exactly hf-dynamic's batches
+            self.batches = workload.training_batches(self.data.train, replace(train_cfg, length_grouping=0))
+        self.optimizer = make_optimizer(self.model, train_cfg, self.device)
         self.classify_once = None
 
     def train(self, same_batch: bool = False) -> dict:
@@ -499,6 +498,8 @@ def compare(
     device = pick_device(cfg.device)
     runs = classify_runs or cfg.classify_runs
     started = time.perf_counter()
+    if threads:
+        torch.set_num_threads(threads)  # the ceiling on as many threads as each worker has
     say("measuring the fp32 matmul ceiling")
     gflops = [machine.matmul_gflops(device, n=cfg.matmul_size)]
     results: dict[str, dict] = {}

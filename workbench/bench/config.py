@@ -97,8 +97,13 @@ class BenchResult:
     classify_ms_p95: float
     classify_tokens: int
     classify_packed: bool  # weights reordered for oneDNN, as the classify box does on x86 CPUs
-    # classify-as-you-type: one more token after the message, its earlier keys/values reused
-    keystroke_ms_median: float
+    # classify-as-you-type: one more token after the message, its earlier keys/values reused (median)
+    keystroke_ms: float
+    # the same two in int8 (Classifier.from_adapter(quantize="int8")); None where int8 cannot run
+    classify_int8_ms: float | None
+    classify_int8_ms_p95: float | None
+    keystroke_int8_ms: float | None
+    int8_auto: bool  # whether classify with --int8 unset would take int8 here (int8.int8_verdict)
     # memory
     peak_rss_mb: float  # peak resident memory over training, evaluation and classification
     load_peak_rss_mb: float  # peak resident memory up to the model being built
@@ -130,8 +135,9 @@ class BenchResult:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        if d["cuda_max_allocated_mb"] is None:
-            del d["cuda_max_allocated_mb"]
+        for key in ("cuda_max_allocated_mb", "classify_int8_ms", "classify_int8_ms_p95", "keystroke_int8_ms"):
+            if d[key] is None:
+                del d[key]
         return d
 
     def to_json(self) -> str:

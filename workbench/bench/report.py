@@ -42,7 +42,18 @@ def format_result(r: BenchResult) -> str:
             f"{r.classify_ms_median:8.1f} ms median, {r.classify_ms_p95:.1f} ms p95 "
             f"({r.classify_tokens} tokens, LoRA merged" + (", weights packed)" if r.classify_packed else ")"),
         ),
-        ("classify, typing", f"{r.keystroke_ms_median:8.1f} ms median per added token (earlier keys/values reused)"),
+        ("classify, typing", f"{r.keystroke_ms:8.1f} ms median per added token (earlier keys/values reused)"),
+    ]
+    if r.classify_int8_ms is not None:
+        rows.append(
+            (
+                "classify, int8",
+                f"{r.classify_int8_ms:8.1f} ms median, {r.classify_int8_ms_p95:.1f} ms p95; typing "
+                f"{r.keystroke_int8_ms:.1f} ms (int8 but qkv; --int8; "
+                + ("chosen by default here)" if r.int8_auto else "not chosen by default here)"),
+            )
+        )
+    rows += [
         (
             "memory",
             f"{r.peak_rss_mb:8.0f} MB peak RSS ({r.peak_rss_scope}); {r.load_peak_rss_mb:.0f} MB while loading"

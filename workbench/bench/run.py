@@ -20,13 +20,14 @@ import torch
 
 from ..core import data as datamod
 from ..core.adapters import AdapterInfo
-from ..core.classify import Classifier, PackedLinear, pack_weights_for_cpu
-from ..core.device import autocast, cpu_has_fast_bf16, describe, pick_device, pick_precision
+from ..core.classify import Classifier, PackedLinear, int8_layers, pack_weights_for_cpu, use_int8
+from ..core.device import autocast, cpu_has_fast_bf16, describe, evaluation_batch_size, pick_device, pick_precision
 from ..core.evaluate import predict_probabilities
+from ..core.int8 import can_run_int8
 from ..core.lora import merge_lora
-from ..core.model import GPT2Classifier, param_count
+from ..core.model import GPT2Classifier, param_count, store_frozen_weights
 from ..core.progress import Progress, raise_if_stopped
-from ..core.training import train_step
+from ..core.training import make_optimizer, train_step
 from . import machine
 from .config import BenchConfig, BenchResult
 from .machine import flops_per_token, load_average, peak_rss_mb, percentile, reset_peak_rss, sync
@@ -48,7 +49,9 @@ def run_bench(cfg: BenchConfig, progress: Progress | None = None, stop: threadin
     report(0, None, "Building the model")
     model, checkpoint = build_bench_model(cfg, len(LABEL_NAMES))
     model.to(device)
+    store_frozen_weights(model, precision)  # as training and classification do
     config = model.config
+    n_params = param_count(model)  # before classification packs the weights away
     load_peak = peak_rss_mb()
     scope = "after model load" if reset_peak_rss() else "process"
     if device.type == "cuda":
@@ -57,16 +60,16 @@ def run_bench(cfg: BenchConfig, progress: Progress | None = None, stop: threadin
     report(0, None, "Reading the data")
     bench_data = load_bench_data(cfg, checkpoint, config.n_positions)
     n_batches = datamod.count_batches(len(bench_data.train.labels), cfg.batch_size)
-    epoch_padding = padding_fraction(list(itertools.islice(training_batches(bench_data.train, train_cfg), n_batches)))
+    context = config.n_positions
+    epoch = itertools.islice(training_batches(bench_data.train, train_cfg, device, context), n_batches)
+    epoch_padding = padding_fraction(list(epoch))
 
     report(0, None, "Measuring the matmul ceiling")
     gflops = [machine.matmul_gflops(device, n=cfg.matmul_size)]
 
     # Training: the optimizer training builds, steps through train_step.
-    optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad], lr=train_cfg.lr, weight_decay=train_cfg.weight_decay
-    )
-    batches = training_batches(bench_data.train, train_cfg)
+    optimizer = make_optimizer(model, train_cfg, device)
+    batches = training_batches(bench_data.train, train_cfg, device, context)
     total = cfg.warmup + cfg.steps
     for i in range(cfg.warmup):
         raise_if_stopped(stop, "The benchmark")
@@ -96,16 +99,29 @@ def run_bench(cfg: BenchConfig, progress: Progress | None = None, stop: threadin
     eval_ids = (bench_data.eval.token_ids * math.ceil(cfg.eval_examples / len(bench_data.eval.token_ids)))[
         : cfg.eval_examples
     ]
-    predict_probabilities(model, eval_ids[: cfg.batch_size], cfg.batch_size, device, precision)  # warm-up
+    eval_batch = evaluation_batch_size(cfg.batch_size, device)  # as training's evaluations
+    predict_probabilities(model, eval_ids[:eval_batch], eval_batch, device, precision)  # warm-up
     sync(device)
     start = time.perf_counter()
-    predict_probabilities(model, eval_ids, cfg.batch_size, device, precision)
+    predict_probabilities(model, eval_ids, eval_batch, device, precision)
     sync(device)
     eval_time = time.perf_counter() - start
 
     report(0, None, "Classifying one message")
+    merge_lora(model)
+    int8 = int8_layers(model) if device.type == "cpu" and can_run_int8() else []  # before packing
     latencies = classify_latencies(model, bench_data, cfg, device, precision, stop)
     keystrokes = keystroke_latencies(model, bench_data.message_ids, cfg.classify_runs, device, precision)
+    packed = any(isinstance(m, PackedLinear) for m in model.modules())
+    peak_rss = peak_rss_mb()  # training, evaluation, classification: the int8 rerun below is extra
+    int8_latencies = int8_keystrokes = None
+    if int8:
+        report(0, None, "Classifying one message in int8")
+        for owner, name, layer in int8:
+            setattr(owner, name, layer)  # as Classifier.from_adapter(quantize="int8") does
+        int8_latencies = classify_latencies(model, bench_data, cfg, device, precision, stop)
+        int8_keystrokes = keystroke_latencies(model, bench_data.message_ids, cfg.classify_runs, device, precision)
+    int8_auto = use_int8("auto", cfg.precision, precision, device, config.n_embd)  # what --int8 unset would do
 
     ceiling_gflops = max(gflops)
     per_token = flops_per_token(config, cfg.lora)
@@ -125,9 +141,13 @@ def run_bench(cfg: BenchConfig, progress: Progress | None = None, stop: threadin
         classify_ms_median=statistics.median(latencies),
         classify_ms_p95=percentile(latencies, 95),
         classify_tokens=len(bench_data.message_ids),
-        classify_packed=any(isinstance(m, PackedLinear) for m in model.modules()),
-        keystroke_ms_median=statistics.median(keystrokes),
-        peak_rss_mb=peak_rss_mb(),
+        classify_packed=packed,
+        keystroke_ms=statistics.median(keystrokes),
+        classify_int8_ms=statistics.median(int8_latencies) if int8_latencies else None,
+        classify_int8_ms_p95=percentile(int8_latencies, 95) if int8_latencies else None,
+        keystroke_int8_ms=statistics.median(int8_keystrokes) if int8_keystrokes else None,
+        int8_auto=int8_auto,
+        peak_rss_mb=peak_rss,
         load_peak_rss_mb=load_peak,
         peak_rss_scope=scope,
         cuda_max_allocated_mb=cuda_mb,
@@ -141,7 +161,7 @@ def run_bench(cfg: BenchConfig, progress: Progress | None = None, stop: threadin
         cpu_fast_bf16=cpu_has_fast_bf16(),
         model=cfg.model,
         weights=f"checkpoint {checkpoint}" if checkpoint else "random init",
-        n_params=param_count(model),
+        n_params=n_params,
         trainable_params=param_count(model, trainable_only=True),
         data_source=bench_data.source,
         n_train=len(bench_data.train.labels),
@@ -200,7 +220,8 @@ def single_message_classifier(
     model: GPT2Classifier, bench_data: BenchData, cfg: BenchConfig, device: torch.device, precision: str
 ) -> Callable[[], object]:
     """Merge the adapter (and pack the weights, on a CPU) and return a call that classifies the
-    ~25-token message once; after this the model only classifies.
+    ~25-token message once through whatever layers the model holds when called; after this the
+    model only classifies.
 
     With a tokenizer the message goes through ``Classifier.predict`` (tokenizing included);
     synthetic data has only ids, which go straight to ``predict_probabilities``.

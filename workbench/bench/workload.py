@@ -130,11 +130,13 @@ def synthetic_data(seed: int, max_length: int, source: str, n_train: int = 1045,
     )
 
 
-def training_batches(train: EncodedSplit, cfg: TrainConfig) -> Iterator[datamod.Batch]:
-    """Training's own batches (``training.epoch_batches``: shuffled per epoch, grouped by length),
-    epoch after epoch, endlessly."""
+def training_batches(
+    train: EncodedSplit, cfg: TrainConfig, device: torch.device | None = None, context: int | None = None
+) -> Iterator[datamod.Batch]:
+    """Training's own batches (``training.epoch_batches``: shuffled per epoch, grouped by length,
+    widths rounded as ``device`` wants), epoch after epoch, endlessly."""
     for epoch in itertools.count():
-        yield from epoch_batches(train, cfg, epoch)
+        yield from epoch_batches(train, cfg, epoch, device, context)
 
 
 def padding_fraction(batches: list[datamod.Batch]) -> float:

@@ -18,10 +18,12 @@ from . import hub
 from .adapters import AdapterInfo, check_compatible, load_adapter_weights, read_adapter
 from .config import LORA_TARGETS
 from .device import autocast, pick_device, pick_precision
+from .errors import ConfigError
 from .evaluate import predict_probabilities, probabilities_from_logits
 from .fileio import check_outputs
+from .int8 import Int8Linear, can_run_int8, int8_verdict
 from .lora import LoRALinear, apply_lora, merge_lora
-from .model import GPT2Classifier, load_model_config
+from .model import GPT2Classifier, load_model_config, store_frozen_weights
 from .thresholds import apply_temperature, decide
 from .tokenizer import EOT_ID, load_tokenizer
 
@@ -68,10 +70,17 @@ class Classifier:
         model: str | None = None,
         device: str = "auto",
         precision: str = "auto",
+        quantize: str = "auto",
         progress=None,
         stop: threading.Event | None = None,
     ) -> Classifier:
-        """Load ``adapter`` onto its base model (or onto ``model``, a size name or folder)."""
+        """Load ``adapter`` onto its base model (or onto ``model``, a size name or folder).
+
+        ``quantize``: "int8" runs the blocks' attention-output and MLP layers in int8
+        (``Int8Linear``; CPU only), "off" never, "auto" where it measured clearly faster and the
+        precision was left to choose (``use_int8``). The adapter file is not changed: it stays fp32.
+        """
+        check_quantize(quantize, pick_device(device))
         tensors, info = read_adapter(adapter)
         base = model or info.base_model
         checkpoint = hub.resolve_checkpoint(base, progress=progress, stop=stop)
@@ -82,9 +91,15 @@ class Classifier:
         torch_device = pick_device(device)
         chosen = pick_precision(precision, torch_device, info.model_config.n_embd)
         gpt.to(torch_device)
-        pack_weights_for_cpu(gpt, torch_device, chosen)
+        int8 = use_int8(quantize, precision, chosen, torch_device, info.model_config.n_embd)
+        prepare_for_inference(gpt, torch_device, chosen, int8)
         sources = {"the adapter": Path(adapter), **hub.checkpoint_files(str(checkpoint))}
         return cls(gpt, load_tokenizer(checkpoint), info, torch_device, chosen, sources)
+
+    @property
+    def int8(self) -> bool:
+        """Whether the blocks' attention-output and MLP layers run in int8 (``Int8Linear``)."""
+        return any(isinstance(m, Int8Linear) for m in self.model.modules())
 
     def encode(self, text: str) -> list[int]:
         ids = self.tokenizer.encode_ordinary(text)[: self.info.max_length]
@@ -130,30 +145,103 @@ class Classifier:
         return Prediction(label, {n: float(p) for n, p in zip(names, row.tolist())})
 
 
+QUANTIZE_CHOICES = ("auto", "int8", "off")
+
+
+def check_quantize(quantize: str, device: torch.device) -> None:
+    """A one-line mistake for a ``quantize`` that cannot be, before anything loads."""
+    if quantize not in QUANTIZE_CHOICES:
+        raise ConfigError(f"quantize must be one of {', '.join(QUANTIZE_CHOICES)}, not {quantize!r}")
+    if quantize == "int8" and device.type != "cpu":
+        raise ConfigError(f"int8 classification runs on the CPU only, not on {device.type}; leave out --int8")
+    if quantize == "int8" and not can_run_int8():
+        raise ConfigError("this PyTorch has no int8 matmul for the CPU (torch._int_mm); leave out --int8")
+
+
+def use_int8(quantize: str, requested: str, precision: str, device: torch.device, width: int) -> bool:
+    """Whether to classify with int8 layers: as asked, or for "auto" only where nobody pinned a
+    precision, ``--precision auto`` chose fp32 on a CPU, and int8 measured clearly faster there
+    (``int8.int8_verdict``, against the packed fp32 layers it would replace).
+
+    A pinned "fp32" means fp32 arithmetic, so it is never quantized behind one's back; where bf16
+    won, int8 is left out because on the 2-core AMX build machine (GPT-2 small, one thread) int8
+    was no faster than bf16 with packed weights for one message, and slower in batches.
+    """
+    check_quantize(quantize, device)
+    if quantize != "auto":
+        return quantize == "int8"
+    if device.type != "cpu" or requested != "auto" or precision != "fp32" or not can_run_int8():
+        return False
+    return int8_verdict(width, lambda linear: packed_or_plain(linear, precision)).pays
+
+
+def prepare_for_inference(model: GPT2Classifier, device: torch.device, precision: str, int8: bool) -> None:
+    """Put the merged model's block weights in the form classification runs fastest in: int8
+    (but qkv), then the rest in ``precision`` (``store_frozen_weights``) and, on an x86 CPU,
+    packed for oneDNN. After this the model can only classify."""
+    if int8:
+        quantize_int8(model)  # the qkv projection stays, and is packed below
+    store_frozen_weights(model, precision)  # after merging: the merged weights rounded once
+    pack_weights_for_cpu(model, device, precision)
+
+
+INT8_SPARED = ("qkv",)  # LORA_TARGETS keys of the layers quantize_int8 leaves in float
+
+
+def quantize_int8(model: GPT2Classifier) -> None:
+    """Replace the blocks' merged linear layers with ``Int8Linear``, all but the query/key/value
+    projection.
+
+    Attention's softmax magnifies errors in queries and keys: on tiny GPT-2s trained on the SMS
+    data (300 test messages), int8 qkv alone moved probabilities by up to 0.032 and flipped one
+    label, each of the other three layers by at most 0.009; without qkv all three together moved
+    them by 0.007-0.012 and flipped none. qkv is a quarter of the blocks' weights.
+    """
+    for owner, name, layer in int8_layers(model):
+        setattr(owner, name, layer)
+
+
+def int8_layers(model: GPT2Classifier) -> list[tuple[torch.nn.Module, str, Int8Linear]]:
+    """(owner, attribute, int8 layer) for each linear layer ``quantize_int8`` replaces, without
+    replacing it yet (``workbench bench`` times the model both ways)."""
+    quantized = tuple(target for target in LORA_TARGETS if target not in INT8_SPARED)
+    return [
+        (owner, name, Int8Linear(linear))
+        for owner, name, linear in _merged_block_linears(model, quantized)
+        if isinstance(linear, torch.nn.Linear)
+    ]
+
+
 def pack_weights_for_cpu(model: GPT2Classifier, device: torch.device, precision: str) -> None:
-    """Store the blocks' merged weights in oneDNN's layout, once, for fp32 inference on an x86 CPU.
+    """Store the blocks' merged weights in oneDNN's layout, once, for inference on an x86 CPU.
 
     A plain CPU matmul re-packs the weight matrix on every call; for the few rows of one short
-    message that is a large part of the work. On the build machine: a 25-token message 1.4-1.6x
-    faster, a keystroke 1.2x, batches of 32 1.3x; outputs equal within 1e-5. After this the model
+    message that is a large part of the work. On the build machine (fp32): a 25-token message
+    1.4-1.6x faster, a keystroke 1.2x, batches of 32 1.3x; outputs equal within 1e-5. In bf16
+    (weights already bf16, ``store_frozen_weights``; oneDNN with bf16 support) on a 2-core AMX
+    CPU: a message 1.27x, a keystroke 1.56x, batches 1.13x; outputs equal. After this the model
     can only classify: packed weights take no gradients and LoRA can no longer be unmerged.
-    Nothing changes elsewhere (GPUs, bf16, other CPUs, PyTorch without oneDNN): measured on x86
-    only.
+    Nothing changes elsewhere (GPUs, other CPUs, PyTorch without oneDNN): measured on x86 only.
     """
-    if device.type != "cpu" or precision != "fp32" or not can_pack_weights():
+    if device.type != "cpu" or not can_pack_weights(precision):
         return
-    for owner, name in _block_linears(model):
-        linear = getattr(owner, name)
-        if isinstance(linear, LoRALinear):
-            if not linear.merged:
-                raise ValueError("merge the LoRA adapters before packing the weights")
-            owner, name, linear = linear, "base", linear.base
+    for owner, name, linear in _merged_block_linears(model):
         if isinstance(linear, torch.nn.Linear):
             try:
                 packed = PackedLinear(linear)
             except RuntimeError:  # an oneDNN build that cannot: the plain layers work as they are
                 return
             setattr(owner, name, packed)
+
+
+def packed_or_plain(linear: torch.nn.Linear, precision: str) -> torch.nn.Module:
+    """The layer as fp32/bf16 classification runs it on this machine: packed where it can be."""
+    if not can_pack_weights(precision):
+        return linear
+    try:
+        return PackedLinear(linear)
+    except RuntimeError:
+        return linear
 
 
 class PackedLinear(torch.nn.Module):
@@ -172,23 +260,43 @@ class PackedLinear(torch.nn.Module):
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.weight = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach(), self.ROWS_HINT)
         self.bias = None if linear.bias is None else linear.bias.detach()
+        self.dtype = linear.weight.dtype
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], "")
+        # Autocast does not reach this operator: the input is brought to the weights' dtype here.
+        return torch.ops.mkldnn._linear_pointwise(x.to(self.dtype), self.weight, self.bias, "none", [], "")
 
 
-def can_pack_weights() -> bool:
-    """An x86 CPU and a PyTorch with oneDNN and its linear-packing operators."""
+def can_pack_weights(precision: str = "fp32") -> bool:
+    """An x86 CPU and a PyTorch with oneDNN and its linear-packing operators (for bf16, oneDNN
+    with bf16 support on this CPU)."""
     x86 = platform.machine().lower() in ("x86_64", "amd64")
     ops = hasattr(torch.ops.mkldnn, "_reorder_linear_weight") and hasattr(torch.ops.mkldnn, "_linear_pointwise")
-    return x86 and torch.backends.mkldnn.is_available() and ops
+    if not (x86 and torch.backends.mkldnn.is_available() and ops):
+        return False
+    if precision == "bf16":
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return precision == "fp32"
 
 
-def _block_linears(model: GPT2Classifier):
-    """(parent module, attribute) of each block's four linear layers, the ones LoRA can adapt."""
+def _merged_block_linears(model: GPT2Classifier, targets: tuple[str, ...] = tuple(LORA_TARGETS)):
+    """(owner, attribute, layer) of each block's linear layers of these kinds (``LORA_TARGETS``
+    keys), LoRA merged into them."""
+    for owner, name in _block_linears(model, targets):
+        linear = getattr(owner, name)
+        if isinstance(linear, LoRALinear):
+            if not linear.merged:
+                raise ValueError("merge the LoRA adapters before packing or quantizing the weights")
+            owner, name, linear = linear, "base", linear.base
+        yield owner, name, linear
+
+
+def _block_linears(model: GPT2Classifier, targets: tuple[str, ...] = tuple(LORA_TARGETS)):
+    """(parent module, attribute) of each block's linear layers of these kinds (the ones LoRA can
+    adapt, named by ``LORA_TARGETS`` keys)."""
     for i in range(model.config.n_layer):
-        for path in LORA_TARGETS.values():
-            parent, _, name = f"transformer.h.{i}.{path}".rpartition(".")
+        for target in targets:
+            parent, _, name = f"transformer.h.{i}.{LORA_TARGETS[target]}".rpartition(".")
             yield model.get_submodule(parent), name
 
 

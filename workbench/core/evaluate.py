@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from .config import BOUNDS
 from .data import EncodedSplit, pad_batch
-from .device import autocast
+from .device import autocast, padding_multiple
 from .errors import Cancelled, ConfigError, NotFinite
 from .events import EvaluationMetrics, Misclassified
 from .model import GPT2Classifier
@@ -48,11 +48,13 @@ def predict_probabilities(
     model.eval()
     order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
     probs = torch.empty(len(token_ids), model.num_classes)
+    multiple = padding_multiple(device)  # widths rounded on CUDA, never past the model's context
+    context = model.config.n_positions if multiple > 1 else None
     for start in range(0, len(order), batch_size):
         if stop is not None and stop.is_set():
             raise Cancelled("Classification stopped")
         rows = order[start : start + batch_size]
-        batch = pad_batch([token_ids[i] for i in rows], [0] * len(rows), EOT_ID)
+        batch = pad_batch([token_ids[i] for i in rows], [0] * len(rows), EOT_ID, multiple, context)
         with autocast(device, precision):
             logits = model(batch.input_ids.to(device), batch.lengths.to(device))
         probs[rows] = probabilities_from_logits(logits, len(order)).cpu()

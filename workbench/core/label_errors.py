@@ -39,9 +39,10 @@ from . import hub
 from .classify import predict_probabilities
 from .config import TrainConfig
 from .data import DatasetSplits, encode_texts, iterate_batches, save_table
-from .device import pick_device, pick_precision
+from .device import padding_multiple, pick_device, pick_precision
 from .errors import DataError
 from .lora import build_lora_model
+from .model import store_frozen_weights
 from .progress import Progress, raise_if_stopped
 from .thresholds import decide
 from .tokenizer import EOT_ID, load_tokenizer
@@ -153,12 +154,11 @@ def stratified_folds(labels: list[int], folds: int, seed: int) -> list[int]:
 def train_fold(checkpoint, cfg: TrainConfig, ids, labels, num_classes, device, precision, stop, step_done=None):
     """A fresh adapter trained on these rows with ``cfg``'s recipe: the training run's own step
     (training.train_step) and batches, without its evaluations, checkpoints and events."""
-    from .training import train_step  # the orchestrator's step; imported here to keep layers apart
+    from .training import make_optimizer, train_step  # the orchestrator's; imported here to keep layers apart
 
     model = build_lora_model(checkpoint, cfg.lora, num_classes, cfg.seed).to(device)
-    optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay
-    )
+    store_frozen_weights(model, precision)  # as training.prepare does
+    optimizer = make_optimizer(model, cfg, device)
     for epoch in range(cfg.epochs):
         generator = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
         batches = list(
@@ -170,6 +170,8 @@ def train_fold(checkpoint, cfg: TrainConfig, ids, labels, num_classes, device, p
                 shuffle=True,
                 generator=generator,
                 sort_chunk=cfg.length_grouping,
+                multiple=padding_multiple(device),
+                limit=model.config.n_positions,
             )
         )
         for start in range(0, len(batches), cfg.grad_accum):

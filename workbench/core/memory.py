@@ -4,9 +4,9 @@ The window shows this next to Start and in the status bar so a person can pick a
 max length that fit, instead of learning it from an out-of-memory error; the words it shows are
 made here (``memory_line``, ``memory_breakdown``) so any other front end says the same. It counts:
 
-- **weights**: every parameter at 4 bytes (the model is kept in fp32; bf16 runs use autocast);
-- **bf16 weight copies**: under bf16 autocast each matmul casts its fp32 weight to bf16, and the
-  blocks that need backward keep those copies alive until backward has used them (2 bytes each);
+- **weights**: every parameter at 4 bytes, except that a bf16 run keeps the blocks' frozen
+  matmul weights and biases in bf16 (2 bytes; ``model.store_frozen_weights``), so no per-step
+  bf16 copies of them exist either;
 - **activations**: what autograd keeps per block for backward, plus backward's working set,
   measured at about 17 values per token per unit of width (B·T·17·C per block; 4 bytes each in
   fp32, 2 under bf16 autocast). For comparison, Korthikanti et al. 2022 ("Reducing Activation
@@ -51,7 +51,6 @@ class MemoryEstimate:
     """Bytes one training step needs at its peak, by kind (see the module docstring)."""
 
     weights: int
-    weight_copies: int  # bf16 copies of the weights that backward needs; 0 in fp32
     activations: int
     gradients: int
     optimizer: int
@@ -62,7 +61,7 @@ class MemoryEstimate:
 
     @property
     def total(self) -> int:
-        return self.weights + self.weight_copies + self.activations + self.gradients + self.optimizer
+        return self.weights + self.activations + self.gradients + self.optimizer
 
 
 def padded_length(max_length: int | None, n_positions: int, longest_text_chars: int | None = None) -> int:
@@ -93,9 +92,11 @@ def estimate_training_memory(
     blocks = len(lora.blocks(L))
     bytes_per_value = 2 if precision == "bf16" else 4
     activations = blocks * batch_size * seq_len * ACTIVATION_VALUES_PER_WIDTH * C * bytes_per_value
+    # The blocks' linear layers (12·C² weights, 9·C biases each), stored in bf16 for a bf16 run.
+    linears = L * (model.block_matmul_weights + 9 * C)
+    weights = (model.n_params + trainable) * 4 - (linears * 2 if precision == "bf16" else 0)
     return MemoryEstimate(
-        weights=(model.n_params + trainable) * 4,
-        weight_copies=blocks * model.block_params * 2 if precision == "bf16" else 0,
+        weights=weights,
         activations=activations,
         gradients=trainable * 4,
         optimizer=trainable * 8,
@@ -189,8 +190,7 @@ def memory_breakdown(estimate: MemoryEstimate, padded_to: str) -> str:
         f"Estimated peak memory for training, batch {estimate.batch_size} × {estimate.seq_len} tokens "
         f"({padded_to}), {estimate.precision}:\n"
         f"  weights {human_bytes(estimate.weights)}\n"
-        + (f"  bf16 weight copies {human_bytes(estimate.weight_copies)}\n" if estimate.weight_copies else "")
-        + f"  activations ({estimate.blocks_with_backward} blocks with backward) "
+        f"  activations ({estimate.blocks_with_backward} blocks with backward) "
         f"{human_bytes(estimate.activations)}\n"
         f"  gradients {human_bytes(estimate.gradients)}\n"
         f"  AdamW state {human_bytes(estimate.optimizer)}\n"

@@ -3,12 +3,12 @@
 CPU flags do not say whether bf16 pays. Measured side by side (issue 10): on one Xeon with
 AVX512-BF16 bf16 autocast trained at 0.54x the speed of fp32, on another machine with the same
 flag bf16 matmuls ran 4.5x faster; on an H200, GPT-2 small at batch 8 trained faster in fp32.
-Under autocast the frozen fp32 weights are cast to bf16 on every call (autocast caches casts only
-for weights that take gradients), and for GPT-2's small matrices that cast can cost what the
-faster matmul saves. So the first time a device is used, the four linear layers of one GPT-2 block
-at the model's width run forward and backward on a batch of 8 x 32 tokens, under autocast exactly
-as training runs them, for a few tenths of a second; the verdict is cached per device, PyTorch
-version and width in the user cache (``precision.json``).
+A bf16 run stores the frozen weights in bf16 once (``model.store_frozen_weights``; before that,
+autocast cast every frozen fp32 weight to bf16 on every call, a cost that could eat what the
+faster matmul saves). So the first time a device is used, the four linear layers of one GPT-2
+block at the model's width run forward and backward on a batch of 8 x 32 tokens, exactly as
+training runs them (fp32, or bf16-stored weights under autocast), for a few tenths of a second;
+the verdict is cached per device, PyTorch version and width in the user cache (``precision.json``).
 
 On a CPU the probe runs on one thread. Whether bf16 pays is a property of the core's instruction
 set (AMX tiles, AVX512-BF16 dot products, or emulation), and one thread measures it steadily: on
@@ -33,7 +33,7 @@ from .fileio import write_atomically
 from .paths import cache_dir
 
 CACHE_FILE = "precision.json"
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: bf16 timed with bf16-stored weights, as training now runs it
 # A default training batch of SMS-length messages (mean 25 tokens; length grouping pads a batch to
 # about its longest).
 PROBE_BATCH, PROBE_TOKENS = 8, 32
@@ -115,18 +115,20 @@ def precision_verdict(device: torch.device, width: int) -> PrecisionVerdict:
 def measure(device: torch.device, width: int, rows: int | None = None) -> tuple[float, float]:
     """Milliseconds for a training step's matmuls in one GPT-2 block's four linear layers (qkv,
     attention output, MLP up, MLP down) on ``rows`` tokens: forward, and backward to the input as
-    LoRA training needs it (the frozen weights take no gradient). In fp32 and under bf16 autocast,
-    the fastest of alternating repetitions each, after one warm-up (kernel choice, allocator)."""
+    LoRA training needs it (the frozen weights take no gradient). In fp32, and under bf16 autocast
+    with the weights stored in bf16 as a bf16 run stores them; the fastest of alternating
+    repetitions each, after one warm-up (kernel choice, allocator)."""
     rows = rows or probe_rows(width)
     g = torch.Generator().manual_seed(0)
     shapes = [(width, 3 * width), (width, width), (width, 4 * width), (4 * width, width)]  # (in, out)
-    weights = [(torch.randn(n_out, n_in, generator=g) * 0.02).to(device) for n_in, n_out in shapes]
+    fp32_weights = [(torch.randn(n_out, n_in, generator=g) * 0.02).to(device) for n_in, n_out in shapes]
+    weights = {"fp32": fp32_weights, "bf16": [w.to(torch.bfloat16) for w in fp32_weights]}
     inputs = {n_in: torch.randn(rows, n_in, generator=g).to(device).requires_grad_() for n_in, _ in shapes}
 
     def one_pass(precision: str) -> float:
         _synchronize(device)
         start = time.perf_counter()
-        for weight in weights:
+        for weight in weights[precision]:
             x = inputs[weight.shape[1]]
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
                 y = F.linear(x, weight)

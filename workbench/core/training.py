@@ -25,7 +25,7 @@ from . import distributed, hub
 from .adapters import AdapterInfo, load_adapter_weights, read_adapter, save_adapter
 from .config import TrainConfig, resume_problems
 from .data import EncodedSplit
-from .device import autocast, describe, is_out_of_memory
+from .device import autocast, describe, evaluation_batch_size, is_out_of_memory, padding_multiple
 from .errors import (
     AdapterError,
     Cancelled,
@@ -49,7 +49,7 @@ from .events import (
 )
 from .fileio import check_outputs, require_regular_file
 from .lora import build_lora_model
-from .model import GPT2Classifier, load_model_config, param_count
+from .model import GPT2Classifier, load_model_config, param_count, store_frozen_weights
 from .precision import choose_precision
 from .runs import Position, ReadOnlyRunFolder, RunFolder, load_resume_state, save_resume_state
 from .tokenizer import EOT_ID, load_tokenizer
@@ -243,9 +243,7 @@ def _failed(run: RunFolder, event: TrainingFailed) -> TrainingFailed:
 def _train(cfg: TrainConfig, stop: threading.Event, run: RunFolder, resume) -> Iterator:
     prepared = yield from prepare(cfg, stop)
     model, device = prepared.model, prepared.device
-    optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay
-    )
+    optimizer = make_optimizer(model, cfg, device)
     position = Position(0, 0, 0, 0)
     if resume:  # every rank loads rank 0's copy of the file
         position = distributed.load_everywhere(Path(resume), lambda path: load_resume_state(path, model, optimizer))
@@ -294,6 +292,7 @@ def _train(cfg: TrainConfig, stop: threading.Event, run: RunFolder, resume) -> I
         run.log(f"Labels written several ways, merged: {datamod.describe_merges(prepared.merged_labels)}")
     yield started
 
+    eval_batch = evaluation_batch_size(cfg.batch_size, device)
     clock = Throughput(total_steps, already_done=position.step)
     step, seen = position.step, position.examples_seen
     best = _recorded_best(cfg, run)  # (validation loss, epoch) of the best epoch so far
@@ -302,7 +301,7 @@ def _train(cfg: TrainConfig, stop: threading.Event, run: RunFolder, resume) -> I
     first_step = step
     for epoch in range(position.epoch, cfg.epochs):
         skip = position.batch_in_epoch if epoch == position.epoch else 0
-        batches = epoch_batches(prepared.train, cfg, epoch)
+        batches = epoch_batches(prepared.train, cfg, epoch, device, model.config.n_positions)
         for index in range(skip, len(batches), per_step):
             if step >= total_steps:
                 break
@@ -346,7 +345,7 @@ def _train(cfg: TrainConfig, stop: threading.Event, run: RunFolder, resume) -> I
         yield Status(f"Validating on {len(prepared.val.labels)} messages")
         try:
             val_loss, val_acc = loss_and_accuracy(
-                model, prepared.val, cfg.batch_size, device, prepared.precision, stop=stop, predict=SHARED_PREDICT
+                model, prepared.val, eval_batch, device, prepared.precision, stop=stop, predict=SHARED_PREDICT
             )
         except Cancelled:
             break  # the position is this epoch's end; the resume state below keeps it
@@ -386,7 +385,7 @@ def _train(cfg: TrainConfig, stop: threading.Event, run: RunFolder, resume) -> I
                 model,
                 prepared.test,
                 prepared.label_names,
-                cfg.batch_size,
+                eval_batch,
                 device,
                 prepared.precision,
                 stop=stop,
@@ -493,6 +492,7 @@ def prepare(cfg: TrainConfig, stop: threading.Event) -> Iterator:
     if cfg.precision == "auto":
         yield Status("Measuring fp32 and bf16 speed on this device (once)")
     precision = choose_precision(cfg.precision, device, model_config.n_embd)
+    store_frozen_weights(model, precision.precision)
     return Prepared(
         checkpoint=checkpoint,
         label_names=tuple(splits.label_names),
@@ -565,8 +565,23 @@ def run_with_progress(message: str, work: Callable, stop: threading.Event) -> It
 # --- steps and evaluation --------------------------------------------------------------------
 
 
-def epoch_batches(train: EncodedSplit, cfg: TrainConfig, epoch: int) -> list[datamod.Batch]:
-    """This epoch's batches, in an order fixed by (seed, epoch) so a resumed run sees the same.
+def make_optimizer(model: GPT2Classifier, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters (LoRA and the head). On CUDA the fused kernel: one
+    launch for all the tensors instead of several per tensor, and a small model's step there is
+    bound by launches (``device.padding_multiple``)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=device.type == "cuda" or None)
+
+
+def epoch_batches(
+    train: EncodedSplit,
+    cfg: TrainConfig,
+    epoch: int,
+    device: torch.device | None = None,
+    context: int | None = None,
+) -> list[datamod.Batch]:
+    """This epoch's batches, in an order fixed by (seed, epoch) so a resumed run sees the same,
+    their widths rounded as ``device`` wants (``device.padding_multiple``; never past ``context``).
 
     The one definition of the training order: ``workbench bench`` times these very batches.
     """
@@ -580,6 +595,8 @@ def epoch_batches(train: EncodedSplit, cfg: TrainConfig, epoch: int) -> list[dat
             shuffle=True,
             generator=generator,
             sort_chunk=cfg.length_grouping,
+            multiple=padding_multiple(device) if device is not None else 1,
+            limit=context,
         )
     )
 
@@ -655,9 +672,9 @@ def quick_evaluation(model, prepared: Prepared, cfg: TrainConfig, step: int, epo
     pick = torch.randperm(len(prepared.train.labels), generator=generator)[:n].tolist()
     sample = EncodedSplit([prepared.train.token_ids[i] for i in pick], [prepared.train.labels[i] for i in pick], [])
     device, precision = prepared.device, prepared.precision
-    predict = SHARED_PREDICT
-    train_loss, train_acc = loss_and_accuracy(model, sample, cfg.batch_size, device, precision, predict=predict)
-    val_loss, val_acc = loss_and_accuracy(model, prepared.val, cfg.batch_size, device, precision, n, predict=predict)
+    predict, batch = SHARED_PREDICT, evaluation_batch_size(cfg.batch_size, device)
+    train_loss, train_acc = loss_and_accuracy(model, sample, batch, device, precision, predict=predict)
+    val_loss, val_acc = loss_and_accuracy(model, prepared.val, batch, device, precision, n, predict=predict)
     return Evaluated(step, epoch, seen, train_loss, val_loss, train_acc, val_acc)
 
 

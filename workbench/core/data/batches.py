@@ -84,8 +84,10 @@ def iterate_batches(
     generator: torch.Generator | None = None,
     sort_chunk: int = 0,
     drop_last: bool = False,
+    multiple: int = 1,
+    limit: int | None = None,
 ) -> Iterator[Batch]:
-    """Batches padded only to their own longest row.
+    """Batches padded only to their own longest row (rounded up as ``pad_batch`` says).
 
     With ``sort_chunk`` > 0, examples are sorted by length within windows of
     ``sort_chunk * batch_size`` (after shuffling), so each batch holds similar lengths and padding
@@ -111,12 +113,23 @@ def iterate_batches(
     if sort_chunk > 0 and shuffle:
         batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
     for indices in batches:
-        yield pad_batch([token_ids[i] for i in indices], [labels[i] for i in indices], pad_id)
+        yield pad_batch([token_ids[i] for i in indices], [labels[i] for i in indices], pad_id, multiple, limit)
 
 
-def pad_batch(rows: list[list[int]], labels: list[int], pad_id: int) -> Batch:
-    """One batch, right-padded with ``pad_id`` to its longest row (also used by classification)."""
+def pad_batch(
+    rows: list[list[int]], labels: list[int], pad_id: int, multiple: int = 1, limit: int | None = None
+) -> Batch:
+    """One batch, right-padded with ``pad_id`` to its longest row (also used by classification).
+
+    With ``multiple`` > 1 the width is rounded up to a multiple of it (never past ``limit``, the
+    model's context), so a GPU sees a few repeating shapes instead of one per length (see
+    ``device.padding_multiple``). Right padding changes no real token's result: the model reads
+    each row's last real token and a causal mask keeps later (padding) positions out.
+    """
     longest = max(len(row) for row in rows)
+    if multiple > 1:
+        rounded = -(-longest // multiple) * multiple
+        longest = max(longest, min(rounded, limit)) if limit is not None else rounded
     padded = [row + [pad_id] * (longest - len(row)) for row in rows]
     return Batch(
         input_ids=torch.tensor(padded, dtype=torch.long),  # (B, T)
