@@ -28,7 +28,7 @@ from PySide6.QtCore import (
     QTimer,
     Signal,
 )
-from PySide6.QtGui import QKeySequence, QShortcut, QStandardItem, QStandardItemModel
+from PySide6.QtGui import QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QGridLayout,
@@ -593,9 +593,7 @@ class RunsTab(QWidget):
         self.extend_button.clicked.connect(self._extend)
         self.notes.textChanged.connect(self._notes_edited)
         self._notes_timer.timeout.connect(self.save_notes)
-        delete = QShortcut(QKeySequence(QKeySequence.StandardKey.Delete), self.table)
-        delete.setContext(Qt.ShortcutContext.WidgetShortcut)
-        delete.activated.connect(self.delete_selected)
+        self.table.delete_pressed.connect(self.delete_selected)
 
     # --- reading the table -------------------------------------------------------------------------
 
@@ -871,7 +869,7 @@ class RunsTab(QWidget):
         for run in runs:
             try:
                 with run_table.held_for_removal(run):
-                    moved, _where = QFile.moveToTrash(str(run.path))
+                    moved = _moved_to_trash(run.path)
             except (OSError, WorkbenchError) as exc:
                 failed.append(f"{run.path.name}: {_reason(exc)}")
                 continue
@@ -978,6 +976,13 @@ class RunsTab(QWidget):
             names.append(row.name if row else run.path.name)
         self.comparison.show_runs([(name, events) for name, (_run, events, _cfg) in zip(names, item.value)])
         self.comparison.show_settings(names, [cfg for _run, _events, cfg in item.value])
+
+
+def _moved_to_trash(path: Path) -> bool:
+    """QFile.moveToTrash: False where the platform has no trash (or it refused the folder).
+    PySide6 answers a bool, or (bool, path in the trash) in some versions."""
+    result = QFile.moveToTrash(str(path))
+    return bool(result[0] if isinstance(result, tuple) else result)
 
 
 def _reason(exc: Exception) -> str:

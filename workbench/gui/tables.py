@@ -12,8 +12,8 @@ import csv
 import io
 from pathlib import Path
 
-from PySide6.QtCore import QAbstractItemModel, QModelIndex, QSortFilterProxyModel, Qt
-from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
+from PySide6.QtCore import QAbstractItemModel, QModelIndex, QSortFilterProxyModel, Qt, Signal
+from PySide6.QtGui import QAction, QGuiApplication, QKeyEvent, QKeySequence
 from PySide6.QtWidgets import QAbstractItemView, QFileDialog, QMessageBox, QTableView, QWidget
 
 from ..core.errors import WorkbenchError
@@ -88,6 +88,8 @@ class ResultsTableView(QTableView):
     """A read-mostly table: rows selected whole or cell by cell, sortable by a click on a header,
     Ctrl+C and a context menu to copy, and "Export CSV…" (``export_csv``)."""
 
+    delete_pressed = Signal()  # the Delete key: what it removes is the owner's to decide
+
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.setSortingEnabled(True)
@@ -97,7 +99,7 @@ class ResultsTableView(QTableView):
         self.verticalHeader().setVisible(False)
         self.horizontalHeader().setHighlightSections(False)
         self.copy_action = QAction("Copy", self)
-        self.copy_action.setShortcut(QKeySequence.StandardKey.Copy)
+        self.copy_action.setShortcut(QKeySequence.StandardKey.Copy)  # shown in the menu; keyPressEvent acts
         self.copy_action.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)
         self.copy_action.triggered.connect(self.copy_selection)
         self.export_action = QAction("Export CSV…", self)
@@ -105,6 +107,18 @@ class ResultsTableView(QTableView):
         self.addAction(self.copy_action)
         self.addAction(self.export_action)
         self.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        # QAbstractItemView answers Ctrl+C itself, with the current cell alone; a spreadsheet copies
+        # the selection.
+        if event.matches(QKeySequence.StandardKey.Copy):
+            self.copy_selection()
+            event.accept()
+        elif event.key() == Qt.Key.Key_Delete and self.state() != QAbstractItemView.State.EditingState:
+            self.delete_pressed.emit()
+            event.accept()
+        else:
+            super().keyPressEvent(event)
 
     def copy_selection(self) -> str:
         text = selection_as_tsv(self)
