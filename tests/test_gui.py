@@ -479,6 +479,11 @@ def test_train_more_epochs_extends_a_finished_run(qtbot, window):
     assert [e.epochs for e in events if isinstance(e, RunStarted)] == [1, 3]
     assert list_runs()[0].config().epochs == 3
     assert len(list_runs()) == 1
+    # The adapter it had after one epoch is kept beside the new one, and the details say so.
+    assert (list_runs()[0].path / "adapter-epoch1.safetensors").is_file()
+    refreshed(qtbot, tab)
+    tab.select_row(0)
+    assert "adapter-epoch1.safetensors" in tab.details.text()
 
 
 # --- the memory estimate -------------------------------------------------------------------------
