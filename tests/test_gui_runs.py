@@ -20,7 +20,7 @@ from test_gui import dataset, dialogs, make_window, refreshed, select_runs, wind
 from workbench.core import events as ev
 from workbench.core.config import LoRAConfig, TrainConfig
 from workbench.core.runs import RunFolder
-from workbench.gui.runs_tab import COLUMNS
+from workbench.gui.runs_tab import COLUMNS, unstamped
 
 RANK, ACCURACY, DURATION = (
     next(i for i, c in enumerate(COLUMNS) if c.title == title) for title in ("Rank", "Test acc.", "Duration")
@@ -216,7 +216,9 @@ def test_ctrl_c_copies_the_selected_rows_as_tsv(qtbot, window, three_runs):
     cells = [line.split("\t") for line in lines]
     assert all(len(row) == len(COLUMNS) for row in cells)
     assert [row[RANK] for row in cells] == ["4", "16"]  # in the order shown
-    assert [row[0] for row in cells] == [three_runs[1].path.name, three_runs[0].path.name]
+    # An unnamed run shows its folder's name less the time stamp (Started has the time).
+    assert [row[0] for row in cells] == [unstamped(three_runs[1].path.name), unstamped(three_runs[0].path.name)]
+    assert cells[0][0] == three_runs[1].path.name[20:]
 
 
 def test_csv_export_reads_back(qtbot, window, three_runs, tmp_path):

@@ -116,8 +116,8 @@ def run_choices(run: RunFolder, events: list) -> RunChoices:
     )
 
 
-def describe_run(run: RunFolder, events: list) -> str:
-    """A few lines about a run, from its recorded events."""
+def describe_run(run: RunFolder, events: list, here: bool = False) -> str:
+    """A few lines about a run, from its recorded events (``here``: this window trains it now)."""
     try:
         cfg = run.config()
     except (OSError, ValueError, KeyError, TypeError):
@@ -138,12 +138,12 @@ def describe_run(run: RunFolder, events: list) -> str:
     elif isinstance(end, TrainingFailed):
         lines.append(f"failed: {escaped(end.message)}")
     elif state.state == "running":
-        lines.append("training now")
+        lines.append("training now, in this window (the Training tab follows it)" if here else "training now")
     else:
         lines.append("did not finish (no end recorded: the window was closed or the program stopped)")
     if state.can_resume:
         lines.append("It can be resumed from its last checkpoint.")
-    elif state.reason and state.state != "finished":
+    elif state.reason and state.state != "finished" and not here:
         lines.append(escaped(state.reason))
     lines.append(f"adapter: {'yes' if run.adapter_path.exists() else 'none'}")
     earlier = run.earlier_adapters()
@@ -202,19 +202,28 @@ class RunComparisonWidget(QWidget):
         self.diff_table.setSortingEnabled(False)  # config.json's order reads best
         self.diff_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.diff_caption = QLabel("Settings that differ")
-        diff = QVBoxLayout()
-        diff.setContentsMargins(0, 0, 0, 0)
-        diff.addWidget(self.diff_caption)
-        diff.addWidget(self.diff_table, 1)
-        plots = QHBoxLayout()
-        plots.addLayout(diff, 2)
-        plots.addWidget(self.loss_plot, 3)
-        plots.addWidget(self.accuracy_plot, 3)
+        diff = QWidget()
+        diff_layout = QVBoxLayout(diff)
+        diff_layout.setContentsMargins(0, 0, 0, 0)
+        diff_layout.addWidget(self.diff_caption)
+        diff_layout.addWidget(self.diff_table, 1)
+        plots = QWidget()
+        plots_layout = QHBoxLayout(plots)
+        plots_layout.setContentsMargins(0, 0, 0, 0)
+        plots_layout.addWidget(self.loss_plot, 1)
+        plots_layout.addWidget(self.accuracy_plot, 1)
+        # A splitter: on a narrow screen the settings table or the curves can be given the room.
+        self.splitter = QSplitter()
+        self.splitter.addWidget(diff)
+        self.splitter.addWidget(plots)
+        self.splitter.setStretchFactor(0, 1)
+        self.splitter.setStretchFactor(1, 3)  # the curves; the settings table a quarter (draggable)
+        self.splitter.setChildrenCollapsible(False)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.caption)
         layout.addWidget(self.legend)
-        layout.addLayout(plots, 1)
+        layout.addWidget(self.splitter, 1)
 
     def _plot(self, title: str, y_label: str) -> pg.PlotWidget:
         plot = pg.PlotWidget()
@@ -256,7 +265,7 @@ class RunComparisonWidget(QWidget):
         self.legend.set_entries(list(entries.values()))
         shown = len(runs) - len(empty)
         note = f" · no validation points yet: {escaped(', '.join(empty))}" if empty else ""
-        self.caption.setText(f"Validation curves of {shown} runs{note}")
+        self.caption.setText(f"Validation curves of {shown} run{'' if shown == 1 else 's'}{note}")
         legend = "\n".join(f"{label}: {name}" for (name, _events), label in zip(runs, labels))
         self.caption.setToolTip(as_rich_text(legend))
 
@@ -307,6 +316,11 @@ def format_bytes(size: int | None) -> str:
     return f"{size} B"
 
 
+def unstamped(folder: str) -> str:
+    """A run folder's name less the time it began ("gpt2_sms-spam"): Started shows the time."""
+    return run_table.STAMP.sub("", folder).lstrip("_") or folder
+
+
 def _percent(value: float | None) -> str:
     return "" if value is None else f"{value:.1%}"
 
@@ -321,7 +335,12 @@ class Column:
 
 
 COLUMNS = (
-    Column("Name", lambda r: r.name, lambda r: r.name, tip="Double-click or F2 to rename (the folder keeps its name)"),
+    Column(
+        "Name",
+        lambda r: r.name if r.name != r.folder else unstamped(r.folder),
+        lambda r: r.name,
+        tip="Double-click or F2 to rename (the folder keeps its name)",
+    ),
     Column("Status", lambda r: STATE_LABELS.get(r.state, r.state), lambda r: r.state),
     Column(
         "Started",
@@ -451,6 +470,7 @@ class RunTableModel(QAbstractTableModel):
             self.dataChanged.emit(self.index(i, 0), self.index(i, len(COLUMNS) - 1))
 
 
+NAME_WIDTH_EM = 28  # the Name column's widest fit, in average characters
 LIVE_STEP_INTERVAL_S = 1.0  # a live row's duration and percentage: once a second is enough
 
 
@@ -487,7 +507,7 @@ class RunsTab(QWidget):
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setStretchLastSection(True)
-        header.resizeSection(NAME_COLUMN, 220)
+        self._columns_fitted = False  # fitted to the first rows read; afterwards, as the person left them
         self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 8)
 
         self.refresh_button = QPushButton("Refresh")
@@ -553,8 +573,9 @@ class RunsTab(QWidget):
         extend.addWidget(self.more_epochs)
         buttons.addLayout(extend, 2, 0, 1, 2)
         about = QVBoxLayout()
-        about.addWidget(self.details, 1)
+        about.addWidget(self.details)
         about.addLayout(buttons)
+        about.addStretch(1)
         notes = QVBoxLayout()
         notes.addWidget(self.notes, 1)
         notes.addWidget(self.notes_status)
@@ -570,8 +591,8 @@ class RunsTab(QWidget):
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(top)
         splitter.addWidget(self.pages)
-        splitter.setStretchFactor(0, 1)
-        splitter.setStretchFactor(1, 1)
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 2)
         splitter.setChildrenCollapsible(False)
         layout = QVBoxLayout(self)
         layout.addWidget(splitter)
@@ -624,9 +645,22 @@ class RunsTab(QWidget):
         if self._live is not None and self.model.row_of(self._live) is None:
             self.model.set_row(self._live_row())
         self.select_runs(selected, current=current.path if current else None)
+        if rows and not self._columns_fitted:
+            self._fit_columns()
         if not rows:
             self.details.setText("No runs yet. Each training run is kept here with its settings, curves and adapter.")
         self.rows_loaded.emit()
+
+    def _fit_columns(self) -> None:
+        """Each column as wide as its cells, the name at most NAME_WIDTH_EM characters."""
+        self._columns_fitted = True
+        self.table.resizeColumnsToContents()
+        most = self.table.fontMetrics().averageCharWidth() * NAME_WIDTH_EM
+        header = self.table.horizontalHeader()
+        header.resizeSection(NAME_COLUMN, min(header.sectionSize(NAME_COLUMN), most))
+        # Room for the live run's "training now · 100%", which may come after the fit.
+        widest = max(self.table.fontMetrics().horizontalAdvance(f"{label} · 100%") for label in STATE_LABELS.values())
+        header.resizeSection(STATUS_COLUMN, max(header.sectionSize(STATUS_COLUMN), widest + 12))
 
     def run_count(self) -> int:
         return self.proxy.rowCount()
@@ -781,7 +815,8 @@ class RunsTab(QWidget):
         if run is None:
             return
         events = self._events_or_none(run)
-        self.details.setText(describe_run(run, events if events is not None else run.events()))
+        here = run.path == self._live
+        self.details.setText(describe_run(run, events if events is not None else run.events(), here))
 
     # --- name and notes ----------------------------------------------------------------------------
 
