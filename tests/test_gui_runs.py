@@ -185,7 +185,7 @@ def test_notes_typed_then_left_are_saved_at_once(qtbot, window, three_runs):
     assert read_about(three_runs[0]).notes == "typed quickly"
 
 
-def test_compare_lists_the_settings_that_differ(qtbot, window):
+def test_compare_lists_the_settings_that_differ(qtbot, window, tmp_path):
     first = recorded_run(16, 0.9, 10.0)
     second = recorded_run(4, 0.95, 10.0, lr=1e-3)
     refreshed(qtbot, window.runs_tab)
@@ -201,6 +201,25 @@ def test_compare_lists_the_settings_that_differ(qtbot, window):
     assert shown["lr"] == tuple(expected[p][1] for p in order)
     assert "2 settings differ" in comparison.diff_caption.text()
     assert window.runs_tab.pages.currentWidget() is comparison
+    out = tmp_path / "diff.csv"
+    assert comparison.diff_table.export_csv(str(out))
+    with open(out, newline="", encoding="utf-8") as f:
+        header, *rows = list(csv.reader(f))
+    assert header[0] == "setting" and len(header) == 3
+    assert {row[0]: tuple(row[1:]) for row in rows} == shown
+
+
+def test_double_click_shows_the_run(qtbot, window, three_runs):
+    tab = window.runs_tab
+    on_runs_tab(qtbot, window)
+    select_runs(window, three_runs[0])
+    index = tab.proxy.index(tab.table.selectionModel().currentIndex().row(), RANK)
+    rect = tab.table.visualRect(index)
+    with qtbot.waitSignal(tab.show_requested, timeout=5_000) as shown:  # press, release, double-click
+        QTest.mouseClick(tab.table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+        QTest.mouseDClick(tab.table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    assert shown.args[0].path == three_runs[0].path
+    assert window.tabs.currentWidget() is window.training_tab
 
 
 def test_ctrl_c_copies_the_selected_rows_as_tsv(qtbot, window, three_runs):

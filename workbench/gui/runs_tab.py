@@ -332,6 +332,7 @@ class Column:
     value: object  # RunRow -> what sorts and exports (a number, a string, or None)
     numeric: bool = False
     tip: str = ""
+    sort: object = None  # RunRow -> the sort key, when not ``value``
 
 
 COLUMNS = (
@@ -339,7 +340,8 @@ COLUMNS = (
         "Name",
         lambda r: r.name if r.name != r.folder else unstamped(r.folder),
         lambda r: r.name,
-        tip="Double-click or F2 to rename (the folder keeps its name)",
+        tip="F2 or Rename gives a run a name (the folder keeps its own); a double-click shows the run",
+        sort=lambda r: r.name if r.name != r.folder else unstamped(r.folder),  # as shown
     ),
     Column("Status", lambda r: STATE_LABELS.get(r.state, r.state), lambda r: r.state),
     Column(
@@ -415,7 +417,7 @@ class RunTableModel(QAbstractTableModel):
                 text = f"{text} · {self.progress[row.path]}"
             return text
         if role == SORT_ROLE:
-            value = column.value(row)
+            value = column.sort(row) if column.sort else column.value(row)
             if column.numeric:  # numbers compare as numbers; a run without one sorts below any
                 return float("-inf") if value is None else float(value)
             return "" if value is None else str(value).casefold()
@@ -498,10 +500,9 @@ class RunsTab(QWidget):
         self.table = ResultsTableView()
         self.table.setModel(self.proxy)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        # F2 (or Rename, or a slow second click) edits a name; a double-click shows the run.
         self.table.setEditTriggers(
-            QAbstractItemView.EditTrigger.DoubleClicked
-            | QAbstractItemView.EditTrigger.EditKeyPressed
-            | QAbstractItemView.EditTrigger.SelectedClicked
+            QAbstractItemView.EditTrigger.EditKeyPressed | QAbstractItemView.EditTrigger.SelectedClicked
         )
         self.table.sortByColumn(STARTED_COLUMN, Qt.SortOrder.DescendingOrder)  # newest first
         header = self.table.horizontalHeader()
@@ -528,6 +529,7 @@ class RunsTab(QWidget):
         self.details.setAlignment(Qt.AlignmentFlag.AlignTop)
         self.details.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.show_button = QPushButton("Show curves and results")
+        self.show_button.setToolTip("Its curves in Training, its test results in Results (or double-click the row)")
         self.rerun_button = QPushButton("Re-run with these settings")
         self.adapter_button = QPushButton("Use its adapter")
         self.resume_button = QPushButton("Resume")
@@ -615,6 +617,7 @@ class RunsTab(QWidget):
         self.notes.textChanged.connect(self._notes_edited)
         self._notes_timer.timeout.connect(self.save_notes)
         self.table.delete_pressed.connect(self.delete_selected)
+        self.table.doubleClicked.connect(lambda _index: self._show())
 
     # --- reading the table -------------------------------------------------------------------------
 

@@ -64,9 +64,10 @@ def table_as_csv(model: QAbstractItemModel) -> str:
     for row in range(model.rowCount()):
         values = []
         for column in columns:
-            value = model.index(row, column).data(EXPORT_ROLE)
-            if value is None:
-                value = ""
+            index = model.index(row, column)
+            value = index.data(EXPORT_ROLE)
+            if value is None:  # nothing exact to export (a model without the role): what is shown
+                value = index.data(Qt.ItemDataRole.DisplayRole) or ""
             values.append(value if isinstance(value, (int, float)) else _safe(str(value)))
         writer.writerow(values)
     return out.getvalue()
