@@ -183,6 +183,10 @@ def test_notes_typed_then_left_are_saved_at_once(qtbot, window, three_runs):
     from workbench.core.run_table import read_about
 
     assert read_about(three_runs[0]).notes == "typed quickly"
+    on_runs_tab(qtbot, window)
+    QTest.keyClicks(tab.notes, " and away")
+    window.tabs.setCurrentWidget(window.training_tab)  # to another tab before the save timer fires
+    assert read_about(three_runs[1]).notes == " and away"
 
 
 def test_compare_lists_the_settings_that_differ(qtbot, window, tmp_path):

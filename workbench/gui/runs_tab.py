@@ -857,6 +857,12 @@ class RunsTab(QWidget):
         self.notes.setEnabled(row is not None)
         self.notes_status.setText("")
 
+    def hideEvent(self, event) -> None:
+        """Another tab, or the window closing: notes typed a moment ago are saved now."""
+        if self._notes_timer.isActive():
+            self.save_notes()
+        super().hideEvent(event)
+
     def _notes_edited(self) -> None:
         self.notes_status.setText("editing…")
         self._notes_timer.start()
