@@ -119,6 +119,28 @@ def test_results_and_runs_escape_texts_labels_and_names(qtbot, tmp_path):
     run.path.mkdir()
     assert "<img" not in describe_run(run, [])
 
+    # A name and notes given in the Runs tab, as the details, tooltips and the diff show them.
+    from PySide6.QtCore import Qt
+
+    from workbench.core.config import TrainConfig
+    from workbench.core.run_table import RunAbout, run_row, save_about
+    from workbench.gui.runs_tab import RunComparisonWidget, RunTableModel
+
+    named = RunFolder(tmp_path / "named")
+    named.path.mkdir()
+    named.save_config(TrainConfig())
+    save_about(named, RunAbout(IMG, IMG))
+    assert "<img" not in describe_run(named, []) and "&lt;img" in describe_run(named, [])
+    model = RunTableModel(rename=lambda run, name: None)
+    model.set_rows([run_row(named)])
+    for column in range(model.columnCount()):
+        tip = model.index(0, column).data(Qt.ItemDataRole.ToolTipRole)
+        assert tip is None or "<img" not in tip
+    comparison = RunComparisonWidget()
+    qtbot.addWidget(comparison)
+    comparison.show_runs([(IMG, [])])
+    assert "<img" not in comparison.caption.toolTip()
+
 
 def test_plain_text_widgets_show_labels_literally(qtbot):
     from PySide6.QtCore import Qt

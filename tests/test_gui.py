@@ -177,9 +177,9 @@ def test_full_run_results_classify_save_and_reopen(qtbot, window, tmp_path, dial
     qtbot.waitUntil(lambda: (peft_dir / "adapter_config.json").exists(), timeout=20_000)
 
     # The run is listed under Runs, and reopening it restores the curves and the results.
-    window.runs_tab.refresh()
-    assert window.runs_tab.list.count() >= 1
-    window.runs_tab.list.setCurrentRow(0)
+    refreshed(qtbot, window.runs_tab)
+    assert window.runs_tab.run_count() >= 1
+    window.runs_tab.select_row(0)
     run = window.runs_tab.selected_run()
     window.results_tab.clear()
     window.show_run(run, run.events())
@@ -363,14 +363,16 @@ def fake_run(cfg, points: list[tuple[int, float, float]], finished: bool = True)
     return run
 
 
+def refreshed(qtbot, tab) -> None:
+    """Read the run table again and wait for it (it is read on a worker)."""
+    with qtbot.waitSignal(tab.rows_loaded, timeout=10_000):
+        tab.refresh()
+
+
 def select_runs(window, *runs) -> None:
-    listing = window.runs_tab.list
-    listing.clearSelection()
-    for row in range(listing.count()):
-        item = listing.item(row)
-        if any(item.text() == run.path.name for run in runs):
-            item.setSelected(True)
-            listing.setCurrentItem(item)
+    tab = window.runs_tab
+    tab.select_runs([run.path for run in runs])
+    assert {r.path for r in tab.selected_runs()} == {run.path for run in runs}
 
 
 def test_runs_overlay_two_runs_with_a_legend(qtbot, window):
@@ -378,7 +380,7 @@ def test_runs_overlay_two_runs_with_a_legend(qtbot, window):
 
     first = fake_run(TrainConfig(), [(8, 0.7, 0.5), (16, 0.5, 0.7), (24, 0.3, 0.9)])
     second = fake_run(TrainConfig(lr=1e-3), [(8, 0.69, 0.55), (16, 0.6, 0.6)])
-    window.runs_tab.refresh()
+    refreshed(qtbot, window.runs_tab)
     select_runs(window, first, second)
     assert window.runs_tab.compare_button.isEnabled()
     assert "(2)" in window.runs_tab.compare_button.text()
@@ -401,7 +403,7 @@ def test_rerun_puts_a_runs_settings_back(qtbot, window):
 
     cfg = window.build_config()[0].with_changes(lora=LoRAConfig(rank=6, alpha=12.0), epochs=9, batch_size=5)
     run = fake_run(cfg, [(8, 0.7, 0.5)])
-    window.runs_tab.refresh()
+    refreshed(qtbot, window.runs_tab)
     select_runs(window, run)
     window.runs_tab.rerun_button.click()
     assert window.lora_panel.rank.value() == 6 and window.lora_panel.alpha.value() == 12.0
@@ -430,8 +432,8 @@ def test_resume_a_stopped_run_continues_its_curves(qtbot, window):
     seen_before = [e.examples_seen for e in before if isinstance(e, Evaluated) and not e.full]
 
     tab = window.runs_tab
-    tab.refresh()
-    tab.list.setCurrentRow(0)
+    refreshed(qtbot, tab)
+    tab.select_row(0)
     qtbot.waitUntil(tab.resume_button.isEnabled, timeout=10_000)
     assert not tab.extend_button.isEnabled()  # stopped, not finished
     assert "resumed" in tab.details.text()
@@ -463,7 +465,8 @@ def test_train_more_epochs_extends_a_finished_run(qtbot, window):
     assert isinstance(first, TrainingFinished) and not first.stopped
 
     tab = window.runs_tab
-    tab.list.setCurrentRow(0)
+    qtbot.waitUntil(lambda: tab.run_count() == 1, timeout=10_000)
+    tab.select_row(0)
     qtbot.waitUntil(tab.extend_button.isEnabled, timeout=10_000)
     assert not tab.resume_button.isEnabled()
     tab.more_epochs.setValue(2)
@@ -476,6 +479,11 @@ def test_train_more_epochs_extends_a_finished_run(qtbot, window):
     assert [e.epochs for e in events if isinstance(e, RunStarted)] == [1, 3]
     assert list_runs()[0].config().epochs == 3
     assert len(list_runs()) == 1
+    # The adapter it had after one epoch is kept beside the new one, and the details say so.
+    assert (list_runs()[0].path / "adapter-epoch1.safetensors").is_file()
+    refreshed(qtbot, tab)
+    tab.select_row(0)
+    assert "adapter-epoch1.safetensors" in tab.details.text()
 
 
 # --- the memory estimate -------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import pytest
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QAbstractSpinBox, QApplication, QComboBox, QScrollArea
-from test_gui import dataset, dialogs, make_window, window  # noqa: F401 (fixtures)
+from test_gui import dataset, dialogs, make_window, refreshed, window  # noqa: F401 (fixtures)
 
 # --- 1. the mouse wheel scrolls the settings, it does not edit them ------------------------------
 
@@ -124,7 +124,7 @@ def test_compared_runs_are_named_above_the_plots(qtbot, window):
 
     first = fake_run(TrainConfig(), [(8, 0.7, 0.5), (16, 0.5, 0.7)])
     second = fake_run(TrainConfig(lr=1e-3), [(8, 0.69, 0.55)])  # one point: drawn as a marker
-    window.runs_tab.refresh()
+    refreshed(qtbot, window.runs_tab)
     select_runs(window, first, second)
     window.runs_tab.compare_button.click()
     comparison = window.runs_tab.comparison
@@ -151,8 +151,8 @@ def test_train_more_shows_the_runs_settings_read_only_and_restores_them(qtbot, w
     assert "other-gpt2" in window.model_status.text()
 
     tab = window.runs_tab
-    tab.refresh()
-    tab.list.setCurrentRow(0)
+    refreshed(qtbot, tab)
+    tab.select_row(0)
     qtbot.waitUntil(tab.extend_button.isEnabled, timeout=10_000)
     tab.more_epochs.setValue(1)
     tab.extend_button.click()

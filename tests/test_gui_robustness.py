@@ -374,7 +374,8 @@ def test_closing_mid_training_keeps_the_run_resumable(qtbot, window, dialogs, tm
     assert state.summary == "stopped early" and state.can_resume
 
     again = make_window(qtbot, tmp_path, tiny_checkpoint, dataset)  # the next session lists it, resumable
-    again.runs_tab.list.setCurrentRow(0)
+    qtbot.waitUntil(lambda: again.runs_tab.run_count() == 1, timeout=10_000)  # read on a worker
+    again.runs_tab.select_row(0)
     qtbot.waitUntil(again.runs_tab.resume_button.isEnabled, timeout=10_000)
     again.pool.stop_all()
     assert again.pool.wait_all(10_000)

@@ -45,7 +45,7 @@ CORE_LAYERS = (
     ),
     ("recompute", "safetensors_reader", "model", "lora", "int8", "tokenizer", "hub"),
     ("data",),
-    ("adapters", "peft_io", "evaluate", "memory", "runs", "distributed"),
+    ("adapters", "peft_io", "evaluate", "memory", "runs", "run_table", "distributed"),
     ("training", "classify", "adapter_eval", "explain"),
     ("label_errors",),  # cross-validation trains folds with training's own step
 )

@@ -61,7 +61,7 @@ def test_thirty_start_stop_cycles(qtbot, tmp_path, tiny_checkpoint, dataset, dia
         window.stop_training()
         qtbot.waitUntil(lambda: not window.is_training(), timeout=10_000)
         qtbot.waitUntil(
-            lambda cycle=cycle: window.adapter.path is not None and window.runs_tab.list.count() == cycle,
+            lambda cycle=cycle: window.adapter.path is not None and window.runs_tab.run_count() == cycle,
             timeout=30_000,
         )
         settle(qtbot, window)
@@ -80,7 +80,7 @@ def test_thirty_start_stop_cycles(qtbot, tmp_path, tiny_checkpoint, dataset, dia
         f"({growth:+.1%})"
     )
     assert not dialogs, dialogs  # no cycle failed
-    assert window.runs_tab.list.count() == CYCLES  # every run kept
+    assert window.runs_tab.run_count() == CYCLES  # every run kept
     assert not window.pool.running()
     assert not any(t.isRunning() for t in qthreads)
     assert threads_after <= threads_before

@@ -925,20 +925,35 @@ def cmd_import_peft(args) -> int:
 
 
 def cmd_runs(args) -> int:
+    from .core.run_table import read_about
     from .core.runs import list_runs, summarize
 
-    summaries = [summarize(run) for run in list_runs()]
-    rows = [
-        {"run": s.name, "path": str(s.path), "state": s.state, "test_accuracy": s.test_accuracy, "problem": s.problem}
-        for s in summaries
-    ]
+    rows = []
+    for run in list_runs():
+        s, about = summarize(run), read_about(run)
+        rows.append(
+            {
+                "run": s.name,
+                "name": about.name or s.name,  # the name given in the window, else the folder's
+                "notes": about.notes,
+                "path": str(s.path),
+                "state": s.state,
+                "test_accuracy": s.test_accuracy,
+                "problem": s.problem,
+            }
+        )
     if args.json:
         print_json(rows)
     elif not rows:
         print("no runs yet")
     for r in rows if not args.json else []:
         acc = f"{r['test_accuracy']:.2%}" if r["test_accuracy"] is not None else "-"
-        print(f"{printable(r['run']):<50} {r['state']:<18} {acc}" + (f"  ({r['problem']})" if r["problem"] else ""))
+        named = f"  [{printable(r['run'])}]" if r["name"] != r["run"] else ""
+        print(
+            f"{printable(r['name']):<50} {r['state']:<18} {acc}"
+            + named
+            + (f"  ({printable(r['problem'])})" if r["problem"] else "")
+        )
     return 0
 
 

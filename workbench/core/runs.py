@@ -6,7 +6,10 @@
     log.txt              the lines the CLI and the window's log pane show
     checkpoint.safetensors   the resume state: LoRA + head + AdamW state + position, to resume or
                          extend the run (the file keeps this name so runs of earlier versions resume)
-    adapter.safetensors  the trained adapter
+    adapter.safetensors  the trained adapter (of the latest attempt)
+    adapter-epoch3.safetensors   the adapter a finished run had before "train more" extended it
+                         (one per extension; ``keep_finished_adapter``)
+    about.json           the name and notes a person gave the run (``run_table``)
     training.lock        locked while a process trains the run (how "running" differs from "interrupted")
 
 A run's state (``run_state``) comes from its recorded events, in one place for the CLI and the
@@ -19,6 +22,7 @@ import contextlib
 import json
 import os
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,6 +38,11 @@ from .paths import runs_dir
 
 RESUME_KEY = "lora_workbench_checkpoint"  # the resume file's metadata key (unchanged: old files load)
 MAX_METRICS_BYTES = 256 * 2**20  # a long run writes a few MB
+# A look at whether a run trains (``is_training``, from any window or command) holds its lock for
+# microseconds; a trainer holds it for minutes. A trainer that finds it held waits this long
+# before refusing, so a look never makes a run fail to start.
+LOCK_WAIT_S = 1.0
+KEPT_ADAPTER_PREFIX = "adapter-"  # adapter-epoch3.safetensors: a finished run's adapter before an extension
 
 
 class DamagedRunError(WorkbenchError, ValueError):
@@ -77,6 +86,33 @@ class RunFolder:
     def adapter_path(self) -> Path:
         return self.path / "adapter.safetensors"
 
+    def earlier_adapters(self) -> list[Path]:
+        """The adapters kept when the run was extended (``keep_finished_adapter``), oldest first."""
+        kept = [p for p in self.path.glob(f"{KEPT_ADAPTER_PREFIX}*.safetensors") if p.is_file()]
+        return sorted(kept, key=lambda p: p.stat().st_mtime)
+
+    def keep_finished_adapter(self) -> Path | None:
+        """Before a finished run trains more epochs, keep its adapter beside the new one.
+
+        The extension writes adapter.safetensors again; the adapter the run finished with is
+        copied first to adapter-epochN.safetensors (N: the epochs it had), or adapter-stepN when
+        a step limit ended it before its last epoch. Decided from the recorded events alone: the
+        caller holds the training lock, so ``run_state`` would say "running". Returns the kept
+        file, or None when the run had not finished (a resumed stop continues the same adapter).
+        """
+        events = self.events()
+        ended = outcome(events).ended
+        if not isinstance(ended, ev.TrainingFinished) or ended.stopped or not self.adapter_path.is_file():
+            return None
+        started = [e for e in events if isinstance(e, ev.RunStarted)]
+        whole_epochs = started and ended.step == started[-1].steps_per_epoch * started[-1].epochs
+        label = f"epoch{started[-1].epochs}" if whole_epochs else f"step{ended.step}"
+        kept = self.path / f"{KEPT_ADAPTER_PREFIX}{label}.safetensors"
+        if not kept.exists():  # an extension retried after a failure: already kept
+            with open_regular_file(self.adapter_path, "Its adapter", DamagedRunError) as f:
+                write_atomically(kept, f.read())
+        return kept
+
     @property
     def best_adapter_path(self) -> Path:
         """keep_best's snapshot: the LoRA and head of the epoch with the lowest validation loss."""
@@ -91,8 +127,11 @@ class RunFolder:
         """Held while this process trains the run. The operating system lets go of it when the
         process ends, however it ends, so a crashed run never looks like a running one."""
         with open(self.lock_path, "ab") as f:
-            if not _try_lock(f):
-                raise ConfigError(f"Another process is training the run {self.path.name}; wait for it to end.")
+            deadline = time.monotonic() + LOCK_WAIT_S
+            while not _try_lock(f):
+                if time.monotonic() >= deadline:
+                    raise ConfigError(f"Another process is training the run {self.path.name}; wait for it to end.")
+                time.sleep(0.02)
             try:
                 yield
             finally:

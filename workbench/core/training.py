@@ -128,6 +128,7 @@ def _open_run(cfg: TrainConfig, run: RunFolder | None, resume, out, hold: contex
     run = run or _run_folder_for(cfg, resume)
     hold.enter_context(run.training_lock())
     if continuing:
+        run.keep_finished_adapter()  # "train more" writes a new adapter; the finished one stays
         run.save_config(cfg)  # e.g. more epochs when extending a finished run
     return run
 

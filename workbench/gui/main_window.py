@@ -219,6 +219,7 @@ class MainWindow(QMainWindow):
             lambda path, model, device: self.adapter.load_for_classify(path, model=model, device=device)
         )
         self.run.runs_changed.connect(self.runs_tab.refresh)
+        self.run.training_event.connect(self.runs_tab.live_event)
         self.adapter.changed.connect(self._adapter_changed)
         self.runs_tab.show_requested.connect(self.run.show)
         self.runs_tab.rerun_requested.connect(self.config.apply)

@@ -1,39 +1,61 @@
-"""The Runs tab: every past run (its own folder under the data dir), to look at again, compare,
-repeat, resume or extend.
+"""The Runs tab: every past run (its own folder under the data dir) as a row of a sortable table,
+to look at again, name, annotate, compare, repeat, resume, extend or move to the trash.
 
-Reading a run's history is a small file read, but there may be hundreds of runs and a slow disk,
-so histories are read on a worker when a run is selected (or compared) and kept until the list is
-refreshed. Resume and "Train N more epochs" hand the run to the window, which trains it with
-``training.train(cfg, resume=<its checkpoint>)`` in the run's own folder.
+What a row shows is ``core.run_table.run_row`` (the state from ``core.runs.run_outcome``, the
+rule the CLI uses too). Reading every run's history is small file reads, but there may be
+hundreds of runs and a slow disk, so the table is read on a worker and the histories kept until
+the next refresh. The run training in this window is listed live: its row is rebuilt from the
+events as they arrive. Resume and "Train N more epochs" hand the run to the window, which trains
+it with ``training.train(cfg, resume=<its checkpoint>)`` in the run's own folder.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QFile,
+    QItemSelection,
+    QItemSelectionModel,
+    QModelIndex,
+    Qt,
+    QTimer,
+    Signal,
+)
+from PySide6.QtGui import QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QGridLayout,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
-    QListWidget,
-    QListWidgetItem,
+    QMessageBox,
+    QPlainTextEdit,
     QPushButton,
     QSpinBox,
     QSplitter,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
+from ..core import run_table
 from ..core.config import SMS_SPAM, TrainConfig
-from ..core.events import Evaluated, TrainingFailed, TrainingFinished
-from ..core.runs import RunFolder, list_runs, run_outcome
+from ..core.errors import WorkbenchError
+from ..core.events import Evaluated, RunStarted, StepDone, TrainingFailed, TrainingFinished
+from ..core.progress import format_duration
+from ..core.run_table import RunAbout, RunRow
+from ..core.runs import RunFolder, run_outcome
 from ..worker import JobPool, Returned, Worker
 from .escape import as_rich_text, escaped
 from .plots import LegendEntry, LegendRow
+from .tables import EXPORT_ROLE, SORT_ROLE, ResultsTableView, numeric_sort_proxy
 
 # Colours that stay distinct for the first ten runs compared (matplotlib's tab10).
 RUN_COLORS = (
@@ -94,15 +116,16 @@ def run_choices(run: RunFolder, events: list) -> RunChoices:
     )
 
 
-def describe_run(run: RunFolder, events: list) -> str:
-    """A few lines about a run, from its recorded events."""
+def describe_run(run: RunFolder, events: list, here: bool = False) -> str:
+    """A few lines about a run, from its recorded events (``here``: this window trains it now)."""
     try:
         cfg = run.config()
     except (OSError, ValueError, KeyError, TypeError):
         return f"{escaped(run.path.name)}<br>(config.json unreadable)"
     data = "SMS Spam Collection" if cfg.data.source == SMS_SPAM else cfg.data.source
+    name = run_table.display_name(run)
     lines = [
-        f"<b>{escaped(run.path.name)}</b>",
+        f"<b>{escaped(name)}</b>" + (f" ({escaped(run.path.name)})" if name != run.path.name else ""),
         f"model: {escaped(cfg.model)} · data: {escaped(data)}",
         f"LoRA r={cfg.lora.rank}, alpha={cfg.lora.alpha:g}, layers: {', '.join(cfg.lora.targets)}",
         f"epochs {cfg.epochs} · batch {cfg.batch_size} · lr {cfg.lr:g} · seed {cfg.seed}",
@@ -115,14 +138,18 @@ def describe_run(run: RunFolder, events: list) -> str:
     elif isinstance(end, TrainingFailed):
         lines.append(f"failed: {escaped(end.message)}")
     elif state.state == "running":
-        lines.append("training now")
+        lines.append("training now, in this window (the Training tab follows it)" if here else "training now")
     else:
         lines.append("did not finish (no end recorded: the window was closed or the program stopped)")
     if state.can_resume:
         lines.append("It can be resumed from its last checkpoint.")
-    elif state.reason and state.state != "finished":
+    elif state.reason and state.state != "finished" and not here:
         lines.append(escaped(state.reason))
     lines.append(f"adapter: {'yes' if run.adapter_path.exists() else 'none'}")
+    earlier = run.earlier_adapters()
+    if earlier:
+        names = ", ".join(escaped(p.name) for p in earlier)
+        lines.append(f"kept from before Train more: {names} (File → Open adapter…)")
     return "<br>".join(lines)
 
 
@@ -144,13 +171,17 @@ def short_run_names(names: list[str]) -> list[str]:
     """Legend-sized names: a run folder is "2026-11-28_14-38-31_gpt2_sms-spam"; in a legend the
     date is noise when every run shares it ("14:38:31 gpt2_sms-spam"), else it is kept short."""
     parts = [name.split("_", 2) for name in names]
-    if not all(len(p) == 3 and len(p[0]) == 10 and len(p[1]) == 8 for p in parts):
-        return list(names)
-    same_day = len({p[0] for p in parts}) == 1
-    return [
-        f"{p[1].replace('-', ':')} {p[2]}" if same_day else f"{p[0][5:]} {p[1].replace('-', ':')[:5]} {p[2]}"
-        for p in parts
-    ]
+    stamped = [len(p) == 3 and len(p[0]) == 10 and len(p[1]) == 8 for p in parts]
+    same_day = len({p[0] for p, is_stamped in zip(parts, stamped) if is_stamped}) == 1
+    out = []
+    for name, p, is_stamped in zip(names, parts, stamped):
+        if not is_stamped:  # a name given in the window: shown as given
+            out.append(name)
+        elif same_day:
+            out.append(f"{p[1].replace('-', ':')} {p[2]}")
+        else:
+            out.append(f"{p[0][5:]} {p[1].replace('-', ':')[:5]} {p[2]}")
+    return out
 
 
 class RunComparisonWidget(QWidget):
@@ -164,14 +195,35 @@ class RunComparisonWidget(QWidget):
         self.accuracy_plot.getPlotItem().setYRange(0, 1, padding=0.02)
         self.caption = QLabel("Select two or more runs (Ctrl- or Shift-click) and press Compare.")
         self.caption.setWordWrap(True)
-        plots = QHBoxLayout()
-        plots.addWidget(self.loss_plot, 1)
-        plots.addWidget(self.accuracy_plot, 1)
+        # Which settings differ: a setting a row, a run a column (copyable, exportable like any table).
+        self.diff_model = QStandardItemModel(0, 0, self)
+        self.diff_table = ResultsTableView()
+        self.diff_table.setModel(self.diff_model)
+        self.diff_table.setSortingEnabled(False)  # config.json's order reads best
+        self.diff_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.diff_caption = QLabel("Settings that differ")
+        diff = QWidget()
+        diff_layout = QVBoxLayout(diff)
+        diff_layout.setContentsMargins(0, 0, 0, 0)
+        diff_layout.addWidget(self.diff_caption)
+        diff_layout.addWidget(self.diff_table, 1)
+        plots = QWidget()
+        plots_layout = QHBoxLayout(plots)
+        plots_layout.setContentsMargins(0, 0, 0, 0)
+        plots_layout.addWidget(self.loss_plot, 1)
+        plots_layout.addWidget(self.accuracy_plot, 1)
+        # A splitter: on a narrow screen the settings table or the curves can be given the room.
+        self.splitter = QSplitter()
+        self.splitter.addWidget(diff)
+        self.splitter.addWidget(plots)
+        self.splitter.setStretchFactor(0, 1)
+        self.splitter.setStretchFactor(1, 3)  # the curves; the settings table a quarter (draggable)
+        self.splitter.setChildrenCollapsible(False)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.caption)
         layout.addWidget(self.legend)
-        layout.addLayout(plots, 1)
+        layout.addWidget(self.splitter, 1)
 
     def _plot(self, title: str, y_label: str) -> pg.PlotWidget:
         plot = pg.PlotWidget()
@@ -213,9 +265,37 @@ class RunComparisonWidget(QWidget):
         self.legend.set_entries(list(entries.values()))
         shown = len(runs) - len(empty)
         note = f" · no validation points yet: {escaped(', '.join(empty))}" if empty else ""
-        self.caption.setText(f"Validation curves of {shown} runs{note}")
+        self.caption.setText(f"Validation curves of {shown} run{'' if shown == 1 else 's'}{note}")
         legend = "\n".join(f"{label}: {name}" for (name, _events), label in zip(runs, labels))
         self.caption.setToolTip(as_rich_text(legend))
+
+    def show_settings(self, names: list[str], configs: list[TrainConfig | None]) -> None:
+        """A row per setting whose values differ between the runs (``core.run_table.settings_diff``)."""
+        readable = [(name, cfg) for name, cfg in zip(short_run_names(names), configs) if cfg is not None]
+        diffs = run_table.settings_diff([cfg for _name, cfg in readable])
+        self.diff_model.clear()
+        self.diff_model.setHorizontalHeaderLabels(["setting", *(name for name, _cfg in readable)])
+        for diff in diffs:
+            cells = [QStandardItem(diff.setting), *(QStandardItem(value) for value in diff.values)]
+            for cell in cells:
+                cell.setEditable(False)
+            self.diff_model.appendRow(cells)
+        unreadable = len(configs) - len(readable)
+        note = f" ({unreadable} with unreadable settings left out)" if unreadable else ""
+        if len(readable) < 2:
+            self.diff_caption.setText(f"Settings: too few readable to compare{note}")
+        elif diffs:
+            self.diff_caption.setText(f"{len(diffs)} settings differ{note}")
+        else:
+            self.diff_caption.setText(f"Same settings{note}: only chance (and time) differ")
+
+    def settings_shown(self) -> dict[str, tuple[str, ...]]:
+        """setting → its value in each run, as the diff table shows them (what a test can check)."""
+        model = self.diff_model
+        return {
+            model.item(row, 0).text(): tuple(model.item(row, c).text() for c in range(1, model.columnCount()))
+            for row in range(model.rowCount())
+        }
 
     def curves(self, which: str = "loss") -> dict[str, tuple[str, int]]:
         """Legend name → (colour, points) of each curve shown (what a test can check)."""
@@ -227,106 +307,414 @@ class RunComparisonWidget(QWidget):
         return out
 
 
+def format_bytes(size: int | None) -> str:
+    if size is None:
+        return ""
+    for unit, scale in (("GB", 2**30), ("MB", 2**20), ("KB", 2**10)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} B"
+
+
+def unstamped(folder: str) -> str:
+    """A run folder's name less the time it began ("gpt2_sms-spam"): Started shows the time."""
+    return run_table.STAMP.sub("", folder).lstrip("_") or folder
+
+
+def _percent(value: float | None) -> str:
+    return "" if value is None else f"{value:.1%}"
+
+
+@dataclass(frozen=True)
+class Column:
+    title: str
+    display: object  # RunRow -> str shown
+    value: object  # RunRow -> what sorts and exports (a number, a string, or None)
+    numeric: bool = False
+    tip: str = ""
+    sort: object = None  # RunRow -> the sort key, when not ``value``
+
+
+COLUMNS = (
+    Column(
+        "Name",
+        lambda r: r.name if r.name != r.folder else unstamped(r.folder),
+        lambda r: r.name,
+        tip="F2 or Rename gives a run a name (the folder keeps its own); a double-click shows the run",
+        sort=lambda r: r.name if r.name != r.folder else unstamped(r.folder),  # as shown
+    ),
+    Column("Status", lambda r: STATE_LABELS.get(r.state, r.state), lambda r: r.state),
+    Column(
+        "Started",
+        lambda r: r.started.strftime("%Y-%m-%d %H:%M") if r.started else "",
+        lambda r: r.started.isoformat(sep=" ") if r.started else None,
+    ),
+    Column("Model", lambda r: r.model or "", lambda r: r.model),
+    Column("Data", lambda r: r.data or "", lambda r: r.data),
+    Column("Rank", lambda r: "" if r.rank is None else str(r.rank), lambda r: r.rank, numeric=True),
+    Column(
+        "Epochs",
+        lambda r: "" if r.epochs is None else str(r.epochs),
+        lambda r: r.epochs,
+        numeric=True,
+        tip="Planned epochs (Train more raises them)",
+    ),
+    Column("Test acc.", lambda r: _percent(r.test_accuracy), lambda r: r.test_accuracy, numeric=True),
+    Column(
+        "F1",
+        lambda r: "" if r.f1 is None else f"{r.f1:.3f}",
+        lambda r: r.f1,
+        numeric=True,
+        tip="Macro F1 on the test split: the mean of each class's F1",
+    ),
+    Column(
+        "Duration",
+        lambda r: "" if r.duration_s is None else format_duration(r.duration_s),
+        lambda r: r.duration_s,
+        numeric=True,
+        tip="Training time over all its attempts",
+    ),
+    Column("Adapter", lambda r: format_bytes(r.adapter_bytes), lambda r: r.adapter_bytes, numeric=True),
+    Column("Notes", lambda r: r.notes.split("\n", 1)[0], lambda r: r.notes),
+)
+NAME_COLUMN = 0
+STATUS_COLUMN = 1
+STARTED_COLUMN = 2
+RUN_ROLE = Qt.ItemDataRole.UserRole
+
+
+class RunTableModel(QAbstractTableModel):
+    """One row per run (``RunRow``); the Name column is editable (``rename`` writes it)."""
+
+    def __init__(self, rename, parent=None):
+        super().__init__(parent)
+        self.rows: list[RunRow] = []
+        self.progress: dict[Path, str] = {}  # the live run: "43 %" after its status
+        self._rename = rename  # (RunFolder, new name) -> the name stored, or None when refused
+
+    def rowCount(self, parent=QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self.rows)
+
+    def columnCount(self, parent=QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(COLUMNS)
+
+    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):
+        if orientation != Qt.Orientation.Horizontal or not 0 <= section < len(COLUMNS):
+            return None
+        if role == Qt.ItemDataRole.DisplayRole:
+            return COLUMNS[section].title
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return COLUMNS[section].tip or None
+        return None
+
+    def data(self, index: QModelIndex, role=Qt.ItemDataRole.DisplayRole):
+        if not index.isValid():
+            return None
+        row, column = self.rows[index.row()], COLUMNS[index.column()]
+        if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.EditRole):
+            text = column.display(row)
+            if index.column() == STATUS_COLUMN and row.path in self.progress:
+                text = f"{text} · {self.progress[row.path]}"
+            return text
+        if role == SORT_ROLE:
+            value = column.sort(row) if column.sort else column.value(row)
+            if column.numeric:  # numbers compare as numbers; a run without one sorts below any
+                return float("-inf") if value is None else float(value)
+            return "" if value is None else str(value).casefold()
+        if role == EXPORT_ROLE:
+            return column.value(row)
+        if role == RUN_ROLE:
+            return RunFolder(row.path)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            if index.column() == NAME_COLUMN:
+                return as_rich_text(f"{row.path}" + (f"\n{row.problem}" if row.problem else ""))
+            if index.column() == STATUS_COLUMN and row.problem:
+                return as_rich_text(row.problem)
+            if index.column() == len(COLUMNS) - 1 and row.notes:
+                return as_rich_text(row.notes[:2000])
+            return None
+        if role == Qt.ItemDataRole.TextAlignmentRole and column.numeric:
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        return None
+
+    def flags(self, index: QModelIndex):
+        flags = super().flags(index)
+        if index.isValid() and index.column() == NAME_COLUMN:
+            flags |= Qt.ItemFlag.ItemIsEditable
+        return flags
+
+    def setData(self, index: QModelIndex, value, role=Qt.ItemDataRole.EditRole) -> bool:
+        if not index.isValid() or index.column() != NAME_COLUMN or role != Qt.ItemDataRole.EditRole:
+            return False
+        stored = self._rename(RunFolder(self.rows[index.row()].path), str(value))
+        if stored is None:
+            return False
+        self.set_row(dataclasses.replace(self.rows[index.row()], name=stored.name or self.rows[index.row()].folder))
+        return True
+
+    def set_rows(self, rows: list[RunRow]) -> None:
+        self.beginResetModel()
+        self.rows = list(rows)
+        self.endResetModel()
+
+    def row_of(self, path: Path) -> int | None:
+        return next((i for i, row in enumerate(self.rows) if row.path == path), None)
+
+    def set_row(self, row: RunRow) -> None:
+        """Replace the run's row, or add it (a run that began since the table was read)."""
+        i = self.row_of(row.path)
+        if i is None:
+            self.beginInsertRows(QModelIndex(), 0, 0)
+            self.rows.insert(0, row)
+            self.endInsertRows()
+        else:
+            self.rows[i] = row
+            self.dataChanged.emit(self.index(i, 0), self.index(i, len(COLUMNS) - 1))
+
+
+NAME_WIDTH_EM = 28  # the Name column's widest fit, in average characters
+LIVE_STEP_INTERVAL_S = 1.0  # a live row's duration and percentage: once a second is enough
+
+
 class RunsTab(QWidget):
     show_requested = Signal(object, object)  # RunFolder, its events: show curves and metrics
     rerun_requested = Signal(object)  # TrainConfig
     adapter_requested = Signal(str)  # path of the run's adapter
     resume_requested = Signal(object, object, int)  # RunFolder, its events, extra epochs (0: resume)
+    rows_loaded = Signal()  # the table was read again (after ``refresh``)
 
     def __init__(self, pool: JobPool, parent: QWidget | None = None):
         super().__init__(parent)
         self._pool = pool
-        self._events: dict[str, list] = {}
+        self._events: dict[Path, list] = {}
         self._training = False
-        self.list = QListWidget()
-        self.list.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self._generation = 0  # of refresh(): a slower, older read must not overwrite a newer one
+        self._live: Path | None = None  # the run this window trains now
+        self._live_events: list = []
+        self._live_step: StepDone | None = None
+        self._live_drawn = 0.0
+        self._notes_run: RunFolder | None = None  # whose notes the editor holds
+
+        self.model = RunTableModel(self._rename)
+        self.proxy = numeric_sort_proxy(self.model, self)
+        self.table = ResultsTableView()
+        self.table.setModel(self.proxy)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        # F2 (or Rename, or a slow second click) edits a name; a double-click shows the run.
+        self.table.setEditTriggers(
+            QAbstractItemView.EditTrigger.EditKeyPressed | QAbstractItemView.EditTrigger.SelectedClicked
+        )
+        self.table.sortByColumn(STARTED_COLUMN, Qt.SortOrder.DescendingOrder)  # newest first
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        header.setStretchLastSection(True)
+        self._columns_fitted = False  # fitted to the first rows read; afterwards, as the person left them
+        self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 8)
+
+        self.refresh_button = QPushButton("Refresh")
+        self.rename_button = QPushButton("Rename")
+        self.rename_button.setToolTip("Give the run a name of your own (F2; the folder keeps its name)")
+        self.delete_button = QPushButton("Move to trash…")
+        self.delete_button.setToolTip("Move the selected runs to the trash, after asking (Delete)")
+        self.compare_button = QPushButton("Compare selected")
+        self.compare_button.setToolTip(
+            "Overlay the validation curves of the selected runs and list the settings that differ "
+            "(Ctrl- or Shift-click to select several)"
+        )
+        self.export_button = QPushButton("Export CSV…")
+        self.export_button.setToolTip("Save the table, sorted as shown, as a CSV file (Ctrl+C copies selected rows)")
+
         self.details = QLabel("Select a run to see what it did.")
         self.details.setWordWrap(True)
         self.details.setAlignment(Qt.AlignmentFlag.AlignTop)
         self.details.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.refresh_button = QPushButton("Refresh")
         self.show_button = QPushButton("Show curves and results")
+        self.show_button.setToolTip("Its curves in Training, its test results in Results (or double-click the row)")
         self.rerun_button = QPushButton("Re-run with these settings")
         self.adapter_button = QPushButton("Use its adapter")
         self.resume_button = QPushButton("Resume")
-        self.resume_button.setToolTip(
-            "Continue a stopped or interrupted run from its last checkpoint, in its own folder"
-        )
         self.extend_button = QPushButton("Train more epochs:")
         self.more_epochs = QSpinBox()
         self.more_epochs.setRange(1, 1000)
         self.more_epochs.setValue(1)
         self.more_epochs.setSuffix(" more")
-        self.compare_button = QPushButton("Compare selected")
-        self.compare_button.setToolTip(
-            "Overlay the validation curves of the selected runs (Ctrl- or Shift-click to select several)"
-        )
+        self.notes = QPlainTextEdit()
+        self.notes.setPlaceholderText("Notes on this run: why you made it, what you learnt. Saved as you type.")
+        self.notes_status = QLabel("")
+        self._notes_timer = QTimer(self)
+        self._notes_timer.setSingleShot(True)
+        self._notes_timer.setInterval(800)
         self.comparison = RunComparisonWidget()
 
-        right = QWidget()
-        right_layout = QVBoxLayout(right)
-        right_layout.addWidget(self.details)
+        self._lay_out()
+        self._connect()
+        self._set_buttons(None)
+        self._set_notes_run(None)
+        self._selection_changed()
+
+    def _lay_out(self) -> None:
+        bar = QHBoxLayout()
+        for button in (self.refresh_button, self.rename_button, self.delete_button, self.compare_button):
+            bar.addWidget(button)
+        bar.addStretch(1)
+        bar.addWidget(self.export_button)
+        top = QWidget()
+        top_layout = QVBoxLayout(top)
+        top_layout.setContentsMargins(0, 0, 0, 0)
+        top_layout.addWidget(self.table, 1)
+        top_layout.addLayout(bar)
+
         # Two buttons a row, so the tab fits beside the settings on a 1000-pixel-wide screen.
         buttons = QGridLayout()
         buttons.addWidget(self.show_button, 0, 0)
         buttons.addWidget(self.rerun_button, 0, 1)
         buttons.addWidget(self.adapter_button, 1, 0)
-        buttons.addWidget(self.compare_button, 1, 1)
-        buttons.addWidget(self.resume_button, 2, 0)
+        buttons.addWidget(self.resume_button, 1, 1)
         extend = QHBoxLayout()
         extend.addWidget(self.extend_button)
         extend.addWidget(self.more_epochs)
-        buttons.addLayout(extend, 2, 1)
-        right_layout.addLayout(buttons)
-        right_layout.addWidget(self.comparison, 1)
-        left = QWidget()
-        left_layout = QVBoxLayout(left)
-        left_layout.setContentsMargins(0, 0, 0, 0)
-        left_layout.addWidget(self.list, 1)
-        left_layout.addWidget(self.refresh_button)
-        splitter = QSplitter()
-        splitter.addWidget(left)
-        splitter.addWidget(right)
-        splitter.setSizes([330, 600])
+        buttons.addLayout(extend, 2, 0, 1, 2)
+        about = QVBoxLayout()
+        about.addWidget(self.details)
+        about.addLayout(buttons)
+        about.addStretch(1)
+        notes = QVBoxLayout()
+        notes.addWidget(self.notes, 1)
+        notes.addWidget(self.notes_status)
+        run_page = QWidget()
+        run_layout = QHBoxLayout(run_page)
+        run_layout.addLayout(about, 3)
+        run_layout.addLayout(notes, 2)
+
+        self.pages = QTabWidget()
+        self.pages.setDocumentMode(True)
+        self.pages.addTab(run_page, "Selected run")
+        self.pages.addTab(self.comparison, "Compare")
+        splitter = QSplitter(Qt.Orientation.Vertical)
+        splitter.addWidget(top)
+        splitter.addWidget(self.pages)
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 2)
+        splitter.setChildrenCollapsible(False)
         layout = QVBoxLayout(self)
         layout.addWidget(splitter)
 
-        self.list.currentItemChanged.connect(self._selected)
-        self.list.itemSelectionChanged.connect(self._selection_changed)
+    def _connect(self) -> None:
+        selection = self.table.selectionModel()
+        selection.currentRowChanged.connect(self._current_changed)
+        selection.selectionChanged.connect(self._selection_changed)
+        self.proxy.modelReset.connect(self._selection_changed)
         self.refresh_button.clicked.connect(self.refresh)
+        self.rename_button.clicked.connect(self.rename_current)
+        self.delete_button.clicked.connect(self.delete_selected)
+        self.compare_button.clicked.connect(self.compare)
+        self.export_button.clicked.connect(self.table.choose_export)
         self.show_button.clicked.connect(self._show)
         self.rerun_button.clicked.connect(self._rerun)
         self.adapter_button.clicked.connect(self._adapter)
         self.resume_button.clicked.connect(self._resume)
         self.extend_button.clicked.connect(self._extend)
-        self.compare_button.clicked.connect(self.compare)
-        self._set_buttons(None)
+        self.notes.textChanged.connect(self._notes_edited)
+        self._notes_timer.timeout.connect(self.save_notes)
+        self.table.delete_pressed.connect(self.delete_selected)
+        self.table.doubleClicked.connect(lambda _index: self._show())
+
+    # --- reading the table -------------------------------------------------------------------------
 
     def refresh(self) -> None:
-        """List the run folders (a directory listing; the metrics are read on selection, off-thread)."""
+        """Read every run's row on a worker; the table keeps its rows (and selection) meanwhile."""
+        self._generation += 1
+        generation = self._generation
+
+        def read(_progress, _stop):
+            try:
+                return generation, run_table.run_rows()
+            except OSError:  # the runs folder is missing or unreadable: no runs to show
+                return generation, []
+
+        self._pool.start(Worker.from_call(read, name="read runs"), on_event=self._rows_read)
+
+    def _rows_read(self, item) -> None:
+        if not isinstance(item, Returned) or item.value[0] != self._generation:
+            return
+        rows_and_events = item.value[1]
+        selected = [run.path for run in self.selected_runs()]
         current = self.selected_run()
-        self._events.clear()  # a run may have grown since (resumed, extended)
-        self.list.blockSignals(True)
-        self.list.clear()
-        try:
-            runs = list_runs()
-        except OSError:
-            runs = []
-        for run in runs:
-            item = QListWidgetItem(run.path.name)
-            item.setData(Qt.ItemDataRole.UserRole, run)
-            item.setToolTip(str(run.path))
-            self.list.addItem(item)
-        self.list.blockSignals(False)
-        if not runs:
+        self._events = {row.path: events for row, events in rows_and_events}
+        rows = [row for row, _events in rows_and_events]
+        if self._live is not None:  # the live run's own events are newer than its file's
+            rows = [self._live_row() if row.path == self._live else row for row in rows]
+        self.model.set_rows(rows)
+        if self._live is not None and self.model.row_of(self._live) is None:
+            self.model.set_row(self._live_row())
+        self.select_runs(selected, current=current.path if current else None)
+        if rows and not self._columns_fitted:
+            self._fit_columns()
+        if not rows:
             self.details.setText("No runs yet. Each training run is kept here with its settings, curves and adapter.")
-        for row in range(self.list.count()):
-            if current is not None and self.list.item(row).data(Qt.ItemDataRole.UserRole).path == current.path:
-                self.list.setCurrentRow(row)  # reads its history again
-                break
+        self.rows_loaded.emit()
+
+    def _fit_columns(self) -> None:
+        """Each column as wide as its cells, the name at most NAME_WIDTH_EM characters."""
+        self._columns_fitted = True
+        self.table.resizeColumnsToContents()
+        most = self.table.fontMetrics().averageCharWidth() * NAME_WIDTH_EM
+        header = self.table.horizontalHeader()
+        header.resizeSection(NAME_COLUMN, min(header.sectionSize(NAME_COLUMN), most))
+        # Room for the live run's "training now · 100%", which may come after the fit.
+        widest = max(self.table.fontMetrics().horizontalAdvance(f"{label} · 100%") for label in STATE_LABELS.values())
+        header.resizeSection(STATUS_COLUMN, max(header.sectionSize(STATUS_COLUMN), widest + 12))
+
+    def run_count(self) -> int:
+        return self.proxy.rowCount()
+
+    def row_for(self, run: RunFolder | Path) -> RunRow | None:
+        i = self.model.row_of(run.path if isinstance(run, RunFolder) else run)
+        return None if i is None else self.model.rows[i]
+
+    def column_texts(self, column: int) -> list[str]:
+        """A column's cells as shown, top to bottom (what a test can check)."""
+        return [self.proxy.index(row, column).data() for row in range(self.proxy.rowCount())]
+
+    # --- the run training in this window ---------------------------------------------------------
+
+    def live_event(self, event) -> None:
+        """An event of the run this window trains: its row appears with RunStarted and follows."""
+        if isinstance(event, RunStarted):
+            self._live = Path(event.run_dir)
+            self._live_events = [*self._events.get(self._live, []), event]
+            self._live_step = None
+        elif self._live is None:
+            return
+        elif isinstance(event, StepDone):
+            self._live_step = event
+            if time.monotonic() - self._live_drawn < LIVE_STEP_INTERVAL_S:
+                return
+        elif isinstance(event, (Evaluated, TrainingFinished, TrainingFailed)):
+            self._live_events.append(event)
         else:
-            self._set_buttons(None)
-        self._selection_changed()
+            return
+        ended = isinstance(event, (TrainingFinished, TrainingFailed))
+        if ended:
+            self._live_step = None
+        step = self._live_step
+        self.model.progress.pop(self._live, None)
+        if step is not None and step.total_steps:
+            self.model.progress[self._live] = f"{step.step / step.total_steps:.0%}"
+        self.model.set_row(self._live_row())
+        self._live_drawn = time.monotonic()
+        if ended:
+            self._events[self._live] = self._live_events
+            self._live = None
+        current = self.selected_run()
+        if current is not None and self.row_for(current) is not None:
+            self._set_buttons(current)
+
+    def _live_row(self) -> RunRow:
+        events = self._live_events + ([self._live_step] if self._live_step else [])
+        return run_table.run_row(RunFolder(self._live), events)
+
+    # --- selection -------------------------------------------------------------------------------
 
     def set_training(self, training: bool) -> None:
         """While a run trains, nothing here may start another one (or touch its settings)."""
@@ -334,24 +722,58 @@ class RunsTab(QWidget):
         self._set_buttons(self.selected_run())
 
     def selected_run(self) -> RunFolder | None:
-        item = self.list.currentItem()
-        return item.data(Qt.ItemDataRole.UserRole) if item else None
+        index = self.table.selectionModel().currentIndex()
+        if not index.isValid() or not self.table.selectionModel().isRowSelected(index.row(), QModelIndex()):
+            return None
+        return index.data(RUN_ROLE)
 
     def selected_runs(self) -> list[RunFolder]:
-        """Every selected run, in list order (newest first)."""
-        rows = sorted(self.list.row(item) for item in self.list.selectedItems())
-        return [self.list.item(row).data(Qt.ItemDataRole.UserRole) for row in rows]
+        """Every selected run, in the order the table shows them."""
+        rows = sorted(index.row() for index in self.table.selectionModel().selectedRows())
+        return [self.proxy.index(row, 0).data(RUN_ROLE) for row in rows]
+
+    def select_runs(self, paths: list[Path], current: Path | None = None) -> None:
+        """Select the rows of these runs (those still listed); ``current`` (else the first) gets focus."""
+        selection = self.table.selectionModel()
+        wanted = set(paths)
+        chosen = QItemSelection()
+        focus = None
+        for row in range(self.proxy.rowCount()):
+            index = self.proxy.index(row, 0)
+            path = index.data(RUN_ROLE).path
+            if path in wanted:
+                chosen.select(index, self.proxy.index(row, len(COLUMNS) - 1))
+                if focus is None or path == current:
+                    focus = index
+        flags = QItemSelectionModel.SelectionFlag.ClearAndSelect
+        selection.select(chosen, flags)
+        if focus is not None:
+            selection.setCurrentIndex(focus, QItemSelectionModel.SelectionFlag.NoUpdate)
+            self.table.scrollTo(focus)
+        self._current_changed(focus or QModelIndex())
+
+    def select_row(self, row: int) -> None:
+        """Select the ``row``-th run as shown (0: the top one)."""
+        index = self.proxy.index(row, 0)
+        if index.isValid():
+            self.select_runs([index.data(RUN_ROLE).path])
 
     def state(self, run: RunFolder) -> RunChoices | None:
         """The run's state, once its history has been read (None before)."""
-        events = self._events.get(str(run.path))
+        events = self._events_or_none(run)
         return None if events is None else run_choices(run, events)
+
+    def _events_or_none(self, run: RunFolder) -> list | None:
+        if self._live is not None and run.path == self._live:
+            return self._live_events
+        return self._events.get(run.path)
 
     def _set_buttons(self, run: RunFolder | None) -> None:
         idle = not self._training
         self.show_button.setEnabled(run is not None)
         self.rerun_button.setEnabled(run is not None and idle)
         self.adapter_button.setEnabled(run is not None and run.adapter_path.exists())
+        self.rename_button.setEnabled(run is not None)
         state = self.state(run) if run is not None else None
         self.resume_button.setEnabled(idle and state is not None and state.can_resume)
         self.extend_button.setEnabled(idle and state is not None and state.can_extend)
@@ -375,42 +797,163 @@ class RunsTab(QWidget):
         self.extend_button.setToolTip(
             tip
             or (
-                "Continue this finished run for more epochs, from its final checkpoint"
+                "Continue this finished run for more epochs, from its final checkpoint; its current "
+                "adapter is kept beside the new one"
                 if state and state.can_extend
                 else "Only a finished run can be extended; Resume a stopped one"
             )
         )
 
-    def _selection_changed(self) -> None:
-        n = len(self.list.selectedItems())
+    def _selection_changed(self, *_args) -> None:
+        n = len(self.table.selectionModel().selectedRows())
         self.compare_button.setEnabled(n >= 2)
         self.compare_button.setText(f"Compare selected ({n})" if n >= 2 else "Compare selected")
+        self.delete_button.setEnabled(n >= 1)
+        self.export_button.setEnabled(self.proxy.rowCount() > 0)
 
-    def _selected(self, item: QListWidgetItem | None, _previous=None) -> None:
-        run = item.data(Qt.ItemDataRole.UserRole) if item else None
+    def _current_changed(self, index: QModelIndex, _previous=None) -> None:
+        run = index.data(RUN_ROLE) if index.isValid() else None
         self._set_buttons(run)
+        self._set_notes_run(run)
         if run is None:
             return
-        self.details.setText(f"<b>{escaped(run.path.name)}</b><br>reading…")
+        events = self._events_or_none(run)
+        here = run.path == self._live
+        self.details.setText(describe_run(run, events if events is not None else run.events(), here))
 
-        def read(_progress, _stop):
-            events = run.events()
-            return run, events, describe_run(run, events)
+    # --- name and notes ----------------------------------------------------------------------------
 
-        self._pool.start(Worker.from_call(read, name="read run"), on_event=self._loaded)
+    def rename_current(self) -> None:
+        """Edit the current run's name in its cell (Enter keeps it, Escape leaves it as it was)."""
+        index = self.table.selectionModel().currentIndex()
+        if index.isValid():
+            name_cell = index.siblingAtColumn(NAME_COLUMN)
+            self.table.setCurrentIndex(name_cell)
+            self.table.edit(name_cell)
 
-    def _loaded(self, item) -> None:
-        if not isinstance(item, Returned):
+    def _rename(self, run: RunFolder, name: str) -> RunAbout | None:
+        """Store a new name in the run folder (an empty one gives the folder name back)."""
+        try:
+            about = run_table.read_about(run)
+            stored = run_table.save_about(run, dataclasses.replace(about, name=name))
+        except (OSError, WorkbenchError) as exc:
+            QMessageBox.warning(self, "Rename", f"Could not rename {run.path.name}: {_reason(exc)}")
+            return None
+        if self.selected_run() == run:
+            self.details.setText(describe_run(run, self._events_or_none(run) or []))
+        return stored
+
+    def _set_notes_run(self, run: RunFolder | None) -> None:
+        """Show ``run``'s notes, after saving any unsaved edit of the previous run's."""
+        if run is not None and run == self._notes_run:
+            return  # the same run (the table was read again): keep what is being typed
+        if self._notes_timer.isActive():
+            self.save_notes()
+        self._notes_run = run
+        row = self.row_for(run) if run is not None else None
+        self.notes.blockSignals(True)
+        self.notes.setPlainText(row.notes if row else "")
+        self.notes.blockSignals(False)
+        self.notes.setEnabled(row is not None)
+        self.notes_status.setText("")
+
+    def hideEvent(self, event) -> None:
+        """Another tab, or the window closing: notes typed a moment ago are saved now."""
+        if self._notes_timer.isActive():
+            self.save_notes()
+        super().hideEvent(event)
+
+    def _notes_edited(self) -> None:
+        self.notes_status.setText("editing…")
+        self._notes_timer.start()
+
+    def save_notes(self) -> bool:
+        """Write the notes editor's text to its run's about.json (also called on leaving the run)."""
+        self._notes_timer.stop()
+        run = self._notes_run
+        if run is None:
+            return False
+        text = self.notes.toPlainText()
+        try:
+            about = run_table.read_about(run)
+            run_table.save_about(run, dataclasses.replace(about, notes=text))
+        except (OSError, WorkbenchError) as exc:
+            self.notes_status.setText(f"Not saved: {_reason(exc)}")
+            return False
+        row = self.row_for(run)
+        if row is not None:
+            self.model.set_row(dataclasses.replace(row, notes=text))
+        self.notes_status.setText("saved")
+        return True
+
+    # --- removing runs -----------------------------------------------------------------------------
+
+    def delete_selected(self) -> None:
+        """Move the selected runs to the trash after asking; where there is no trash, say so and
+        offer to delete them for good, asking a second time. A run training now is refused."""
+        runs = self.selected_runs()
+        if not runs:
             return
-        run, events, text = item.value
-        self._events[str(run.path)] = events
-        current = self.selected_run()
-        if current is not None and current.path == run.path:
-            self.details.setText(text)
-            self._set_buttons(run)
+        busy = [run for run in runs if run.path == self._live or run_table.removal_problem(run)]
+        if busy:
+            QMessageBox.information(
+                self, "Move to trash", f"{_names(busy)} is training now; stop it before removing it."
+            )
+            return
+        answer = QMessageBox.question(
+            self,
+            "Move to trash",
+            f"Move {_count(runs)} to the trash?\n\n{_names(runs)}\n\n"
+            "Its settings, curves, checkpoint and adapter go with it; the trash can give them back.",
+        )
+        if answer != QMessageBox.StandardButton.Yes:
+            return
+        self.save_notes()
+        no_trash, failed = [], []
+        for run in runs:
+            try:
+                with run_table.held_for_removal(run):
+                    moved = _moved_to_trash(run.path)
+            except (OSError, WorkbenchError) as exc:
+                failed.append(f"{run.path.name}: {_reason(exc)}")
+                continue
+            if not moved:
+                no_trash.append(run)
+        if no_trash:
+            failed += self._delete_for_good(no_trash)
+        if failed:
+            QMessageBox.warning(self, "Move to trash", "Not removed:\n" + "\n".join(failed))
+        self.refresh()
+
+    def _delete_for_good(self, runs: list[RunFolder]) -> list[str]:
+        answer = QMessageBox.question(
+            self,
+            "No trash",
+            f"This system has no trash for {_names(runs)} (or it refused them).\n\n"
+            f"Delete {_count(runs)} permanently instead? This cannot be undone.",
+        )
+        if answer != QMessageBox.StandardButton.Yes:
+            return [f"{run.path.name}: kept (no trash, and permanent delete declined)" for run in runs]
+        answer = QMessageBox.question(
+            self,
+            "Delete permanently",
+            f"Really delete {_count(runs)} for good: {_names(runs)}? Nothing will be left of it.",
+        )
+        if answer != QMessageBox.StandardButton.Yes:
+            return [f"{run.path.name}: kept" for run in runs]
+        failed = []
+        for run in runs:
+            try:
+                run_table.delete_permanently(run)
+            except (OSError, WorkbenchError) as exc:
+                failed.append(f"{run.path.name}: {_reason(exc)}")
+        return failed
+
+    # --- what the buttons ask of the window ----------------------------------------------------------
 
     def _events_of(self, run: RunFolder) -> list:
-        return self._events.get(str(run.path)) or run.events()
+        events = self._events_or_none(run)
+        return run.events() if events is None else events
 
     def _show(self) -> None:
         run = self.selected_run()
@@ -446,21 +989,55 @@ class RunsTab(QWidget):
             self.resume_requested.emit(run, self._events_of(run), self.more_epochs.value())
 
     def compare(self) -> None:
-        """Overlay the selected runs' validation curves (their histories are read on a worker)."""
+        """Overlay the selected runs' validation curves and list the settings that differ (their
+        histories and settings are read on a worker when not already known)."""
         runs = self.selected_runs()
         if len(runs) < 2:
             return
+        self.pages.setCurrentWidget(self.comparison)
         self.comparison.caption.setText(f"Reading {len(runs)} runs…")
-        known = dict(self._events)
+        known = {run.path: self._events_or_none(run) for run in runs}
 
         def read(_progress, _stop):
-            return [(run, known.get(str(run.path)) or run.events()) for run in runs]
+            out = []
+            for run in runs:
+                try:
+                    cfg = run.config()
+                except (OSError, ValueError, KeyError, TypeError):
+                    cfg = None
+                events = known.get(run.path)
+                out.append((run, run.events() if events is None else events, cfg))
+            return out
 
         self._pool.start(Worker.from_call(read, name="read runs"), on_event=self._compare_loaded)
 
     def _compare_loaded(self, item) -> None:
         if not isinstance(item, Returned):
             return
-        for run, events in item.value:
-            self._events[str(run.path)] = events
-        self.comparison.show_runs([(run.path.name, events) for run, events in item.value])
+        names = []
+        for run, _events, _cfg in item.value:
+            row = self.row_for(run)
+            names.append(row.name if row else run.path.name)
+        self.comparison.show_runs([(name, events) for name, (_run, events, _cfg) in zip(names, item.value)])
+        self.comparison.show_settings(names, [cfg for _run, _events, cfg in item.value])
+
+
+def _moved_to_trash(path: Path) -> bool:
+    """QFile.moveToTrash: False where the platform has no trash (or it refused the folder).
+    PySide6 answers a bool, or (bool, path in the trash) in some versions."""
+    result = QFile.moveToTrash(str(path))
+    return bool(result[0] if isinstance(result, tuple) else result)
+
+
+def _reason(exc: Exception) -> str:
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+
+
+def _count(runs: list[RunFolder]) -> str:
+    return "this run" if len(runs) == 1 else f"these {len(runs)} runs"
+
+
+def _names(runs: list[RunFolder], most: int = 8) -> str:
+    names = [run.path.name for run in runs[:most]]
+    more = f" and {len(runs) - most} more" if len(runs) > most else ""
+    return ", ".join(names) + more

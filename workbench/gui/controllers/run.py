@@ -40,6 +40,7 @@ class RunController(QObject):
     run_started = Signal(object)  # RunStarted: the device and precision the run actually uses
     adapter_trained = Signal(str, object, str)  # adapter path, model (or None), device
     runs_changed = Signal()  # a run folder was written: the Runs list is stale
+    training_event = Signal(object)  # every event of the run in progress (the Runs table lists it live)
 
     def __init__(
         self,
@@ -154,6 +155,7 @@ class RunController(QObject):
         self.running_changed.emit(True)
 
     def _event(self, event) -> None:
+        self.training_event.emit(event)
         tab = self._training_tab
         if isinstance(event, StepDone):
             tab.step(event)
