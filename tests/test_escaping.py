@@ -163,3 +163,34 @@ def test_the_window_describes_adapters_and_datasets_with_file_strings_escaped(tm
     _, info = read_adapter(path)
     line = describe_adapter(str(path), info)
     assert "<img" not in line and "&lt;img" in line
+
+
+def test_every_message_box_goes_through_the_escaping_dialogs():
+    """A class of defect, not a case: Qt guesses whether a message box's text is markup, so every
+    one must pass through gui/dialogs.py. This finds any direct QMessageBox text call."""
+    import re
+    from pathlib import Path
+
+    import workbench.gui as gui
+
+    pattern = re.compile(r"QMessageBox\.(warning|critical|information|question)\(")
+    direct = [
+        f"{path.name}:{number}"
+        for path in Path(gui.__file__).parent.rglob("*.py")
+        if path.name != "dialogs.py"
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if pattern.search(line)
+    ]
+    assert direct == []
+
+
+def test_a_message_quoting_a_hostile_name_is_shown_literally(monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
+    from workbench.gui import dialogs
+
+    shown = []
+    monkeypatch.setattr(QMessageBox, "warning", staticmethod(lambda parent, title, text: shown.append(text)))
+    dialogs.warning(None, "Could not read", f"{IMG} is not a table\nsecond line")
+    assert shown[0].startswith("<qt>") and "<img" not in shown[0] and "&lt;img" in shown[0]
+    assert "<br>second line" in shown[0]

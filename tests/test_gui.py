@@ -7,6 +7,7 @@ real thing: the worker thread, the core trainer, the adapter file, the classifie
 from __future__ import annotations
 
 import csv
+import html
 import threading
 import time
 from pathlib import Path
@@ -34,6 +35,14 @@ def dataset(tmp_path) -> Path:
     return path
 
 
+def as_shown(text: str) -> str:
+    """What a person reads in a message box given ``text`` (gui/dialogs.py escapes every text and
+    marks it as rich text: <qt>…</qt>, <br> for a new line)."""
+    if text.startswith("<qt>") and text.endswith("</qt>"):
+        text = html.unescape(text[4:-5].replace("<br>", "\n"))
+    return text
+
+
 @pytest.fixture
 def dialogs(monkeypatch):
     """Record message boxes instead of showing them; questions are answered Yes."""
@@ -41,7 +50,7 @@ def dialogs(monkeypatch):
 
     def recorder(kind, answer=None):
         def show(_parent, title, text, *args, **kwargs):
-            calls.append((kind, f"{title}: {text}"))
+            calls.append((kind, f"{title}: {as_shown(text)}"))
             return answer
 
         return staticmethod(show)

@@ -26,7 +26,6 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
-    QMessageBox,
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
@@ -41,6 +40,7 @@ from ..core.events import Status
 from ..core.explain import Explanation, explain
 from ..core.text import printable
 from ..worker import Job, JobPool, Returned, Worker
+from . import dialogs
 from .escape import as_rich_text, escaped
 
 THROTTLE_MS = 100  # at most ten predictions a second while typing
@@ -472,7 +472,7 @@ class ClassifyTab(QWidget):
             return
         self.file_progress.setFormat("failed")
         message = str(error) if isinstance(error, WorkbenchError) else f"{type(error).__name__}: {error}"
-        QMessageBox.warning(self, "Could not classify the file", as_rich_text(message))
+        dialogs.warning(self, "Could not classify the file", message)
 
     def _file_done(self) -> None:
         self._file_job = None

@@ -40,6 +40,7 @@ from ..core.paths import data_dir
 from ..core.runs import RunFolder
 from ..resources import resource_path
 from ..worker import Job, JobPool, Returned, Worker
+from . import dialogs
 from .classify_tab import ClassifyTab
 from .controllers.adapter import ADAPTER_SUFFIX, AdapterController
 from .controllers.config import ConfigController
@@ -49,7 +50,7 @@ from .controllers.model import ModelController
 from .controllers.review import ReviewController
 from .controllers.run import RunController
 from .data_tab import DataTab
-from .escape import as_rich_text, escaped
+from .escape import escaped
 from .panels import SettingsColumn
 from .results_tab import ResultsTab
 from .runs_tab import RunsTab
@@ -421,7 +422,7 @@ class MainWindow(QMainWindow):
         try:
             self.config.save_settings(path)
         except WorkbenchError as exc:
-            QMessageBox.warning(self, "Could not save the settings", as_rich_text(exc))
+            dialogs.warning(self, "Could not save the settings", exc)
             return
         self.statusBar().showMessage(f"Settings saved to {path}", 8000)
 
@@ -438,7 +439,7 @@ class MainWindow(QMainWindow):
         try:
             self.config.load_settings(path)
         except WorkbenchError as exc:
-            QMessageBox.warning(self, "Could not load the settings", as_rich_text(exc))
+            dialogs.warning(self, "Could not load the settings", exc)
             return
         self.statusBar().showMessage(f"Settings loaded from {path}", 8000)
 
@@ -451,7 +452,7 @@ class MainWindow(QMainWindow):
                 if keys:
                     name = action.text().replace("&", "").rstrip("…")
                     rows.append(f"<tr><td><b>{escaped(keys)}</b>&nbsp;&nbsp;</td><td>{escaped(name)}</td></tr>")
-        QMessageBox.information(
+        dialogs.rich_information(
             self,
             "Keyboard shortcuts",
             "<table>" + "".join(rows) + "</table><p>Drop a dataset, an adapter or a model folder on the "
@@ -472,12 +473,12 @@ class MainWindow(QMainWindow):
             f"<p>PyTorch {torch.__version__} · Qt {qVersion()} · PySide6 {pyside_version} · "
             f"pyqtgraph {pg.__version__} · Python {sys.version.split()[0]}<br>"
             f"Device (auto): {describe(pick_device('auto'))}<br>"
-            f"Runs are kept in {data_dir() / 'runs'}</p>",
+            f"Runs are kept in {escaped(data_dir() / 'runs')}</p>",
         )
 
     def closeEvent(self, event: QCloseEvent) -> None:
         if self.run.is_training() and not self._closing:
-            answer = QMessageBox.question(
+            answer = dialogs.question(
                 self,
                 "Training is running",
                 "Stop the training and quit? The adapter trained so far is kept in the run folder.",

@@ -53,6 +53,7 @@ from ..core.progress import format_duration
 from ..core.run_table import RunAbout, RunRow
 from ..core.runs import RunFolder, run_outcome
 from ..worker import JobPool, Returned, Worker
+from . import dialogs
 from .escape import as_rich_text, escaped
 from .plots import LegendEntry, LegendRow
 from .tables import EXPORT_ROLE, SORT_ROLE, ResultsTableView, numeric_sort_proxy
@@ -837,7 +838,7 @@ class RunsTab(QWidget):
             about = run_table.read_about(run)
             stored = run_table.save_about(run, dataclasses.replace(about, name=name))
         except (OSError, WorkbenchError) as exc:
-            QMessageBox.warning(self, "Rename", f"Could not rename {run.path.name}: {_reason(exc)}")
+            dialogs.warning(self, "Rename", f"Could not rename {run.path.name}: {_reason(exc)}")
             return None
         if self.selected_run() == run:
             self.details.setText(describe_run(run, self._events_or_none(run) or []))
@@ -896,11 +897,9 @@ class RunsTab(QWidget):
             return
         busy = [run for run in runs if run.path == self._live or run_table.removal_problem(run)]
         if busy:
-            QMessageBox.information(
-                self, "Move to trash", f"{_names(busy)} is training now; stop it before removing it."
-            )
+            dialogs.information(self, "Move to trash", f"{_names(busy)} is training now; stop it before removing it.")
             return
-        answer = QMessageBox.question(
+        answer = dialogs.question(
             self,
             "Move to trash",
             f"Move {_count(runs)} to the trash?\n\n{_names(runs)}\n\n"
@@ -922,11 +921,11 @@ class RunsTab(QWidget):
         if no_trash:
             failed += self._delete_for_good(no_trash)
         if failed:
-            QMessageBox.warning(self, "Move to trash", "Not removed:\n" + "\n".join(failed))
+            dialogs.warning(self, "Move to trash", "Not removed:\n" + "\n".join(failed))
         self.refresh()
 
     def _delete_for_good(self, runs: list[RunFolder]) -> list[str]:
-        answer = QMessageBox.question(
+        answer = dialogs.question(
             self,
             "No trash",
             f"This system has no trash for {_names(runs)} (or it refused them).\n\n"
@@ -934,7 +933,7 @@ class RunsTab(QWidget):
         )
         if answer != QMessageBox.StandardButton.Yes:
             return [f"{run.path.name}: kept (no trash, and permanent delete declined)" for run in runs]
-        answer = QMessageBox.question(
+        answer = dialogs.question(
             self,
             "Delete permanently",
             f"Really delete {_count(runs)} for good: {_names(runs)}? Nothing will be left of it.",

@@ -14,10 +14,11 @@ from pathlib import Path
 
 from PySide6.QtCore import QAbstractItemModel, QModelIndex, QSortFilterProxyModel, Qt, Signal
 from PySide6.QtGui import QAction, QGuiApplication, QKeyEvent, QKeySequence
-from PySide6.QtWidgets import QAbstractItemView, QFileDialog, QMessageBox, QTableView, QWidget
+from PySide6.QtWidgets import QAbstractItemView, QFileDialog, QTableView, QWidget
 
 from ..core.errors import WorkbenchError
 from ..core.fileio import write_atomically
+from . import dialogs
 
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 EXPORT_ROLE = Qt.ItemDataRole.UserRole + 2
@@ -141,6 +142,6 @@ class ResultsTableView(QTableView):
             write_atomically(target, table_as_csv(self.model()).encode("utf-8"))
         except (OSError, WorkbenchError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            QMessageBox.warning(self, "Export CSV", f"Could not write {target}: {reason}")
+            dialogs.warning(self, "Export CSV", f"Could not write {target}: {reason}")
             return False
         return True

@@ -18,6 +18,7 @@ from ...core.memory import human_bytes
 from ...core.runs import RunFolder
 from ...core.training import training_inputs
 from ...worker import Job, JobPool, Returned, Worker
+from .. import dialogs
 from ..classify_tab import ClassifyTab
 from ..escape import escaped
 from ..panels import ModelPanel
@@ -90,7 +91,7 @@ class AdapterController(QObject):
         base = info.base_model
         other_base = base in MODEL_LABELS or Path(base).is_dir()
         if other_base and base != current and panel.model_config() != info.model_config:
-            answer = QMessageBox.question(
+            answer = dialogs.question(
                 self._dialogs,
                 "Adapter made for another model",
                 f"{Path(path).name} was trained on {info.describe_base()}, but {current or 'no model'} is selected.\n\n"
@@ -103,7 +104,7 @@ class AdapterController(QObject):
 
     def _failed(self, path: str, error) -> None:
         self._classify_tab.set_classifier(self._classify_tab.classifier, self._description())
-        QMessageBox.critical(self._dialogs, "Could not open the adapter", error_text(error))
+        dialogs.critical(self._dialogs, "Could not open the adapter", error_text(error))
 
     def load_for_classify(
         self, path: str, *, model: str | None, device: str = "auto", info: AdapterInfo | None = None
@@ -167,7 +168,7 @@ class AdapterController(QObject):
 
     def choose_save(self) -> None:
         if self.path is None:
-            QMessageBox.information(self._dialogs, "No adapter yet", "Train a model (or open an adapter) first.")
+            dialogs.information(self._dialogs, "No adapter yet", "Train a model (or open an adapter) first.")
             return
         target, _ = QFileDialog.getSaveFileName(
             self._dialogs, "Save adapter", "adapter.safetensors", "Adapters (*.safetensors)"
@@ -196,7 +197,7 @@ class AdapterController(QObject):
             on_event=lambda item: (
                 isinstance(item, Returned) and self.message.emit(f"Adapter saved to {item.value}", 8000)
             ),
-            on_failed=lambda error: QMessageBox.warning(self._dialogs, "Could not save the adapter", error_text(error)),
+            on_failed=lambda error: dialogs.warning(self._dialogs, "Could not save the adapter", error_text(error)),
         )
 
     def choose_import_peft(self) -> None:
@@ -227,7 +228,7 @@ class AdapterController(QObject):
         return self._pool.start(
             Worker.from_call(work, name="import peft"),
             on_event=lambda item: isinstance(item, Returned) and self.open(str(item.value)),
-            on_failed=lambda error: QMessageBox.warning(self._dialogs, "PEFT import failed", error_text(error)),
+            on_failed=lambda error: dialogs.warning(self._dialogs, "PEFT import failed", error_text(error)),
         )
 
     def choose_export_peft(self) -> None:
@@ -244,7 +245,7 @@ class AdapterController(QObject):
             on_event=lambda item: (
                 isinstance(item, Returned) and self.message.emit(f"PEFT adapter written to {folder}", 8000)
             ),
-            on_failed=lambda error: QMessageBox.warning(self._dialogs, "PEFT export failed", error_text(error)),
+            on_failed=lambda error: dialogs.warning(self._dialogs, "PEFT export failed", error_text(error)),
         )
 
 

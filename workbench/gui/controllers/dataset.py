@@ -14,6 +14,7 @@ from ...core.errors import Cancelled
 from ...core.events import Status
 from ...core.memory import human_bytes, longest_text_chars
 from ...worker import Job, JobPool, Returned, Worker
+from .. import dialogs
 from ..data_tab import DataTab
 from ..escape import escaped
 from ..panels import DataPanel
@@ -103,7 +104,7 @@ class DatasetController(QObject):
             return None  # reading it reports the problem
         if size < LARGE_FILE_BYTES:
             return None
-        answer = QMessageBox.question(
+        answer = dialogs.question(
             self._dialogs,
             "Large dataset",
             f"{path.name} is {human_bytes(size)}. Use a sample of its first {SAMPLE_ROWS:,} rows? "
@@ -205,7 +206,7 @@ class DatasetController(QObject):
         self._panel.clear_columns()
         self._panel.set_counts(None, "could not read this file")
         self.changed.emit()
-        QMessageBox.warning(self._dialogs, "Could not read the dataset", error_text(error))
+        dialogs.warning(self._dialogs, "Could not read the dataset", error_text(error))
 
     def _read_finished(self, token: int) -> None:
         if token == self._read_token:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from PySide6.QtCore import QObject, Signal
-from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
+from PySide6.QtWidgets import QFileDialog, QWidget
 
 from ...core import hub
 from ...core.errors import Cancelled, CheckpointError
 from ...core.events import Status
 from ...worker import Job, JobPool, Returned, Worker
+from .. import dialogs
 from ..panels import ModelPanel
 from . import error_text
 
@@ -73,7 +74,7 @@ class ModelController(QObject):
                 "connection and press Download again, or press “Choose a model folder…” to use a GPT-2 "
                 "checkpoint already on this computer (a folder with config.json and model.safetensors)."
             )
-        QMessageBox.warning(self._dialogs, "Download failed", text)
+        dialogs.warning(self._dialogs, "Download failed", text)
 
     def _download_finished(self) -> None:
         self.download_job = None

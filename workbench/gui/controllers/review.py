@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
-from PySide6.QtWidgets import QFileDialog, QMessageBox, QTabWidget, QWidget
+from PySide6.QtWidgets import QFileDialog, QTabWidget, QWidget
 
 from ...core.adapter_eval import evaluate_adapter_on, run_splits, score_held_out
 from ...core.adapters import update_decision
@@ -24,6 +24,7 @@ from ...core.fileio import check_outputs
 from ...core.label_errors import save_suspects, suspects_from_adapter
 from ...core.runs import RunFolder
 from ...worker import Job, JobPool, Returned, Worker
+from .. import dialogs
 from ..classify_tab import ClassifyTab
 from ..escape import escaped
 from ..results_tab import ResultsTab
@@ -179,7 +180,7 @@ class ReviewController(QObject):
         self._pool.start(
             Worker.from_call(work, name=f"save {what}"),
             on_event=saved,
-            on_failed=lambda error: QMessageBox.warning(self._dialogs, f"Could not save the {what}", error_text(error)),
+            on_failed=lambda error: dialogs.warning(self._dialogs, f"Could not save the {what}", error_text(error)),
         )
 
     # --- evaluate on a labelled file -----------------------------------------------------------------
@@ -247,7 +248,7 @@ class ReviewController(QObject):
             return
         self._results.clear("Evaluation stopped." if isinstance(error, Cancelled) else "Evaluation failed.")
         if not isinstance(error, Cancelled):
-            QMessageBox.warning(self._dialogs, "Could not evaluate the adapter", error_text(error))
+            dialogs.warning(self._dialogs, "Could not evaluate the adapter", error_text(error))
 
     def _evaluate_done(self) -> None:
         self._evaluate_job = None
@@ -313,7 +314,7 @@ class ReviewController(QObject):
             on_event=lambda item: (
                 isinstance(item, Returned) and self.message.emit(f"{len(rows):,} rows written to {target}", 8000)
             ),
-            on_failed=lambda error: QMessageBox.warning(self._dialogs, "Could not export", error_text(error)),
+            on_failed=lambda error: dialogs.warning(self._dialogs, "Could not export", error_text(error)),
         )
 
     def open_in_classify(self, text: str) -> None:

@@ -22,6 +22,7 @@ from ...core.events import (
 )
 from ...core.runs import RunFolder
 from ...worker import Job, JobPool, Worker
+from .. import dialogs
 from ..results_tab import ResultsTab
 from ..training_tab import TrainingTab
 from . import error_text
@@ -84,12 +85,10 @@ class RunController(QObject):
         try:
             cfg = run.config()
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            QMessageBox.warning(
-                self._dialogs, "Cannot resume", f"The settings of {run.path.name} cannot be read ({exc})."
-            )
+            dialogs.warning(self._dialogs, "Cannot resume", f"The settings of {run.path.name} cannot be read ({exc}).")
             return
         if not run.resume_path.is_file():
-            QMessageBox.warning(
+            dialogs.warning(
                 self._dialogs,
                 "Cannot resume",
                 f"{run.path.name} has no checkpoint to continue from: it stopped before its first epoch ended.",
@@ -219,14 +218,14 @@ class RunController(QObject):
         if event.kind == "oom" and event.retry_batch_size and self._cfg is not None:
             self._offer_smaller_batch(event)
             return
-        QMessageBox.warning(self._dialogs, "Training failed", event.message)
+        dialogs.warning(self._dialogs, "Training failed", event.message)
 
     def _offer_smaller_batch(self, event: TrainingFailed) -> None:
         """Half the batch, twice the accumulation: the same effective batch, less memory a step.
         Accepted, the retry starts when this run's worker has ended."""
         cfg = self._cfg
         n, accum = event.retry_batch_size, cfg.grad_accum * 2
-        answer = QMessageBox.question(
+        answer = dialogs.question(
             self._dialogs,
             "Out of memory",
             f"{event.message}\n\nRetry with batch size {n} and gradient accumulation ×2 ({accum})? "
@@ -242,7 +241,7 @@ class RunController(QObject):
         self._training_tab.finish("Failed", step=self._training_tab.step_reached)
         self._training_tab.add_log(f"Failed: {error_text(error)}")
         if not self.closing:
-            QMessageBox.critical(self._dialogs, "Training failed", error_text(error))
+            dialogs.critical(self._dialogs, "Training failed", error_text(error))
 
     def _ended(self) -> None:
         self._job = None
