@@ -146,3 +146,25 @@ def test_classifying_a_labelled_file_scores_it_as_eval_does(qtbot, window, datas
     qtbot.waitUntil(lambda: "Not scored" in tab.file_result.text(), timeout=60_000)
     assert window.results_tab.metrics is not None and "Test accuracy" in window.results_tab.headline.text()
     assert not dialogs  # no label column is no error
+
+
+def test_results_tables_sort_numbers_copy_as_tsv_and_export_csv(qtbot, window, tmp_path):
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QGuiApplication
+
+    trained(qtbot, window)
+    table = window.results_tab.class_table
+    table.sortByColumn(4, Qt.SortOrder.DescendingOrder)  # support, as numbers
+    supports = [int(table.item(r, 4).text().replace(",", "")) for r in range(table.rowCount())]
+    assert supports == sorted(supports, reverse=True)
+    table.selectAll()
+    qtbot.keyClick(table, Qt.Key.Key_C, Qt.KeyboardModifier.ControlModifier)
+    lines = QGuiApplication.clipboard().text().splitlines()
+    assert len(lines) == table.rowCount() and all(len(line.split("\t")) == 5 for line in lines)
+    out = tmp_path / "classes.csv"
+    assert table.export_csv(str(out))
+    header, *rows = out.read_text().splitlines()
+    assert header == "class,precision,recall,F1,support"
+    metrics = window.results_tab.metrics
+    exported = {row.split(",")[0]: float(row.split(",")[3]) for row in rows}
+    assert exported == dict(zip(metrics.label_names, metrics.f1))  # exact values, not the rounded text

@@ -25,6 +25,7 @@ from ..core.events import EvaluationMetrics
 from .decision_views import CalibrationView, ThresholdView
 from .escape import as_rich_text, escaped
 from .suspects_view import SuspectsView
+from .tables import NumberItem, ResultsTableWidget
 
 
 def _item(text: str, align_right: bool = False) -> QTableWidgetItem:
@@ -88,7 +89,7 @@ class ResultsTab(QWidget):
         self.headline.setFont(font)
         self.headline.setWordWrap(True)
 
-        self.class_table = QTableWidget(0, 5)
+        self.class_table = ResultsTableWidget(0, 5)
         self.class_table.setHorizontalHeaderLabels(["class", "precision", "recall", "F1", "support"])
         self.class_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.class_table.verticalHeader().setVisible(False)
@@ -96,7 +97,7 @@ class ResultsTab(QWidget):
         self.confusion = ConfusionMatrixWidget()
 
         self.wrong_label = QLabel("Misclassified test messages")
-        self.wrong_table = QTableWidget(0, 4)
+        self.wrong_table = ResultsTableWidget(0, 4)
         self.wrong_table.setHorizontalHeaderLabels(["message", "true", "predicted", "confidence"])
         header = self.wrong_table.horizontalHeader()
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
@@ -179,24 +180,26 @@ class ResultsTab(QWidget):
             f"{what} <b>{metrics.accuracy:.1%}</b> on {n:,} {rows}"
             f" · loss {metrics.loss:.3f}" + (f"<br><small>{escaped(where)}</small>" if where else "")
         )
+        self.class_table.setSortingEnabled(False)  # filling a sorted table moves rows under the loop
         self.class_table.setRowCount(len(metrics.label_names))
         for r, name in enumerate(metrics.label_names):
-            values = [
-                name,
-                f"{metrics.precision[r]:.3f}",
-                f"{metrics.recall[r]:.3f}",
-                f"{metrics.f1[r]:.3f}",
-                f"{metrics.support[r]:,}",
-            ]
-            for c, text in enumerate(values):
-                self.class_table.setItem(r, c, _item(text, align_right=c > 0))
+            numbers = (metrics.precision[r], metrics.recall[r], metrics.f1[r])
+            cells = [_item(name), *(NumberItem(v, f"{v:.3f}") for v in numbers)]
+            cells.append(NumberItem(metrics.support[r], f"{metrics.support[r]:,}"))
+            for c, item in enumerate(cells):
+                item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
+                self.class_table.setItem(r, c, item)
+        self.class_table.setSortingEnabled(True)
         self.confusion.set_matrix(metrics.label_names, metrics.confusion)
         wrong = metrics.misclassified
         self.wrong_label.setText(f"Misclassified messages ({len(wrong)})" if wrong else "No misclassified messages")
+        self.wrong_table.setSortingEnabled(False)
         self.wrong_table.setRowCount(len(wrong))
         for r, m in enumerate(wrong):
-            for c, text in enumerate((m.text, m.true_label, m.predicted_label, f"{m.probability:.0%}")):
-                item = _item(text, align_right=c == 3)
-                if c == 0:
-                    item.setToolTip(as_rich_text(m.text))
+            cells = [_item(m.text), _item(m.true_label), _item(m.predicted_label)]
+            cells.append(NumberItem(m.probability, f"{m.probability:.0%}"))
+            cells[0].setToolTip(as_rich_text(m.text))
+            for c, item in enumerate(cells):
+                item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
                 self.wrong_table.setItem(r, c, item)
+        self.wrong_table.setSortingEnabled(True)

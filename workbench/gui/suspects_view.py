@@ -11,7 +11,6 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QPushButton,
-    QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
@@ -19,23 +18,10 @@ from PySide6.QtWidgets import (
 
 from ..core.label_errors import Suspect
 from .escape import as_rich_text
+from .tables import NumberItem, ResultsTableWidget
 
 SHOWN_ROWS = 500  # the list shows the least likely rows; the CSV export holds every row
 COLUMNS = ("p(given)", "given", "predicted", "split", "message")
-
-
-class NumberItem(QTableWidgetItem):
-    """A cell that sorts by its number, not by its text ("0.05" before "0.4", "1,200" after "300")."""
-
-    def __init__(self, value: float, text: str):
-        super().__init__(text)
-        self.value = value
-        self.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-
-    def __lt__(self, other: QTableWidgetItem) -> bool:
-        if isinstance(other, NumberItem):
-            return self.value < other.value
-        return super().__lt__(other)
 
 
 class SuspectsView(QWidget):
@@ -58,7 +44,7 @@ class SuspectsView(QWidget):
         self.export_button = QPushButton("Export CSV…")
         self.export_button.setEnabled(False)
         self.status = QLabel()
-        self.table = QTableWidget(0, len(COLUMNS))
+        self.table = ResultsTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(list(COLUMNS))
         header = self.table.horizontalHeader()
         for column in range(len(COLUMNS) - 1):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QAbstractItemModel, QModelIndex, QSortFilterProxyModel, Qt, Signal
 from PySide6.QtGui import QAction, QGuiApplication, QKeyEvent, QKeySequence
-from PySide6.QtWidgets import QAbstractItemView, QFileDialog, QTableView, QWidget
+from PySide6.QtWidgets import QAbstractItemView, QFileDialog, QTableView, QTableWidget, QTableWidgetItem, QWidget
 
 from ..core.errors import WorkbenchError
 from ..core.fileio import write_atomically
@@ -86,6 +86,57 @@ def numeric_sort_proxy(source: QAbstractItemModel, parent=None) -> QSortFilterPr
     return proxy
 
 
+def install_spreadsheet_actions(view: QTableView) -> None:
+    """Copy (Ctrl+C, also in the context menu) and "Export CSV…" on a table view's context menu."""
+    view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+    view.copy_action = QAction("Copy", view)
+    view.copy_action.setShortcut(QKeySequence.StandardKey.Copy)  # shown in the menu; keyPressEvent acts
+    view.copy_action.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)
+    view.copy_action.triggered.connect(lambda: copy_selection(view))
+    view.export_action = QAction("Export CSV…", view)
+    view.export_action.triggered.connect(lambda: choose_export(view))
+    view.addAction(view.copy_action)
+    view.addAction(view.export_action)
+    view.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
+
+
+def copy_selection(view: QTableView) -> str:
+    text = selection_as_tsv(view)
+    if text:
+        QGuiApplication.clipboard().setText(text)
+    return text
+
+
+def choose_export(view: QTableView) -> None:
+    path, _filter = QFileDialog.getSaveFileName(view, "Export CSV", "", "CSV files (*.csv)")
+    if path:
+        export_csv(view, path)
+
+
+def export_csv(view: QTableView, path: str) -> bool:
+    """Write the table (as sorted on screen) to ``path``; a failure is said in a dialog."""
+    target = Path(path)
+    if target.suffix.lower() != ".csv":
+        target = target.with_name(target.name + ".csv")
+    try:
+        write_atomically(target, table_as_csv(view.model()).encode("utf-8"))
+    except (OSError, WorkbenchError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        dialogs.warning(view, "Export CSV", f"Could not write {target}: {reason}")
+        return False
+    return True
+
+
+def copies_the_selection(view: QTableView, event: QKeyEvent) -> bool:
+    """Ctrl+C: QAbstractItemView answers it itself with the current cell alone; a spreadsheet
+    copies the selection."""
+    if event.matches(QKeySequence.StandardKey.Copy):
+        copy_selection(view)
+        event.accept()
+        return True
+    return False
+
+
 class ResultsTableView(QTableView):
     """A read-mostly table: rows selected whole or cell by cell, sortable by a click on a header,
     Ctrl+C and a context menu to copy, and "Export CSV…" (``export_csv``)."""
@@ -95,53 +146,61 @@ class ResultsTableView(QTableView):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.setSortingEnabled(True)
-        self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.setAlternatingRowColors(True)
         self.setWordWrap(False)
         self.verticalHeader().setVisible(False)
         self.horizontalHeader().setHighlightSections(False)
-        self.copy_action = QAction("Copy", self)
-        self.copy_action.setShortcut(QKeySequence.StandardKey.Copy)  # shown in the menu; keyPressEvent acts
-        self.copy_action.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)
-        self.copy_action.triggered.connect(self.copy_selection)
-        self.export_action = QAction("Export CSV…", self)
-        self.export_action.triggered.connect(self.choose_export)
-        self.addAction(self.copy_action)
-        self.addAction(self.export_action)
-        self.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
+        install_spreadsheet_actions(self)
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
-        # QAbstractItemView answers Ctrl+C itself, with the current cell alone; a spreadsheet copies
-        # the selection.
-        if event.matches(QKeySequence.StandardKey.Copy):
-            self.copy_selection()
-            event.accept()
-        elif event.key() == Qt.Key.Key_Delete and self.state() != QAbstractItemView.State.EditingState:
+        if copies_the_selection(self, event):
+            return
+        if event.key() == Qt.Key.Key_Delete and self.state() != QAbstractItemView.State.EditingState:
             self.delete_pressed.emit()
             event.accept()
         else:
             super().keyPressEvent(event)
 
     def copy_selection(self) -> str:
-        text = selection_as_tsv(self)
-        if text:
-            QGuiApplication.clipboard().setText(text)
-        return text
+        return copy_selection(self)
 
     def choose_export(self) -> None:
-        path, _filter = QFileDialog.getSaveFileName(self, "Export CSV", "", "CSV files (*.csv)")
-        if path:
-            self.export_csv(path)
+        choose_export(self)
 
     def export_csv(self, path: str) -> bool:
-        """Write the table (as sorted on screen) to ``path``; a failure is said in a dialog."""
-        target = Path(path)
-        if target.suffix.lower() != ".csv":
-            target = target.with_name(target.name + ".csv")
-        try:
-            write_atomically(target, table_as_csv(self.model()).encode("utf-8"))
-        except (OSError, WorkbenchError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            dialogs.warning(self, "Export CSV", f"Could not write {target}: {reason}")
-            return False
-        return True
+        return export_csv(self, path)
+
+
+class NumberItem(QTableWidgetItem):
+    """A QTableWidget cell that sorts by its number, not by its text ("0.05" before "0.4", "1,200"
+    after "300"), and exports the number itself."""
+
+    def __init__(self, value: float, text: str):
+        super().__init__(text)
+        self.value = value
+        self.setData(EXPORT_ROLE, value)
+        self.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+
+    def __lt__(self, other: QTableWidgetItem) -> bool:
+        if isinstance(other, NumberItem):
+            return self.value < other.value
+        return super().__lt__(other)
+
+
+class ResultsTableWidget(QTableWidget):
+    """A QTableWidget (the Results tab's small tables) that copies and exports like
+    ``ResultsTableView``; sortable where its owner enables it, numbers with ``NumberItem``."""
+
+    def __init__(self, rows: int, columns: int, parent: QWidget | None = None):
+        super().__init__(rows, columns, parent)
+        install_spreadsheet_actions(self)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        if not copies_the_selection(self, event):
+            super().keyPressEvent(event)
+
+    def copy_selection(self) -> str:
+        return copy_selection(self)
+
+    def export_csv(self, path: str) -> bool:
+        return export_csv(self, path)
