@@ -23,9 +23,10 @@ from functools import lru_cache
 
 import torch
 
+from .precision import fastest_alternating
+
 PROBE_ROWS = 25  # one SMS message: the median message is about 25 GPT-2 tokens
 PROBE_MIN_REPEATS, PROBE_MAX_REPEATS = 3, 30
-PROBE_BUDGET_S = 0.1  # timed repetitions beyond the minimum stop after this; warm-up comes on top
 # int8 rounds the activations of three layers in every block to 8 bits: it must win clearly.
 INT8_MARGIN = 1.3
 
@@ -126,17 +127,5 @@ def measure(width: int, float_layer: Callable[[torch.nn.Linear], torch.nn.Module
             h = layer(h)
         return time.perf_counter() - start
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        one_pass("float"), one_pass("int8")  # warm-up: kernel choice, allocator
-        times: dict[str, list[float]] = {"float": [], "int8": []}
-        started = time.perf_counter()
-        while len(times["float"]) < PROBE_MAX_REPEATS:
-            for form in ("float", "int8"):  # alternate, so a burst of load hits both alike
-                times[form].append(one_pass(form))
-            if len(times["float"]) >= PROBE_MIN_REPEATS and time.perf_counter() - started > PROBE_BUDGET_S:
-                break
-    finally:
-        torch.set_num_threads(threads)
-    return min(times["float"]) * 1e3, min(times["int8"]) * 1e3
+    best = fastest_alternating(one_pass, ("float", "int8"), (PROBE_MIN_REPEATS, PROBE_MAX_REPEATS), one_thread=True)
+    return best["float"], best["int8"]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -136,21 +137,34 @@ def measure(device: torch.device, width: int, rows: int | None = None) -> tuple[
         _synchronize(device)
         return time.perf_counter() - start
 
+    # One thread on a CPU: see the module docstring (one core's ratio, free of scheduling noise).
+    best = fastest_alternating(one_pass, ("fp32", "bf16"), (PROBE_MIN_REPEATS, PROBE_MAX_REPEATS), device.type == "cpu")
+    return best["fp32"], best["bf16"]
+
+
+def fastest_alternating(
+    one_pass: Callable[[str], float], forms: tuple[str, ...], repeats: tuple[int, int], one_thread: bool
+) -> dict[str, float]:
+    """Milliseconds of the fastest ``one_pass(form)`` for each form, timed in turns (a burst of
+    load from elsewhere hits every form alike) after one warm-up pass each (kernel choice,
+    allocator): at least ``repeats[0]`` turns, more until PROBE_BUDGET_S has passed, at most
+    ``repeats[1]``. The probes of bf16 (here) and of int8 classification (int8.py) share it."""
     threads = torch.get_num_threads()
-    if device.type == "cpu":
-        torch.set_num_threads(1)  # see the module docstring: one core's ratio, free of scheduling noise
+    if one_thread:
+        torch.set_num_threads(1)
     try:
-        one_pass("fp32"), one_pass("bf16")  # warm-up
-        times: dict[str, list[float]] = {"fp32": [], "bf16": []}
+        for form in forms:
+            one_pass(form)
+        times: dict[str, list[float]] = {form: [] for form in forms}
         started = time.perf_counter()
-        while len(times["fp32"]) < PROBE_MAX_REPEATS:
-            for precision in ("fp32", "bf16"):  # alternate, so a burst of load hits both alike
-                times[precision].append(one_pass(precision))
-            if len(times["fp32"]) >= PROBE_MIN_REPEATS and time.perf_counter() - started > PROBE_BUDGET_S:
+        while len(times[forms[0]]) < repeats[1]:
+            for form in forms:
+                times[form].append(one_pass(form))
+            if len(times[forms[0]]) >= repeats[0] and time.perf_counter() - started > PROBE_BUDGET_S:
                 break
     finally:
         torch.set_num_threads(threads)
-    return min(times["fp32"]) * 1e3, min(times["bf16"]) * 1e3
+    return {form: min(values) * 1e3 for form, values in times.items()}
 
 
 def probe_rows(width: int) -> int:
