@@ -144,6 +144,7 @@ def test_python_dash_m_runs_without_traceback(tmp_path):
             "batch_size": 16,
         },
         {"warmup_steps": 30, "schedule": "cosine", "early_stopping": 2, "keep_best": True},
+        {"data": {"rename_labels": (("0", "ham"), ("1", "spam b"))}},
     ],
 )
 def test_train_command_parses_back_into_the_same_settings(changes):

@@ -101,3 +101,22 @@ def test_schedule_early_stopping_and_keep_best_reach_the_run_and_the_command(win
     assert "--keep-best" in words and words[words.index("--schedule") + 1] == "cosine"
     window.config.apply(cfg.with_changes(schedule="linear", keep_best=False, early_stopping=0))
     assert t.schedule.currentData() == "linear" and not t.keep_best.isChecked() and t.early_stopping.text() == "off"
+
+
+def test_label_renames_in_the_data_panel(qtbot, window, tmp_path):
+    numbered = tmp_path / "numbered.csv"
+    numbered.write_text("text,label\n" + "".join(f"message {i},{i % 2}\n" for i in range(40)))
+    window.open_dataset(str(numbered))
+    qtbot.waitUntil(lambda: window.dataset.counts == {"0": 20, "1": 20}, timeout=10_000)
+    panel = window.data_panel
+    panel.rename.setText("0=ham, 1=spam")
+    assert window.dataset.counts == {"ham": 20, "spam": 20}  # the classes training will find
+    cfg, problems = window.build_config()
+    assert cfg.data.rename_labels == (("0", "ham"), ("1", "spam")) and problems == []
+    assert "--rename-labels 0=ham 1=spam" in window.copy_command()
+
+    panel.rename.setText("2=ham")
+    assert any("no label '2'" in p for p in window.problems()) and not window.start_button.isEnabled()
+    assert window.config._field_for(next(p for p in window.problems() if "'2'" in p)) is panel.rename
+    panel.rename.setText("0=ham, spam")
+    assert any("not OLD=NEW" in p for p in window.problems())

@@ -29,8 +29,9 @@ from .core.config import (
     DataConfig,
     LoRAConfig,
     TrainConfig,
+    parse_renames,
 )
-from .core.errors import WorkbenchError
+from .core.errors import ConfigError, WorkbenchError
 from .core.progress import format_duration
 from .core.text import printable
 
@@ -386,7 +387,26 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--max-rows", type=bounded("max_rows"), default=None, help="read only the first N rows of a large file"
     )
+    p.add_argument(
+        "--rename-labels",
+        nargs="+",
+        type=rename_pair,
+        default=[],
+        metavar="OLD=NEW",
+        help="names for the file's labels, e.g. 0=ham 1=spam (the adapter's classes are then called so)",
+    )
     add_split_args(p)
+
+
+def rename_pair(text: str) -> tuple[str, str]:
+    """One OLD=NEW argument of --rename-labels."""
+    try:
+        (pair,) = parse_renames(text) or (None,)
+    except (ConfigError, ValueError):
+        pair = None
+    if pair is None:
+        raise argparse.ArgumentTypeError(f"{printable(text, 40)!r} is not OLD=NEW (e.g. 0=ham)")
+    return pair
 
 
 def add_split_args(p: argparse.ArgumentParser) -> None:
@@ -443,6 +463,7 @@ def data_config(args) -> DataConfig:
         max_rows=args.max_rows,
         train_fraction=args.train_fraction,
         val_fraction=args.val_fraction,
+        rename_labels=tuple(getattr(args, "rename_labels", ())),
     )
 
 
@@ -497,6 +518,7 @@ def with_settings_file(parser, argv: list[str] | None, path: str):
         max_rows=d.max_rows,
         train_fraction=d.train_fraction,
         val_fraction=d.val_fraction,
+        rename_labels=list(d.rename_labels),
         rank=lo.rank,
         alpha=lo.alpha,
         dropout=lo.dropout,
@@ -563,6 +585,8 @@ def train_command(cfg: TrainConfig, out: str = "adapter.safetensors") -> str:
             words += [flag, repr(value) if isinstance(value, float) else str(value)]
     if d.balance != default.data.balance:
         words.append("--balance" if d.balance else "--no-balance")
+    if d.rename_labels:
+        words += ["--rename-labels", *(f"{old}={new}" for old, new in d.rename_labels)]
     if cfg.keep_best != default.keep_best:
         words.append("--keep-best" if cfg.keep_best else "--no-keep-best")
     if tuple(lo.targets) != tuple(default.lora.targets):

@@ -288,6 +288,10 @@ def label_mapping(info: AdapterInfo, dataset_labels: Sequence[str], dataset: str
     from .data.splits import label_key  # the rule that merged the training data's spellings
 
     index = {label_key(name): i for i, name in enumerate(info.label_names)}
+    if info.data is not None:  # the spellings it was trained from: "0" in another file is its "ham"
+        for i, spellings in enumerate(info.data.label_values):
+            for spelling in spellings:
+                index.setdefault(label_key(spelling), i)  # a class's own name wins over a spelling
     unknown = [name for name in dataset_labels if label_key(name) not in index]
     if unknown:
         raise AdapterError(

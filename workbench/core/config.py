@@ -20,6 +20,7 @@ from typing import Any
 from .errors import ConfigError
 from .limits import (
     MAX_HEADS,
+    MAX_LABEL_CHARS,
     MAX_LAYERS,
     MAX_POSITIONS,
     MAX_RANK,
@@ -327,6 +328,9 @@ class DataConfig:
     val_fraction: float = 0.1  # the test set gets what is left
     max_length: int | None = None  # tokens per text; None: the model's context length
     max_rows: int | None = None  # read only a file's first N rows (a sample of a very large file)
+    # Names for the file's labels: (("0", "ham"), ("1", "spam")) trains an adapter whose classes read
+    # ham and spam; a label is matched as the label rule matches spellings ("0.0" is "0").
+    rename_labels: tuple[tuple[str, str], ...] = ()
     # Shuffling, balancing and splitting follow the run's one seed, TrainConfig.seed.
 
     def validate(self) -> list[Problem]:
@@ -340,7 +344,40 @@ class DataConfig:
         if not fractions and self.train_fraction + self.val_fraction >= 1:
             problems.append(Problem("data.val_fraction", "train + validation fractions must leave room for a test set"))
         problems += bound_problems(self, ("max_rows", "max_length"), "data.")
+        problems += [Problem("data.rename_labels", p) for p in rename_problems(self.rename_labels)]
         return problems
+
+
+def rename_problems(renames: object) -> list[str]:
+    """What is wrong with label renames: pairs of a label and a new, non-blank name of a sane length."""
+    if not isinstance(renames, (tuple, list)):
+        return ["label renames must be pairs of a label and its new name"]
+    problems = []
+    for pair in renames:
+        if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and all(isinstance(v, str) for v in pair)):
+            problems.append("label renames must be pairs of a label and its new name")
+        elif not pair[1].strip():
+            problems.append(f"the new name for label {printable(pair[0], 40)!r} is empty")
+        elif max(len(pair[0]), len(pair[1])) > MAX_LABEL_CHARS:
+            problems.append(f"a renamed label is longer than {MAX_LABEL_CHARS:,} characters")
+    sources = [pair[0].strip() for pair in renames if isinstance(pair, (tuple, list)) and len(pair) == 2]
+    if len(set(sources)) < len(sources):
+        problems.append("a label is renamed twice")
+    return list(dict.fromkeys(problems))
+
+
+def parse_renames(text: str) -> tuple[tuple[str, str], ...]:
+    """ "0=ham, 1=spam" (the window's field; the CLI takes each OLD=NEW as one argument) as pairs;
+    ConfigError naming the part that is not OLD=NEW."""
+    pairs = []
+    for part in (p.strip() for p in text.replace("\n", ",").split(",")):
+        if not part:
+            continue
+        old, sep, new = part.partition("=")
+        if not sep or not old.strip() or not new.strip():
+            raise ConfigError(f"rename {printable(part, 40)!r} is not OLD=NEW (e.g. 0=ham)")
+        pairs.append((old.strip(), new.strip()))
+    return tuple(pairs)
 
 
 @dataclass(frozen=True)
@@ -410,7 +447,12 @@ class TrainConfig:
         """Inverse of ``to_dict``; unknown keys are ignored so old run folders still load."""
         if "seed" not in d and "seed" in d.get("data", {}):  # files from when the split had its own seed
             d = {**d, "seed": d["data"]["seed"]}
-        data = DataConfig(**_known(DataConfig, d.get("data", {})))
+        data_values = _known(DataConfig, d.get("data", {}))
+        if isinstance(data_values.get("rename_labels"), list):  # JSON lists back to pairs
+            data_values["rename_labels"] = tuple(
+                tuple(pair) if isinstance(pair, list) else pair for pair in data_values["rename_labels"]
+            )
+        data = DataConfig(**data_values)
         lora_values = _known(LoRAConfig, d.get("lora", {}))
         if "targets" in lora_values:
             lora_values["targets"] = tuple(lora_values["targets"])

@@ -34,10 +34,19 @@ from PySide6.QtWidgets import (
 )
 
 from ..core import hub
-from ..core.config import ALL_TARGETS, MODEL_LABELS, SCHEDULES, DataConfig, LoRAConfig, ModelConfig, TrainConfig
+from ..core.config import (
+    ALL_TARGETS,
+    MODEL_LABELS,
+    SCHEDULES,
+    DataConfig,
+    LoRAConfig,
+    ModelConfig,
+    TrainConfig,
+    parse_renames,
+)
 from ..core.data import SMS_SPAM
 from ..core.device import available_devices
-from ..core.errors import WorkbenchError
+from ..core.errors import ConfigError, WorkbenchError
 from ..core.memory import human_bytes
 from ..core.model import load_model_config
 from .escape import as_rich_text, escaped
@@ -195,12 +204,18 @@ class DataPanel(QGroupBox):
             0, 100_000, 0, "Tokens per text; longer texts are cut. 'model' uses the model's context (1024)", "model"
         )
         form.addRow("Max length", self.max_length)
+        self.rename = QLineEdit()
+        self.rename.setPlaceholderText("e.g. 0=ham, 1=spam")
+        self.rename.setToolTip("Names for the file's labels: the adapter's classes are then called so")
+        self.rename.setProperty("default_tip", self.rename.toolTip())
+        form.addRow("Rename labels", self.rename)
 
         self.sms_radio.toggled.connect(self._source_toggled)
         self.open_button.clicked.connect(self.open_file_requested)
         self.download_button.clicked.connect(self.download_requested)
         self.text_column.currentIndexChanged.connect(self._columns_changed)
         self.label_column.currentIndexChanged.connect(self._columns_changed)
+        self.rename.textChanged.connect(self._columns_changed)  # the classes counted follow the names
         for widget in (self.train_pct, self.val_pct, self.max_length):
             widget.valueChanged.connect(self._emit_changed)
         self.balance.toggled.connect(self._emit_changed)
@@ -222,7 +237,15 @@ class DataPanel(QGroupBox):
             val_fraction=self.val_pct.value() / 100,
             max_length=self.max_length.value() or None,
             max_rows=self.max_rows,
+            rename_labels=self.renames()[0],
         )
+
+    def renames(self) -> tuple[tuple[tuple[str, str], ...], str]:
+        """The label renames typed, and why they cannot be read ("" when they can)."""
+        try:
+            return parse_renames(self.rename.text()), ""
+        except ConfigError as exc:
+            return (), str(exc)
 
     def apply(self, cfg: DataConfig) -> None:
         if cfg.source and cfg.source != SMS_SPAM:
@@ -234,6 +257,7 @@ class DataPanel(QGroupBox):
         self.val_pct.setValue(round(cfg.val_fraction * 100))
         self.max_length.setValue(cfg.max_length or 0)
         self.max_rows = cfg.max_rows
+        self.rename.setText(", ".join(f"{old}={new}" for old, new in cfg.rename_labels))
         self._wanted_columns = (cfg.text_column, cfg.label_column)
         self._select(self.text_column, cfg.text_column)
         self._select(self.label_column, cfg.label_column)

@@ -78,6 +78,7 @@ class DataRecipe:
     max_length: int  # tokens per text the model saw
     label_names: tuple[str, ...]  # class ids in order
     label_values: tuple[tuple[str, ...], ...]  # per class, its spellings in the file (before stripping)
+    rename_labels: tuple[tuple[str, str], ...] = ()  # names given to the file's labels (DataConfig)
 
     def data_config(self, source: str | Path) -> DataConfig:
         """The settings that rebuild this recipe's split from ``source`` (the same bytes)."""
@@ -90,6 +91,7 @@ class DataRecipe:
             train_fraction=self.train_fraction,
             val_fraction=self.val_fraction,
             max_rows=self.max_rows,
+            rename_labels=self.rename_labels,
         )
 
     def describe_split(self) -> str:
@@ -118,6 +120,7 @@ class DataRecipe:
             max_length=int(d["max_length"]),
             label_names=tuple(str(n) for n in d["label_names"]),
             label_values=tuple(tuple(str(v) for v in values) for values in d.get("label_values", ())),
+            rename_labels=tuple((str(old), str(new)) for old, new in d.get("rename_labels", ())),
         )
 
 
@@ -138,4 +141,5 @@ def recipe_for(
         max_length=max_length,
         label_names=tuple(splits.label_names),
         label_values=tuple(splits.label_values.get(name, ()) for name in splits.label_names),
+        rename_labels=tuple(cfg.rename_labels),
     )

@@ -13,7 +13,7 @@ import random
 import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
@@ -103,14 +103,22 @@ class LabelClasses:
     class_of: dict[str, str]  # every spelling as written in the file -> the name of its class
     counts: dict[str, int]  # rows per class
     merged: dict[str, tuple[str, ...]]  # class -> its spellings as written (most frequent first), when several
+    rename_problem: str = ""  # why the renames asked for cannot apply (a label not there, two made one)
 
 
-def canonical_labels(values: Iterable[object], stop: threading.Event | None = None) -> LabelClasses:
+def canonical_labels(
+    values: Iterable[object],
+    stop: threading.Event | None = None,
+    rename: tuple[tuple[str, str], ...] = (),
+) -> LabelClasses:
     """The one label-cleaning rule, for splitting and for counting classes (the window's too).
 
     Missing labels are skipped (``clean_label``) and spellings with the same ``label_key`` become
     one class ("spam", "Spam", "spam "), named by its most frequent spelling without surrounding
-    spaces (ties: the first in sort order), so an adapter's label names are spellings the user wrote.
+    spaces (ties: the first in sort order), so an adapter's label names are spellings the user wrote,
+    or the names ``rename`` gives them (("0", "ham"): a label matched by the same rule, "0.0" too).
+    A rename that matches no class, or that would make two classes one, is not applied but said in
+    ``rename_problem`` (the caller decides: training refuses, the window shows it).
     """
     spellings: Counter[str] = Counter()
     for part in checked_chunks(list(values), stop, "Reading the labels"):
@@ -131,7 +139,35 @@ def canonical_labels(values: Iterable[object], stop: threading.Event | None = No
         class_of.update(dict.fromkeys(group, name))
         if len(group) > 1:
             merged[name] = tuple(group)
-    return LabelClasses(_sorted_labels(set(counts)), class_of, counts, merged)
+    classes = LabelClasses(_sorted_labels(set(counts)), class_of, counts, merged)
+    return _renamed(classes, rename) if rename else classes
+
+
+def _renamed(classes: LabelClasses, rename: tuple[tuple[str, str], ...]) -> LabelClasses:
+    """``classes`` with the names ``rename`` gives; each renamed class keeps its spellings in
+    ``merged``, so an adapter records them and recognises "0" in another file as its "ham"."""
+    by_key = {label_key(name): name for name in classes.names}
+    unknown = [old for old, _ in rename if label_key(old) not in by_key]
+    new_of = {by_key[label_key(old)]: new.strip() for old, new in rename if label_key(old) in by_key}
+    final = [new_of.get(name, name) for name in classes.names]
+    problem = ""
+    if unknown:
+        problem = (
+            f"no label {', '.join(repr(printable(u, 24)) for u in unknown[:3])} to rename (the labels are "
+            + (", ".join(repr(printable(n, 24)) for n in classes.names[:8]))
+            + ")"
+        )
+    elif len({label_key(n) for n in final}) < len(final):
+        problem = "renaming would make two classes one; give each class its own name"
+    if problem:
+        return replace(classes, rename_problem=problem)
+    spellings = {name: classes.merged.get(name, (name,)) for name in classes.names}
+    return LabelClasses(
+        _sorted_labels(set(final)),
+        {spelling: new_of.get(name, name) for spelling, name in classes.class_of.items()},
+        {new_of.get(name, name): count for name, count in classes.counts.items()},
+        {new_of.get(name, name): spellings[name] for name in classes.names if name in new_of or name in classes.merged},
+    )
 
 
 def describe_merges(merged: dict[str, tuple[str, ...]], limit: int = 5) -> str:
@@ -193,7 +229,9 @@ def usable_rows(
     raise_if_stopped(stop, what)
     labels = frame[label_column].fillna("").astype(str).tolist()
 
-    classes = canonical_labels([label for text, label in zip(texts, labels) if text.strip()], stop)
+    classes = canonical_labels([label for text, label in zip(texts, labels) if text.strip()], stop, cfg.rename_labels)
+    if classes.rename_problem:
+        raise DataError(f"Column {printable(label_column, 40)!r}: {classes.rename_problem}.")
     rows: list[tuple[str, str]] = []
     for part_texts, part_labels in zip(checked_chunks(texts, stop, what), checked_chunks(labels, stop, what)):
         rows.extend(

@@ -10,6 +10,7 @@ from PySide6.QtCore import QObject, Signal, Slot
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 
 from ...core import data as datamod
+from ...core.config import Problem
 from ...core.errors import Cancelled
 from ...core.events import Status
 from ...core.memory import human_bytes, longest_text_chars
@@ -37,6 +38,7 @@ class DatasetController(QObject):
         self.table: datamod.Table | None = None
         self.counts: dict[str, int] = {}  # label -> rows, for the chosen label column
         self.longest_text: int | None = None  # characters of the longest text (memory estimate)
+        self.rename_problem = ""  # why the label renames typed cannot apply to this column
         self._read_error: tuple[str, str] | None = None  # (source, why it could not be read)
         self._read_job: Job | None = None
         self._read_token = 0
@@ -74,6 +76,11 @@ class DatasetController(QObject):
                 )
             elif self.counts and len(self.counts) < 2:
                 problems.append("the label column has only one class; a classifier needs at least two")
+            if self.rename_problem:
+                problems.append(Problem("data.rename_labels", f"rename labels: {self.rename_problem}"))
+        rename_error = self._panel.renames()[1]
+        if rename_error:
+            problems.append(Problem("data.rename_labels", rename_error))
         return problems
 
     # --- choosing and reading ----------------------------------------------------------------------
@@ -220,7 +227,7 @@ class DatasetController(QObject):
         if table is None:
             return
         text, label = self._panel.effective_columns((table.text_column, table.label_column))
-        self.counts = _label_counts(table.frame, label)
+        self.counts, self.rename_problem = _label_counts(table.frame, label, self._panel.data_config().rename_labels)
         self.longest_text = longest_text_chars(table, text)
         if datamod.looks_like_text_column(self.counts):
             self._panel.set_counts(self.counts, "this looks like a text column, not labels", warning=True)
@@ -229,11 +236,11 @@ class DatasetController(QObject):
         self.changed.emit()
 
 
-def _label_counts(frame: pd.DataFrame, label: str | None) -> dict[str, int]:
+def _label_counts(frame: pd.DataFrame, label: str | None, rename=()) -> tuple[dict[str, int], str]:
     """Rows per class of ``label`` by the core's own label cleaning (``canonical_labels``: missing
-    labels such as NA or null left out, "Spam"/"spam " one class), so the counts shown are the
-    classes training will find."""
+    labels such as NA or null left out, "Spam"/"spam " one class, the renames typed applied), so
+    the counts shown are the classes training will find; and why the renames cannot apply."""
     if label is None or label not in frame.columns:
-        return {}
-    classes = datamod.canonical_labels(frame[label].fillna("").astype(str).tolist())
-    return {name: classes.counts[name] for name in classes.names}
+        return {}, ""
+    classes = datamod.canonical_labels(frame[label].fillna("").astype(str).tolist(), rename=tuple(rename))
+    return {name: classes.counts[name] for name in classes.names}, classes.rename_problem
