@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from .config import LoRAConfig, ModelConfig
+from .config import LoRAConfig, ModelConfig, rename_problems
 from .data.recipe import DataRecipe
 from .errors import AdapterError, WorkbenchError
 from .fileio import check_outputs, is_pickle_name, open_regular_file, require_regular_file, write_atomically
@@ -222,6 +222,8 @@ def _metadata_problems(info: AdapterInfo) -> list[str]:
     problems.append(whole_number_problem("format version", info.format_version, 1, FORMAT_VERSION))
     if not isinstance(info.metrics, dict):
         problems.append(f"metrics must be a JSON object, got {shown(info.metrics)}")
+    if info.data is not None:
+        problems += rename_problems(info.data.rename_labels)
     problems = [p for p in problems if p]
     return problems or decision_problems(info)  # the decision is judged on otherwise sound metadata
 
