@@ -168,3 +168,34 @@ def test_results_tables_sort_numbers_copy_as_tsv_and_export_csv(qtbot, window, t
     metrics = window.results_tab.metrics
     exported = {row.split(",")[0]: float(row.split(",")[3]) for row in rows}
     assert exported == dict(zip(metrics.label_names, metrics.f1))  # exact values, not the rounded text
+
+
+def test_a_long_suspects_status_never_widens_the_window(qtbot, window):
+    """Under X the window grew past the screen when the status line beside the buttons was long."""
+    from workbench.core.label_errors import Suspect
+
+    view = window.results_tab.suspects_view
+    show_view(qtbot, window, view)
+    qtbot.wait(50)
+    before = window.minimumSizeHint().width()
+    rows = [Suspect(f"message {i}", "ham", "spam", i / 1000, "train", False) for i in range(600)]
+    view.set_suspects(rows)
+    view.set_idle("a status that quotes a long file name " + "x" * 400)
+    qtbot.wait(50)
+    assert view.minimumSizeHint().width() < 1000 and window.minimumSizeHint().width() <= before
+
+
+def test_long_label_names_never_widen_the_decision_views(qtbot, window):
+    import torch
+
+    long_name = "spam" * 150  # 600 characters, no space to wrap at
+    before = window.minimumSizeHint().width()
+    probs = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
+    labels = [0, 1, 1, 0]
+    for view in (window.results_tab.threshold_view, window.results_tab.calibration_view):
+        show_view(qtbot, window, view)
+    window.results_tab.threshold_view.set_scores(probs, labels, ("ham", long_name), None, "rows " + long_name)
+    window.results_tab.calibration_view.set_scores((probs, labels), (probs, labels), None, "rows " + long_name)
+    window.results_tab.threshold_view.clear("Could not read /data/" + long_name + ".csv")
+    qtbot.wait(50)
+    assert window.minimumSizeHint().width() <= before

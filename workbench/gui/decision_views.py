@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QSizePolicy,
     QSlider,
     QVBoxLayout,
     QWidget,
@@ -34,13 +35,23 @@ from ..core.thresholds import (
     reliability,
     roc_curve,
 )
-from .escape import escaped
+from .escape import as_rich_text, escaped
 from .plots import LegendRow
 
 SLIDER_STEPS = 1000  # the slider moves the cut in steps of 0.001
 CURVE_COLOR = (31, 119, 180)
 CUT_COLOR = (214, 39, 40)
 BEFORE_COLOR = (150, 150, 150)
+
+
+def _text_label(text: str = "", rich: bool = True) -> QLabel:
+    """A label for text that comes from files (label names, file names in errors): it wraps, and a
+    long unbroken word never sets the window's width (it would push the window past the screen)."""
+    label = QLabel(text)
+    label.setWordWrap(True)
+    label.setTextFormat(Qt.TextFormat.RichText if rich else Qt.TextFormat.PlainText)
+    label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+    return label
 
 
 def _plot(x_label: str, y_label: str) -> pg.PlotWidget:
@@ -80,9 +91,7 @@ class ThresholdView(QWidget):
         self.names: tuple[str, ...] = ()
         self.saved: float | None = None
 
-        self.note = QLabel("Open the Threshold view after training, or load an adapter, to see its curves.")
-        self.note.setWordWrap(True)
-        self.note.setTextFormat(Qt.TextFormat.RichText)  # its file-derived parts are escaped
+        self.note = _text_label("Open the Threshold view after training, or load an adapter, to see its curves.")
         self.pr_legend, self.roc_legend = LegendRow("Precision–recall"), LegendRow("ROC")
         self.pr_plot = _plot("recall", "precision")
         self.roc_plot = _plot("false positive rate", "true positive rate")
@@ -100,6 +109,7 @@ class ThresholdView(QWidget):
         self.spin.setDecimals(3)
         self.spin.setSingleStep(0.01)
         self.cut_label = QLabel("threshold")
+        self.cut_label.setTextFormat(Qt.TextFormat.PlainText)
         self.best_button = QPushButton("Best F1")
         self.best_button.setToolTip("Move the cut to the one with the highest F1 on these rows")
         self.argmax_button = QPushButton("0.5 (argmax)")
@@ -107,9 +117,7 @@ class ThresholdView(QWidget):
         self.save_button.setToolTip("Classify, the Classify tab and eval then decide with this cut")
         self.clear_button = QPushButton("Remove saved")
         self.clear_button.setToolTip("Decide by argmax again")
-        self.figures = QLabel()
-        self.figures.setTextFormat(Qt.TextFormat.RichText)
-        self.figures.setWordWrap(True)
+        self.figures = _text_label()
 
         plots = QHBoxLayout()
         plots.addWidget(_titled(self.pr_legend, self.pr_plot), 1)
@@ -182,7 +190,8 @@ class ThresholdView(QWidget):
             f"<b>{positive}</b> when p({positive}) ≥ the threshold, on {len(labels):,} {escaped(where)}. "
             f"Lower it to miss less {positive}; raise it for fewer false alarms."
         )
-        self.cut_label.setText(f"p({names[POSITIVE]}) ≥")
+        self.cut_label.setText(f"p({_short(names[POSITIVE])}) ≥")
+        self.cut_label.setToolTip(as_rich_text(names[POSITIVE]))
         self._set_usable(True)
         self.set_threshold(0.5 if saved is None else saved, force=True)
 
@@ -237,9 +246,7 @@ class CalibrationView(QWidget):
         self.saved: float | None = None
         self.fitted: float | None = None
 
-        self.note = QLabel("Calibration appears here for an adapter whose held-out rows can be rebuilt.")
-        self.note.setWordWrap(True)
-        self.note.setTextFormat(Qt.TextFormat.RichText)  # its file-derived parts are escaped
+        self.note = _text_label("Calibration appears here for an adapter whose held-out rows can be rebuilt.")
         self.legend = LegendRow("Reliability (test rows)")
         self.plot = _plot("confidence (top probability)", "accuracy")
         self.plot.plot([0, 1], [0, 1], pen=pg.mkPen(BEFORE_COLOR, style=Qt.PenStyle.DashLine))
@@ -247,9 +254,7 @@ class CalibrationView(QWidget):
         before, after = pg.mkPen(BEFORE_COLOR, width=2), pg.mkPen(CURVE_COLOR, width=2)
         self.before_curve = self.plot.plot([], [], pen=before, symbolBrush=BEFORE_COLOR, **dots)
         self.after_curve = self.plot.plot([], [], pen=after, symbolBrush=CURVE_COLOR, **dots)
-        self.figures = QLabel()
-        self.figures.setTextFormat(Qt.TextFormat.PlainText)
-        self.figures.setWordWrap(True)
+        self.figures = _text_label(rich=False)
         self.fit_button = QPushButton("Fit temperature")
         self.fit_button.setToolTip("Fit one temperature on the run's validation rows (Guo et al. 2017)")
         self.save_button = QPushButton("Save in adapter")
@@ -340,3 +345,7 @@ class CalibrationView(QWidget):
         x = np.array(diagram.confidence)[keep]
         y = np.array(diagram.accuracy)[keep]
         curve.setData(x, y)
+
+
+def _short(name: str, limit: int = 16) -> str:
+    return name if len(name) <= limit else name[: limit - 1] + "…"

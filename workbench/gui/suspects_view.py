@@ -11,6 +11,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QPushButton,
+    QSizePolicy,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
@@ -44,6 +45,10 @@ class SuspectsView(QWidget):
         self.export_button = QPushButton("Export CSV…")
         self.export_button.setEnabled(False)
         self.status = QLabel()
+        # A long status (a file name in an error) wraps, and never sets the window's width: unchecked,
+        # it pushed the window past a 1366-pixel screen.
+        self.status.setWordWrap(True)
+        self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.table = ResultsTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(list(COLUMNS))
         header = self.table.horizontalHeader()
@@ -91,8 +96,8 @@ class SuspectsView(QWidget):
         self.table.setSortingEnabled(True)
         self.table.sortByColumn(0, Qt.SortOrder.AscendingOrder)
         self.export_button.setEnabled(bool(self.suspects))
-        more = f" (the {SHOWN_ROWS:,} least likely shown; Export CSV writes all)" if len(suspects) > SHOWN_ROWS else ""
-        self.set_idle(f"{len(suspects):,} rows ranked, least likely given label first{more}" if suspects else "")
+        more = f"; the {SHOWN_ROWS:,} least likely shown, Export CSV writes all" if len(suspects) > SHOWN_ROWS else ""
+        self.set_idle(f"{len(suspects):,} rows ranked{more}" if suspects else "")
 
     def _double_clicked(self, row: int, _column: int) -> None:
         item = self.table.item(row, len(COLUMNS) - 1)
