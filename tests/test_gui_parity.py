@@ -120,3 +120,19 @@ def test_label_renames_in_the_data_panel(qtbot, window, tmp_path):
     assert window.config._field_for(next(p for p in window.problems() if "'2'" in p)) is panel.rename
     panel.rename.setText("0=ham, spam")
     assert any("not OLD=NEW" in p for p in window.problems())
+
+
+def test_help_opens_the_readme_at_its_sections(window, monkeypatch):
+    from PySide6.QtGui import QDesktopServices
+
+    from workbench.gui.main_window import README_SECTIONS
+    from workbench.resources import readme_path
+
+    opened = []
+    monkeypatch.setattr(QDesktopServices, "openUrl", staticmethod(lambda url: opened.append(url) or True))
+    headings = readme_path().read_text(encoding="utf-8")
+    for title, anchor in README_SECTIONS:
+        assert f"\n## {title[0].upper()}{title[1:]}\n" in headings  # the anchor heading exists
+        window.open_readme(anchor)
+    assert [u.fragment() for u in opened] == [a for _, a in README_SECTIONS]
+    assert all(u.toLocalFile() == str(readme_path()) for u in opened)

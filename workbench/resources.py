@@ -17,3 +17,8 @@ def resources_dir() -> Path:
 
 def resource_path(name: str) -> Path:
     return resources_dir() / name
+
+
+def readme_path() -> Path:
+    """README.md beside ``resources/``: the repository's from source, the bundled copy in a build."""
+    return resources_dir().parent / "README.md"

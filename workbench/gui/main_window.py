@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pyqtgraph as pg
 from PySide6 import __version__ as pyside_version
-from PySide6.QtCore import QByteArray, QSettings, QSize, Qt, QTimer, qVersion
-from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QIcon, QKeySequence
+from PySide6.QtCore import QByteArray, QSettings, QSize, Qt, QTimer, QUrl, qVersion
+from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QDragEnterEvent, QDropEvent, QIcon, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
     QFileDialog,
@@ -38,7 +38,7 @@ from ..core.events import RunStarted
 from ..core.fileio import PICKLE_SUFFIXES
 from ..core.paths import data_dir
 from ..core.runs import RunFolder
-from ..resources import resource_path
+from ..resources import readme_path, resource_path
 from ..worker import Job, JobPool, Returned, Worker
 from . import dialogs
 from .classify_tab import ClassifyTab
@@ -56,6 +56,11 @@ from .results_tab import ResultsTab
 from .runs_tab import RunsTab
 from .training_tab import TrainingTab
 
+README_SECTIONS = (  # Help menu entries: (title, the heading's anchor in README.md)
+    ("the window", "the-window"),
+    ("the command line", "the-command-line"),
+    ("performance", "performance"),
+)
 CLOSE_WAIT_MS = 5000  # how long closing waits for a stopped run before hiding and finishing later
 DATASET_SUFFIXES = {".csv", ".tsv", ".tab", ".txt"}
 
@@ -192,6 +197,8 @@ class MainWindow(QMainWindow):
 
         help_menu = bar.addMenu("&Help")
         self._action(help_menu, "&Keyboard shortcuts", self._show_shortcuts, QKeySequence.StandardKey.HelpContents)
+        for title, anchor in README_SECTIONS:
+            self._action(help_menu, f"README: {title}", lambda _=False, a=anchor: self.open_readme(a))
         self._action(help_menu, "&About LoRA Workbench", self._about)
 
     def _action(self, menu, text: str, slot, shortcut=None) -> QAction:
@@ -458,6 +465,18 @@ class MainWindow(QMainWindow):
             "<table>" + "".join(rows) + "</table><p>Drop a dataset, an adapter or a model folder on the "
             "window to open it. README.md, beside the program, explains every setting.</p>",
         )
+
+    def open_readme(self, anchor: str = "") -> QUrl | None:
+        """README.md at one of its sections, in whatever the desktop opens a Markdown file with."""
+        readme = readme_path()
+        if not readme.is_file():
+            dialogs.information(self, "README", f"README.md is not beside this program ({readme}).")
+            return None
+        url = QUrl.fromLocalFile(str(readme))
+        url.setFragment(anchor)
+        if not QDesktopServices.openUrl(url):
+            dialogs.information(self, "README", f"No program here opens {readme}; it is a Markdown text file.")
+        return url
 
     def _about(self) -> None:
         import torch
