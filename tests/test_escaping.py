@@ -124,7 +124,8 @@ def test_results_and_runs_escape_texts_labels_and_names(qtbot, tmp_path):
 
     from workbench.core.config import TrainConfig
     from workbench.core.run_table import RunAbout, run_row, save_about
-    from workbench.gui.runs_tab import RunComparisonWidget, RunTableModel
+    from workbench.gui.run_comparison import RunComparisonWidget
+    from workbench.gui.run_table_model import RunTableModel
 
     named = RunFolder(tmp_path / "named")
     named.path.mkdir()

@@ -20,7 +20,7 @@ from test_gui import dataset, dialogs, make_window, refreshed, select_runs, wind
 from workbench.core import events as ev
 from workbench.core.config import LoRAConfig, TrainConfig
 from workbench.core.runs import RunFolder
-from workbench.gui.runs_tab import COLUMNS, unstamped
+from workbench.gui.run_table_model import COLUMNS, unstamped
 
 RANK, ACCURACY, DURATION = (
     next(i for i, c in enumerate(COLUMNS) if c.title == title) for title in ("Rank", "Test acc.", "Duration")

@@ -12,14 +12,11 @@ it with ``training.train(cfg, resume=<its checkpoint>)`` in the run's own folder
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyqtgraph as pg
 from PySide6.QtCore import (
-    QAbstractTableModel,
     QFile,
     QItemSelection,
     QItemSelectionModel,
@@ -28,7 +25,6 @@ from PySide6.QtCore import (
     QTimer,
     Signal,
 )
-from PySide6.QtGui import QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QGridLayout,
@@ -49,38 +45,22 @@ from ..core import run_table
 from ..core.config import SMS_SPAM, TrainConfig
 from ..core.errors import WorkbenchError
 from ..core.events import Evaluated, RunStarted, StepDone, TrainingFailed, TrainingFinished
-from ..core.progress import format_duration
 from ..core.run_table import RunAbout, RunRow
 from ..core.runs import RunFolder, run_outcome
 from ..worker import JobPool, Returned, Worker
 from . import dialogs
-from .escape import as_rich_text, escaped
-from .plots import LegendEntry, LegendRow
-from .tables import EXPORT_ROLE, SORT_ROLE, ResultsTableView, numeric_sort_proxy
-
-# Colours that stay distinct for the first ten runs compared (matplotlib's tab10).
-RUN_COLORS = (
-    "#1f77b4",
-    "#ff7f0e",
-    "#2ca02c",
-    "#d62728",
-    "#9467bd",
-    "#8c564b",
-    "#e377c2",
-    "#7f7f7f",
-    "#bcbd22",
-    "#17becf",
+from .escape import escaped
+from .run_comparison import RunComparisonWidget
+from .run_table_model import (
+    COLUMNS,
+    NAME_COLUMN,
+    RUN_ROLE,
+    STARTED_COLUMN,
+    STATE_LABELS,
+    STATUS_COLUMN,
+    RunTableModel,
 )
-
-
-# How the Runs tab words each of core.runs.RUN_STATES.
-STATE_LABELS = {
-    "finished": "finished",
-    "stopped": "stopped early",
-    "failed": "failed",
-    "interrupted": "interrupted",
-    "running": "training now",
-}
+from .tables import ResultsTableView, numeric_sort_proxy
 
 
 @dataclass(frozen=True)
@@ -152,325 +132,6 @@ def describe_run(run: RunFolder, events: list, here: bool = False) -> str:
         names = ", ".join(escaped(p.name) for p in earlier)
         lines.append(f"kept from before Train more: {names} (File → Open adapter…)")
     return "<br>".join(lines)
-
-
-def validation_curve(events: list, key: str) -> tuple[list[float], list[float]]:
-    """(examples seen, value) of a run's validation ``key`` ("val_loss" or "val_accuracy"): the
-    quick evaluations when it made any, else the full ones at each epoch's end."""
-    quick = [e for e in events if isinstance(e, Evaluated) and not e.full]
-    points = quick or [e for e in events if isinstance(e, Evaluated) and e.full]
-    xs, ys = [], []
-    for event in points:
-        value = getattr(event, key)
-        if math.isfinite(value):
-            xs.append(float(event.examples_seen))
-            ys.append(float(value))
-    return xs, ys
-
-
-def short_run_names(names: list[str]) -> list[str]:
-    """Legend-sized names: a run folder is "2026-11-28_14-38-31_gpt2_sms-spam"; in a legend the
-    date is noise when every run shares it ("14:38:31 gpt2_sms-spam"), else it is kept short."""
-    parts = [name.split("_", 2) for name in names]
-    stamped = [len(p) == 3 and len(p[0]) == 10 and len(p[1]) == 8 for p in parts]
-    same_day = len({p[0] for p, is_stamped in zip(parts, stamped) if is_stamped}) == 1
-    out = []
-    for name, p, is_stamped in zip(names, parts, stamped):
-        if not is_stamped:  # a name given in the window: shown as given
-            out.append(name)
-        elif same_day:
-            out.append(f"{p[1].replace('-', ':')} {p[2]}")
-        else:
-            out.append(f"{p[0][5:]} {p[1].replace('-', ':')[:5]} {p[2]}")
-    return out
-
-
-class RunComparisonWidget(QWidget):
-    """Validation loss and accuracy of several runs on one pair of plots, a colour per run."""
-
-    def __init__(self, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.loss_plot = self._plot("Validation loss", "cross-entropy")
-        self.accuracy_plot = self._plot("Validation accuracy", "accuracy")
-        self.legend = LegendRow()  # one for both plots (a colour per run), above them, off the curves
-        self.accuracy_plot.getPlotItem().setYRange(0, 1, padding=0.02)
-        self.caption = QLabel("Select two or more runs (Ctrl- or Shift-click) and press Compare.")
-        self.caption.setWordWrap(True)
-        # Which settings differ: a setting a row, a run a column (copyable, exportable like any table).
-        self.diff_model = QStandardItemModel(0, 0, self)
-        self.diff_table = ResultsTableView()
-        self.diff_table.setModel(self.diff_model)
-        self.diff_table.setSortingEnabled(False)  # config.json's order reads best
-        self.diff_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.diff_caption = QLabel("Settings that differ")
-        diff = QWidget()
-        diff_layout = QVBoxLayout(diff)
-        diff_layout.setContentsMargins(0, 0, 0, 0)
-        diff_layout.addWidget(self.diff_caption)
-        diff_layout.addWidget(self.diff_table, 1)
-        plots = QWidget()
-        plots_layout = QHBoxLayout(plots)
-        plots_layout.setContentsMargins(0, 0, 0, 0)
-        plots_layout.addWidget(self.loss_plot, 1)
-        plots_layout.addWidget(self.accuracy_plot, 1)
-        # A splitter: on a narrow screen the settings table or the curves can be given the room.
-        self.splitter = QSplitter()
-        self.splitter.addWidget(diff)
-        self.splitter.addWidget(plots)
-        self.splitter.setStretchFactor(0, 1)
-        self.splitter.setStretchFactor(1, 3)  # the curves; the settings table a quarter (draggable)
-        self.splitter.setChildrenCollapsible(False)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.caption)
-        layout.addWidget(self.legend)
-        layout.addWidget(self.splitter, 1)
-
-    def _plot(self, title: str, y_label: str) -> pg.PlotWidget:
-        plot = pg.PlotWidget()
-        plot.setBackground(None)
-        item = plot.getPlotItem()
-        item.setTitle(title)
-        item.setLabel("bottom", "examples seen")
-        item.setLabel("left", y_label)
-        item.showGrid(x=True, y=True, alpha=0.2)
-        for name in ("left", "bottom"):
-            item.getAxis(name).enableAutoSIPrefix(False)
-        return plot
-
-    def show_runs(self, runs: list[tuple[str, list]]) -> None:
-        """``runs``: (name for the legend, recorded events) for each run, in colour order."""
-        empty = []
-        labels = short_run_names([name for name, _events in runs])
-        entries = {}
-        for plot, key in ((self.loss_plot, "val_loss"), (self.accuracy_plot, "val_accuracy")):
-            plot.getPlotItem().clear()
-            for i, ((name, events), label) in enumerate(zip(runs, labels)):
-                xs, ys = validation_curve(events, key)
-                if not xs:
-                    if key == "val_loss":
-                        empty.append(name)
-                    continue
-                color = RUN_COLORS[i % len(RUN_COLORS)]
-                plot.plot(
-                    xs,
-                    ys,
-                    name=escaped(label),  # pyqtgraph's legend renders HTML
-                    pen=pg.mkPen(color, width=2),
-                    symbol="o",
-                    symbolSize=5,
-                    symbolBrush=color,
-                    symbolPen=None,
-                )
-                entries[label] = LegendEntry(label, pg.mkColor(color))
-        self.legend.set_entries(list(entries.values()))
-        shown = len(runs) - len(empty)
-        note = f" · no validation points yet: {escaped(', '.join(empty))}" if empty else ""
-        self.caption.setText(f"Validation curves of {shown} run{'' if shown == 1 else 's'}{note}")
-        legend = "\n".join(f"{label}: {name}" for (name, _events), label in zip(runs, labels))
-        self.caption.setToolTip(as_rich_text(legend))
-
-    def show_settings(self, names: list[str], configs: list[TrainConfig | None]) -> None:
-        """A row per setting whose values differ between the runs (``core.run_table.settings_diff``)."""
-        readable = [(name, cfg) for name, cfg in zip(short_run_names(names), configs) if cfg is not None]
-        diffs = run_table.settings_diff([cfg for _name, cfg in readable])
-        self.diff_model.clear()
-        self.diff_model.setHorizontalHeaderLabels(["setting", *(name for name, _cfg in readable)])
-        for diff in diffs:
-            cells = [QStandardItem(diff.setting), *(QStandardItem(value) for value in diff.values)]
-            for cell in cells:
-                cell.setEditable(False)
-            self.diff_model.appendRow(cells)
-        unreadable = len(configs) - len(readable)
-        note = f" ({unreadable} with unreadable settings left out)" if unreadable else ""
-        if len(readable) < 2:
-            self.diff_caption.setText(f"Settings: too few readable to compare{note}")
-        elif diffs:
-            self.diff_caption.setText(f"{len(diffs)} settings differ{note}")
-        else:
-            self.diff_caption.setText(f"Same settings{note}: only chance (and time) differ")
-
-    def settings_shown(self) -> dict[str, tuple[str, ...]]:
-        """setting → its value in each run, as the diff table shows them (what a test can check)."""
-        model = self.diff_model
-        return {
-            model.item(row, 0).text(): tuple(model.item(row, c).text() for c in range(1, model.columnCount()))
-            for row in range(model.rowCount())
-        }
-
-    def curves(self, which: str = "loss") -> dict[str, tuple[str, int]]:
-        """Legend name → (colour, points) of each curve shown (what a test can check)."""
-        plot = self.loss_plot if which == "loss" else self.accuracy_plot
-        out = {}
-        for item in plot.getPlotItem().listDataItems():
-            x, _y = item.getData()
-            out[item.name()] = (item.opts["pen"].color().name(), 0 if x is None else len(x))
-        return out
-
-
-def format_bytes(size: int | None) -> str:
-    if size is None:
-        return ""
-    for unit, scale in (("GB", 2**30), ("MB", 2**20), ("KB", 2**10)):
-        if size >= scale:
-            return f"{size / scale:.1f} {unit}"
-    return f"{size} B"
-
-
-def unstamped(folder: str) -> str:
-    """A run folder's name less the time it began ("gpt2_sms-spam"): Started shows the time."""
-    return run_table.STAMP.sub("", folder).lstrip("_") or folder
-
-
-def _percent(value: float | None) -> str:
-    return "" if value is None else f"{value:.1%}"
-
-
-@dataclass(frozen=True)
-class Column:
-    title: str
-    display: object  # RunRow -> str shown
-    value: object  # RunRow -> what sorts and exports (a number, a string, or None)
-    numeric: bool = False
-    tip: str = ""
-    sort: object = None  # RunRow -> the sort key, when not ``value``
-
-
-COLUMNS = (
-    Column(
-        "Name",
-        lambda r: r.name if r.name != r.folder else unstamped(r.folder),
-        lambda r: r.name,
-        tip="F2 or Rename gives a run a name (the folder keeps its own); a double-click shows the run",
-        sort=lambda r: r.name if r.name != r.folder else unstamped(r.folder),  # as shown
-    ),
-    Column("Status", lambda r: STATE_LABELS.get(r.state, r.state), lambda r: r.state),
-    Column(
-        "Started",
-        lambda r: r.started.strftime("%Y-%m-%d %H:%M") if r.started else "",
-        lambda r: r.started.isoformat(sep=" ") if r.started else None,
-    ),
-    Column("Model", lambda r: r.model or "", lambda r: r.model),
-    Column("Data", lambda r: r.data or "", lambda r: r.data),
-    Column("Rank", lambda r: "" if r.rank is None else str(r.rank), lambda r: r.rank, numeric=True),
-    Column(
-        "Epochs",
-        lambda r: "" if r.epochs is None else str(r.epochs),
-        lambda r: r.epochs,
-        numeric=True,
-        tip="Planned epochs (Train more raises them)",
-    ),
-    Column("Test acc.", lambda r: _percent(r.test_accuracy), lambda r: r.test_accuracy, numeric=True),
-    Column(
-        "F1",
-        lambda r: "" if r.f1 is None else f"{r.f1:.3f}",
-        lambda r: r.f1,
-        numeric=True,
-        tip="Macro F1 on the test split: the mean of each class's F1",
-    ),
-    Column(
-        "Duration",
-        lambda r: "" if r.duration_s is None else format_duration(r.duration_s),
-        lambda r: r.duration_s,
-        numeric=True,
-        tip="Training time over all its attempts",
-    ),
-    Column("Adapter", lambda r: format_bytes(r.adapter_bytes), lambda r: r.adapter_bytes, numeric=True),
-    Column("Notes", lambda r: r.notes.split("\n", 1)[0], lambda r: r.notes),
-)
-NAME_COLUMN = 0
-STATUS_COLUMN = 1
-STARTED_COLUMN = 2
-RUN_ROLE = Qt.ItemDataRole.UserRole
-
-
-class RunTableModel(QAbstractTableModel):
-    """One row per run (``RunRow``); the Name column is editable (``rename`` writes it)."""
-
-    def __init__(self, rename, parent=None):
-        super().__init__(parent)
-        self.rows: list[RunRow] = []
-        self.progress: dict[Path, str] = {}  # the live run: "43 %" after its status
-        self._rename = rename  # (RunFolder, new name) -> the name stored, or None when refused
-
-    def rowCount(self, parent=QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(self.rows)
-
-    def columnCount(self, parent=QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(COLUMNS)
-
-    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):
-        if orientation != Qt.Orientation.Horizontal or not 0 <= section < len(COLUMNS):
-            return None
-        if role == Qt.ItemDataRole.DisplayRole:
-            return COLUMNS[section].title
-        if role == Qt.ItemDataRole.ToolTipRole:
-            return COLUMNS[section].tip or None
-        return None
-
-    def data(self, index: QModelIndex, role=Qt.ItemDataRole.DisplayRole):
-        if not index.isValid():
-            return None
-        row, column = self.rows[index.row()], COLUMNS[index.column()]
-        if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.EditRole):
-            text = column.display(row)
-            if index.column() == STATUS_COLUMN and row.path in self.progress:
-                text = f"{text} · {self.progress[row.path]}"
-            return text
-        if role == SORT_ROLE:
-            value = column.sort(row) if column.sort else column.value(row)
-            if column.numeric:  # numbers compare as numbers; a run without one sorts below any
-                return float("-inf") if value is None else float(value)
-            return "" if value is None else str(value).casefold()
-        if role == EXPORT_ROLE:
-            return column.value(row)
-        if role == RUN_ROLE:
-            return RunFolder(row.path)
-        if role == Qt.ItemDataRole.ToolTipRole:
-            if index.column() == NAME_COLUMN:
-                return as_rich_text(f"{row.path}" + (f"\n{row.problem}" if row.problem else ""))
-            if index.column() == STATUS_COLUMN and row.problem:
-                return as_rich_text(row.problem)
-            if index.column() == len(COLUMNS) - 1 and row.notes:
-                return as_rich_text(row.notes[:2000])
-            return None
-        if role == Qt.ItemDataRole.TextAlignmentRole and column.numeric:
-            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        return None
-
-    def flags(self, index: QModelIndex):
-        flags = super().flags(index)
-        if index.isValid() and index.column() == NAME_COLUMN:
-            flags |= Qt.ItemFlag.ItemIsEditable
-        return flags
-
-    def setData(self, index: QModelIndex, value, role=Qt.ItemDataRole.EditRole) -> bool:
-        if not index.isValid() or index.column() != NAME_COLUMN or role != Qt.ItemDataRole.EditRole:
-            return False
-        stored = self._rename(RunFolder(self.rows[index.row()].path), str(value))
-        if stored is None:
-            return False
-        self.set_row(dataclasses.replace(self.rows[index.row()], name=stored.name or self.rows[index.row()].folder))
-        return True
-
-    def set_rows(self, rows: list[RunRow]) -> None:
-        self.beginResetModel()
-        self.rows = list(rows)
-        self.endResetModel()
-
-    def row_of(self, path: Path) -> int | None:
-        return next((i for i, row in enumerate(self.rows) if row.path == path), None)
-
-    def set_row(self, row: RunRow) -> None:
-        """Replace the run's row, or add it (a run that began since the table was read)."""
-        i = self.row_of(row.path)
-        if i is None:
-            self.beginInsertRows(QModelIndex(), 0, 0)
-            self.rows.insert(0, row)
-            self.endInsertRows()
-        else:
-            self.rows[i] = row
-            self.dataChanged.emit(self.index(i, 0), self.index(i, len(COLUMNS) - 1))
 
 
 NAME_WIDTH_EM = 28  # the Name column's widest fit, in average characters
