@@ -192,3 +192,41 @@ def test_train_settings_file_gives_defaults_that_options_override(tmp_path, caps
     assert main(["train", "--settings", str(bad), "--out", str(tmp_path / "b.safetensors")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("workbench: error:") and "not a settings file" in err and "\n" not in err
+
+
+def test_runs_rename_note_diff_and_delete(capsys):
+    """What the Runs tab does to a run, the command line does too (core.run_table for both)."""
+    from workbench.core.config import LoRAConfig, TrainConfig
+    from workbench.core.paths import runs_dir
+    from workbench.core.run_table import read_about
+    from workbench.core.runs import RunFolder
+
+    folders = []
+    for name, rank in (("2026-12-01_10-00-00_a", 16), ("2026-12-01_11-00-00_b", 8)):
+        run = RunFolder(runs_dir() / name)
+        run.path.mkdir(parents=True)
+        run.save_config(TrainConfig(lora=LoRAConfig(rank=rank)))
+        folders.append(run)
+    first, second = folders
+
+    assert main(["runs", "--rename", first.path.name, "baseline"]) == 0
+    assert main(["runs", "--note", "baseline", "the book's recipe"]) == 0  # found by its given name
+    assert read_about(first).name == "baseline" and read_about(first).notes == "the book's recipe"
+    capsys.readouterr()
+    assert main(["runs", "--json"]) == 0
+    listed = {row["run"]: row["name"] for row in json.loads(capsys.readouterr().out)}
+    assert listed[first.path.name] == "baseline" and listed[second.path.name] == second.path.name
+
+    assert main(["runs", "--diff", "baseline", second.path.name]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == ["lora.rank"] and "16" in lines[0] and "8" in lines[0]
+
+    assert main(["runs", "--delete", second.path.name]) == 2  # asks for --yes first
+    assert second.path.is_dir()
+    assert main(["runs", "--delete", second.path.name, "--yes"]) == 0
+    assert not second.path.exists()
+
+    capsys.readouterr()
+    assert main(["runs", "--note", "no-such-run", "x"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("workbench: error:") and "no run named 'no-such-run'" in err and "\n" not in err

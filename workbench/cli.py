@@ -307,8 +307,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="ADAPTER.safetensors")
     p.set_defaults(handler=cmd_import_peft)
 
-    p = sub.add_parser("runs", help="list past training runs")
+    p = sub.add_parser("runs", help="list past training runs; name, annotate, compare or delete one")
     p.add_argument("--json", action="store_true")
+    act = p.add_mutually_exclusive_group()
+    act.add_argument("--rename", nargs=2, metavar=("RUN", "NAME"), help='give a run a name ("" removes it)')
+    act.add_argument("--note", nargs=2, metavar=("RUN", "TEXT"), help="replace a run's notes")
+    act.add_argument("--diff", nargs="+", metavar="RUN", help="the settings that differ between runs")
+    act.add_argument("--delete", metavar="RUN", help="delete a run folder for good (with --yes)")
+    p.add_argument("--yes", action="store_true", help="confirm --delete")
     p.set_defaults(handler=cmd_runs)
 
     p = sub.add_parser(
@@ -948,7 +954,86 @@ def cmd_import_peft(args) -> int:
     return 0
 
 
+def find_run(name: str):
+    """A run by its folder name (as `workbench runs` lists it in brackets, or its only name), its
+    given name, or its folder's path; ConfigError naming what was looked for otherwise."""
+    from .core.run_table import read_about
+    from .core.runs import RunFolder, list_runs
+
+    path = Path(name).expanduser()
+    if path.is_dir() and (path / "config.json").is_file():
+        return RunFolder(path)
+    runs = list_runs()
+    by_folder = [run for run in runs if run.path.name == name]
+    by_name = [run for run in runs if read_about(run).name == name]
+    found = by_folder or by_name
+    if len(found) == 1:
+        return found[0]
+    if len(found) > 1:
+        raise ConfigError(f"{len(found)} runs are named {printable(name, 60)!r}; give the run's folder name")
+    raise ConfigError(f"no run named {printable(name, 60)!r}; `workbench runs` lists them")
+
+
 def cmd_runs(args) -> int:
+    if args.rename or args.note:
+        return annotate_run(args)
+    if args.diff:
+        return diff_runs(args)
+    if args.delete:
+        return delete_run(args)
+    return list_runs_table(args)
+
+
+def annotate_run(args) -> int:
+    from dataclasses import replace
+
+    from .core.run_table import read_about, save_about
+
+    name, value = args.rename or args.note
+    run = find_run(name)
+    change = {"name": value} if args.rename else {"notes": value}
+    stored = save_about(run, replace(read_about(run), **change))
+    if args.note:
+        what = "notes saved"
+    else:
+        what = f"named {printable(stored.name)!r}" if stored.name else "name removed"
+    print(f"{printable(run.path.name)}: {what}")
+    return 0
+
+
+def diff_runs(args) -> int:
+    from .core.run_table import settings_diff
+
+    runs = [find_run(name) for name in args.diff]
+    if len(runs) < 2:
+        raise ConfigError("--diff compares two runs or more")
+    diffs = settings_diff([run.config() for run in runs])
+    if args.json:
+        print_json({"runs": [run.path.name for run in runs], "differ": {d.setting: d.values for d in diffs}})
+        return 0
+    if not diffs:
+        print("the runs have the same settings")
+    for d in diffs:
+        print(f"{d.setting:<24} " + "  |  ".join(printable(v, 40) for v in d.values))
+    return 0
+
+
+def delete_run(args) -> int:
+    from .core.run_table import delete_permanently, removal_problem
+
+    run = find_run(args.delete)
+    problem = removal_problem(run)
+    if problem:
+        raise ConfigError(problem)
+    if not args.yes:
+        print(f"would delete {run.path} for good; add --yes to do it")
+        return EXIT_USAGE
+    delete_permanently(run)
+    print(f"deleted {run.path}")
+    return 0
+
+
+def list_runs_table(args) -> int:
     from .core.run_table import read_about
     from .core.runs import list_runs, summarize
 
