@@ -15,6 +15,9 @@ from workbench.core.thresholds import metrics_at
 
 
 def trained(qtbot, window):
+    # fp32 for training and classifying: on a CPU where auto picks fp32, auto classify may take int8,
+    # whose probabilities differ slightly, and these tests compare the window's scores with the run's.
+    window.model_panel.set_precision("fp32")
     window.start_training()
     qtbot.waitUntil(lambda: window.results_tab.metrics is not None, timeout=60_000)
     qtbot.waitUntil(lambda: window.classify_tab.classifier is not None, timeout=30_000)

@@ -76,7 +76,6 @@ class Worker(QObject):
         self.name = name
         self.coalesce = coalesce
         self.stop_event = threading.Event()
-        self._home = QThread.currentThread()  # moved back here when done, so it is deleted here
         self._last_progress = 0.0
         self._queue: deque[Any] = deque()  # coalescing workers: events the GUI has not taken yet
         self._queue_lock = threading.Lock()
@@ -120,9 +119,11 @@ class Worker(QObject):
             self.failed.emit(exc)
         finally:
             self.finished.emit()
-            if self._home is not None and self.thread() is not self._home:
-                self.moveToThread(self._home)
-                _forget_dummy_thread()
+            # No moveToThread back to the GUI thread here: called from Python it holds the GIL while
+            # it waits for Qt's locks, and a GUI thread holding one of those while calling into
+            # Python (a disconnect, a virtual override) waits for the GIL: a deadlock caught in a
+            # stack dump. A finished thread's objects are deleted safely from the GUI thread.
+            _forget_dummy_thread()
 
     def _deliver(self, item: Any) -> None:
         if not self.coalesce:

@@ -111,9 +111,14 @@ class AdapterController(QObject):
     ) -> None:
         """Build a Classifier (base + adapter, merged) on a worker and hand it to the Classify tab."""
         self._classify_tab.set_loading(f"Loading {Path(path).name} onto {model or 'its base model'}…")
+        # The precision chosen in the Model panel governs classifying too, as --precision does
+        # for `workbench classify`: fp32 or bf16 as asked; auto measures (and may take int8).
+        precision = self._model_panel.precision()
 
         def load(progress, stop):
-            return Classifier.from_adapter(path, model=model, device=device, progress=progress, stop=stop)
+            return Classifier.from_adapter(
+                path, model=model, device=device, precision=precision, progress=progress, stop=stop
+            )
 
         self._pool.start(
             Worker.from_call(load, name="load classifier"),
