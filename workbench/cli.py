@@ -459,18 +459,65 @@ def quantize_choice(args) -> str:
     return "auto" if args.int8 is None else "int8" if args.int8 else "off"
 
 
+# Every option of `workbench train` that sets a TrainConfig field: (argparse dest, the option,
+# the field in config.json's dotted form). One table for reading options into settings
+# (train_config, data_config), settings into option defaults (--settings) and settings into a
+# command line (train_command), so the three can never disagree.
+TRAIN_OPTIONS = (
+    ("model", "--model", "model"),
+    ("data", "--data", "data.source"),
+    ("text_column", "--text-column", "data.text_column"),
+    ("label_column", "--label-column", "data.label_column"),
+    ("balance", "--balance", "data.balance"),
+    ("max_length", "--max-length", "data.max_length"),
+    ("max_rows", "--max-rows", "data.max_rows"),
+    ("train_fraction", "--train-fraction", "data.train_fraction"),
+    ("val_fraction", "--val-fraction", "data.val_fraction"),
+    ("rename_labels", "--rename-labels", "data.rename_labels"),
+    ("rank", "--rank", "lora.rank"),
+    ("alpha", "--alpha", "lora.alpha"),
+    ("dropout", "--dropout", "lora.dropout"),
+    ("targets", "--targets", "lora.targets"),
+    ("top_blocks", "--top-blocks", "lora.top_blocks"),
+    ("epochs", "--epochs", "epochs"),
+    ("batch_size", "--batch-size", "batch_size"),
+    ("grad_accum", "--grad-accum", "grad_accum"),
+    ("lr", "--lr", "lr"),
+    ("weight_decay", "--weight-decay", "weight_decay"),
+    ("eval_every", "--eval-every", "eval_every"),
+    ("eval_batches", "--eval-batches", "eval_batches"),
+    ("max_steps", "--max-steps", "max_steps"),
+    ("length_grouping", "--length-grouping", "length_grouping"),
+    ("device", "--device", "device"),
+    ("precision", "--precision", "precision"),
+    ("seed", "--seed", "seed"),
+    ("warmup_steps", "--warmup-steps", "warmup_steps"),
+    ("schedule", "--schedule", "schedule"),
+    ("early_stopping", "--early-stopping", "early_stopping"),
+    ("keep_best", "--keep-best", "keep_best"),
+)
+
+
+def settings_from_options(args) -> TrainConfig:
+    """The TrainConfig the parsed options describe; options a verb does not take keep the default."""
+    values: dict = {}
+    for dest, _flag, field in TRAIN_OPTIONS:
+        if hasattr(args, dest):
+            *group, name = field.split(".")
+            (values.setdefault(group[0], {}) if group else values)[name] = getattr(args, dest)
+    return TrainConfig.from_dict(values)  # lists back to tuples, as from config.json
+
+
+def setting(cfg: TrainConfig, field: str):
+    """``cfg``'s value of a dotted field ("lora.rank")."""
+    value = cfg
+    for name in field.split("."):
+        value = getattr(value, name)
+    return value
+
+
 def data_config(args) -> DataConfig:
-    return DataConfig(
-        source=args.data,
-        text_column=args.text_column,
-        label_column=args.label_column,
-        balance=args.balance,
-        max_length=args.max_length,
-        max_rows=args.max_rows,
-        train_fraction=args.train_fraction,
-        val_fraction=args.val_fraction,
-        rename_labels=tuple(getattr(args, "rename_labels", ())),
-    )
+    return settings_from_options(args).data
 
 
 # --- train ---------------------------------------------------------------------------------
@@ -478,33 +525,7 @@ def data_config(args) -> DataConfig:
 
 def train_config(args) -> TrainConfig:
     """The run ``workbench train``'s options describe (the inverse of ``train_command``)."""
-    return TrainConfig(
-        model=args.model,
-        data=data_config(args),
-        lora=LoRAConfig(
-            rank=args.rank,
-            alpha=args.alpha,
-            dropout=args.dropout,
-            targets=tuple(args.targets),
-            top_blocks=args.top_blocks,
-        ),
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        grad_accum=args.grad_accum,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        eval_every=args.eval_every,
-        eval_batches=args.eval_batches,
-        max_steps=args.max_steps,
-        length_grouping=args.length_grouping,
-        device=args.device,
-        precision=args.precision,
-        seed=args.seed,
-        warmup_steps=args.warmup_steps,
-        schedule=args.schedule,
-        early_stopping=args.early_stopping,
-        keep_best=args.keep_best,
-    )
+    return settings_from_options(args)
 
 
 def with_settings_file(parser, argv: list[str] | None, path: str):
@@ -513,40 +534,10 @@ def with_settings_file(parser, argv: list[str] | None, path: str):
     from .core.runs import load_settings
 
     cfg = load_settings(path)
-    d, lo = cfg.data, cfg.lora
-    parser.train_parser.set_defaults(
-        model=cfg.model,
-        data=d.source,
-        text_column=d.text_column,
-        label_column=d.label_column,
-        balance=d.balance,
-        max_length=d.max_length,
-        max_rows=d.max_rows,
-        train_fraction=d.train_fraction,
-        val_fraction=d.val_fraction,
-        rename_labels=list(d.rename_labels),
-        rank=lo.rank,
-        alpha=lo.alpha,
-        dropout=lo.dropout,
-        targets=list(lo.targets),
-        top_blocks=lo.top_blocks,
-        epochs=cfg.epochs,
-        batch_size=cfg.batch_size,
-        grad_accum=cfg.grad_accum,
-        lr=cfg.lr,
-        weight_decay=cfg.weight_decay,
-        eval_every=cfg.eval_every,
-        eval_batches=cfg.eval_batches,
-        max_steps=cfg.max_steps,
-        length_grouping=cfg.length_grouping,
-        device=cfg.device,
-        precision=cfg.precision,
-        seed=cfg.seed,
-        warmup_steps=cfg.warmup_steps,
-        schedule=cfg.schedule,
-        early_stopping=cfg.early_stopping,
-        keep_best=cfg.keep_best,
-    )
+    defaults = {dest: setting(cfg, field) for dest, _flag, field in TRAIN_OPTIONS}
+    # As argparse gives them: lists for the options that take several values.
+    defaults["targets"], defaults["rename_labels"] = list(cfg.lora.targets), list(cfg.data.rename_labels)
+    parser.train_parser.set_defaults(**defaults)
     return parser.parse_args(argv)
 
 
@@ -554,49 +545,20 @@ def train_command(cfg: TrainConfig, out: str = "adapter.safetensors") -> str:
     """The ``workbench train`` line that runs ``cfg`` (the window's "Copy as command"): every
     setting that differs from the command's defaults, so the line is short and exact; a test
     parses it back into the same TrainConfig."""
-    d, lo = cfg.data, cfg.lora
     default = train_config(build_parser().parse_args(["train", "--out", out]))
-    options: list[tuple[str, object, object]] = [
-        ("--model", cfg.model, default.model),
-        ("--data", d.source, default.data.source),
-        ("--text-column", d.text_column, None),
-        ("--label-column", d.label_column, None),
-        ("--max-length", d.max_length, None),
-        ("--max-rows", d.max_rows, None),
-        ("--train-fraction", d.train_fraction, default.data.train_fraction),
-        ("--val-fraction", d.val_fraction, default.data.val_fraction),
-        ("--rank", lo.rank, default.lora.rank),
-        ("--alpha", lo.alpha, default.lora.alpha),
-        ("--dropout", lo.dropout, default.lora.dropout),
-        ("--top-blocks", lo.top_blocks, None),
-        ("--epochs", cfg.epochs, default.epochs),
-        ("--batch-size", cfg.batch_size, default.batch_size),
-        ("--grad-accum", cfg.grad_accum, default.grad_accum),
-        ("--lr", cfg.lr, default.lr),
-        ("--weight-decay", cfg.weight_decay, default.weight_decay),
-        ("--eval-every", cfg.eval_every, default.eval_every),
-        ("--eval-batches", cfg.eval_batches, default.eval_batches),
-        ("--max-steps", cfg.max_steps, None),
-        ("--length-grouping", cfg.length_grouping, default.length_grouping),
-        ("--device", cfg.device, default.device),
-        ("--precision", cfg.precision, default.precision),
-        ("--seed", cfg.seed, default.seed),
-        ("--warmup-steps", cfg.warmup_steps, default.warmup_steps),
-        ("--schedule", cfg.schedule, default.schedule),
-        ("--early-stopping", cfg.early_stopping, default.early_stopping),
-    ]
     words = ["workbench", "train"]
-    for flag, value, default_value in options:
-        if value is not None and value != default_value:
+    for _dest, flag, field in TRAIN_OPTIONS:
+        value = setting(cfg, field)
+        if value is None or value == setting(default, field):
+            continue
+        if isinstance(value, bool):  # --balance/--no-balance, --keep-best/--no-keep-best
+            words.append(flag if value else flag.replace("--", "--no-", 1))
+        elif field == "data.rename_labels":
+            words += [flag, *(f"{old}={new}" for old, new in value)]
+        elif isinstance(value, tuple):
+            words += [flag, *value]
+        else:
             words += [flag, repr(value) if isinstance(value, float) else str(value)]
-    if d.balance != default.data.balance:
-        words.append("--balance" if d.balance else "--no-balance")
-    if d.rename_labels:
-        words += ["--rename-labels", *(f"{old}={new}" for old, new in d.rename_labels)]
-    if cfg.keep_best != default.keep_best:
-        words.append("--keep-best" if cfg.keep_best else "--no-keep-best")
-    if tuple(lo.targets) != tuple(default.lora.targets):
-        words += ["--targets", *lo.targets]
     words += ["--out", out]
     return shlex.join(words)
 
