@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 from ..core.data.health import DataHealth, DuplicateGroup, LengthHistogram
 from ..core.text import printable
 from .escape import as_rich_text, escaped
-from .plots import LegendRow
+from .plots import LegendRow, plot_widget
 
 PREVIEW_ROWS = 500  # enough to see what the file holds; the table never holds a whole large file
 EXAMPLE_CHARS = 110  # an example text in the findings list, cut (its tool tip holds all of it)
@@ -98,12 +98,8 @@ class LengthHistogramWidget(QWidget):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.legend = LegendRow("Token lengths")
-        self.plot = pg.PlotWidget()
-        self.plot.setBackground(None)  # follow the light or dark system palette
+        self.plot = plot_widget("tokens", "texts", grid_x=False)
         item = self.plot.getPlotItem()
-        item.setLabel("bottom", "tokens")
-        item.setLabel("left", "texts")
-        item.showGrid(x=False, y=True, alpha=0.2)
         item.setMouseEnabled(x=False, y=False)
         item.hideButtons()
         for name in ("left", "bottom"):

@@ -36,7 +36,7 @@ from ..core.thresholds import (
     roc_curve,
 )
 from .escape import as_rich_text, escaped
-from .plots import LegendRow
+from .plots import LegendRow, plot_widget
 
 SLIDER_STEPS = 1000  # the slider moves the cut in steps of 0.001
 CURVE_COLOR = (31, 119, 180)
@@ -55,12 +55,8 @@ def _text_label(text: str = "", rich: bool = True) -> QLabel:
 
 
 def _plot(x_label: str, y_label: str) -> pg.PlotWidget:
-    plot = pg.PlotWidget()
-    plot.setBackground(None)  # follow the light or dark system palette
+    plot = plot_widget(x_label, y_label)
     item = plot.getPlotItem()
-    item.setLabel("bottom", x_label)
-    item.setLabel("left", y_label)
-    item.showGrid(x=True, y=True, alpha=0.2)
     item.setXRange(0, 1, padding=0.02)
     item.setYRange(0, 1, padding=0.02)
     item.setMouseEnabled(x=False, y=False)

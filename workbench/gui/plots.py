@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from html import escape
 
+import pyqtgraph as pg
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QLabel, QSizePolicy, QWidget
 
@@ -68,3 +69,15 @@ class LegendRow(QLabel):
             color.greenF() * a + back.greenF() * (1 - a),
             color.blueF() * a + back.blueF() * (1 - a),
         )
+
+
+def plot_widget(x_label: str, y_label: str, grid_x: bool = True) -> pg.PlotWidget:
+    """A plot as every tab draws one: the system palette's background (light or dark), labelled
+    axes, a faint grid."""
+    plot = pg.PlotWidget()
+    plot.setBackground(None)
+    item = plot.getPlotItem()
+    item.setLabel("bottom", x_label)
+    item.setLabel("left", y_label)
+    item.showGrid(x=grid_x, y=True, alpha=0.2)
+    return plot

@@ -20,7 +20,7 @@ from ..core import run_table
 from ..core.config import TrainConfig
 from ..core.events import Evaluated
 from .escape import as_rich_text, escaped
-from .plots import LegendEntry, LegendRow
+from .plots import LegendEntry, LegendRow, plot_widget
 from .tables import ResultsTableView
 
 # Colours that stay distinct for the first ten runs compared (matplotlib's tab10).
@@ -111,13 +111,9 @@ class RunComparisonWidget(QWidget):
         layout.addWidget(self.splitter, 1)
 
     def _plot(self, title: str, y_label: str) -> pg.PlotWidget:
-        plot = pg.PlotWidget()
-        plot.setBackground(None)
+        plot = plot_widget("examples seen", y_label)
         item = plot.getPlotItem()
         item.setTitle(title)
-        item.setLabel("bottom", "examples seen")
-        item.setLabel("left", y_label)
-        item.showGrid(x=True, y=True, alpha=0.2)
         for name in ("left", "bottom"):
             item.getAxis(name).enableAutoSIPrefix(False)
         return plot

@@ -27,7 +27,7 @@ from PySide6.QtWidgets import QGraphicsItem, QHBoxLayout, QLabel, QPlainTextEdit
 from ..core.events import Evaluated, RunStarted, StepDone, TrainingFailed, TrainingFinished
 from ..core.progress import format_duration
 from ..core.runs import outcome
-from .plots import LegendRow
+from .plots import LegendRow, plot_widget
 
 # At most 10 redraws a second. A pyqtgraph repaint runs Python on the GUI thread while holding
 # the GIL, which also slows the training thread, so fewer redraws mean faster training too.
@@ -72,12 +72,8 @@ class CurvePlotWidget(QWidget):
         """``y_range``: a fixed y range (accuracy: 0..1); None grows the range with the data,
         from 0, with headroom (see the module docstring)."""
         super().__init__(parent)
-        self.plot = pg.PlotWidget()
-        self.plot.setBackground(None)  # follow the light or dark system palette
+        self.plot = plot_widget("examples seen", y_label)
         item = self.plot.getPlotItem()
-        item.setLabel("bottom", "examples seen")
-        item.setLabel("left", y_label)
-        item.showGrid(x=True, y=True, alpha=0.2)
         item.setClipToView(True)
         item.setDownsampling(auto=True, mode="peak")
         # Axes are text-heavy and costly to paint; cache them as pixmaps (redrawn only when their
