@@ -19,6 +19,7 @@ CPU = torch.device("cpu")
 @pytest.fixture(autouse=True)
 def _fresh_verdicts(monkeypatch):
     monkeypatch.setattr(prec, "_verdicts", {})
+    monkeypatch.setattr(prec, "_unmeasured", set())
 
 
 def fake_probe(monkeypatch, fp32_ms, bf16_ms):
@@ -64,6 +65,7 @@ def test_the_verdict_is_cached_per_device_torch_and_width(monkeypatch):
     assert saved["verdicts"][key]["fp32_ms"] == 10.0
 
     monkeypatch.setattr(prec, "_verdicts", {})  # a new process: the file answers
+    monkeypatch.setattr(prec, "_unmeasured", set())
     assert prec.choose_precision("auto", CPU, width=96).precision == "bf16"
     assert len(calls) == 1
     prec.choose_precision("auto", CPU, width=128)  # another model width is measured anew
@@ -144,5 +146,6 @@ def test_known_precision_never_measures(monkeypatch):
     assert calls == []
     prec.choose_precision("auto", CPU, 96)
     monkeypatch.setattr(prec, "_verdicts", {})
+    monkeypatch.setattr(prec, "_unmeasured", set())
     assert prec.known_precision("auto", CPU, 96).precision == "bf16"  # from the cache file
     assert len(calls) == 1

@@ -44,6 +44,7 @@ PROBE_BUDGET_S = 0.1  # timed repetitions beyond the minimum stop after this; wa
 BF16_MARGIN = 1.1
 
 _verdicts: dict[str, PrecisionVerdict] = {}  # this process's verdicts, by cache key
+_unmeasured: set[str] = set()  # keys known_precision found in no cache (until this process measures)
 
 
 @dataclass(frozen=True)
@@ -91,11 +92,19 @@ def choose_precision(requested: str, device: torch.device, width: int = 768) -> 
 
 def known_precision(requested: str, device: torch.device, width: int = 768) -> PrecisionChoice | None:
     """``choose_precision`` without measuring: None when ``auto`` has no verdict for this device yet.
-    For callers on a GUI thread (a memory estimate), which must not stall for the probe."""
+    For callers on a GUI thread (the memory estimate, the precision note), which call it on every
+    settings change: the cache file is read once per key and process, a verdict kept, a miss
+    remembered until this process measures (one measured by another process shows after a restart)."""
     if requested == "auto":
         key = cache_key(device, width)
-        if key not in _verdicts and key not in _read_cache():
-            return None
+        if key not in _verdicts:
+            if key in _unmeasured:
+                return None
+            cached = _read_cache().get(key)
+            if cached is None:
+                _unmeasured.add(key)
+                return None
+            _verdicts[key] = cached
     return choose_precision(requested, device, width)
 
 
@@ -110,6 +119,7 @@ def precision_verdict(device: torch.device, width: int) -> PrecisionVerdict:
         verdict = PrecisionVerdict(fp32_ms, bf16_ms, datetime.now(timezone.utc).isoformat(timespec="seconds"))
         _write_cache(key, verdict)
     _verdicts[key] = verdict
+    _unmeasured.discard(key)
     return verdict
 
 
