@@ -297,7 +297,6 @@ def _train(cfg: TrainConfig, stop: threading.Event, run: RunFolder, resume) -> I
     clock = Throughput(total_steps, already_done=position.step)
     step, seen = position.step, position.examples_seen
     best = _recorded_best(cfg, run)  # (validation loss, epoch) of the best epoch so far
-    early_stop = 0  # the epoch after which early stopping ended the run (0: it did not)
     validated = (position.epoch, step)  # the weights of the last validation: (epoch, step)
     first_step = step
     for epoch in range(position.epoch, cfg.epochs):
@@ -359,8 +358,7 @@ def _train(cfg: TrainConfig, stop: threading.Event, run: RunFolder, resume) -> I
         best = _track_best(cfg, run, model, prepared, best, epoch + 1, val_loss)
         validated = (epoch + 1, step)
         patience_over = bool(cfg.early_stopping) and epoch + 1 - best[1] >= cfg.early_stopping
-        if distributed.any_rank(patience_over) and epoch + 1 < cfg.epochs:
-            early_stop = epoch + 1
+        if distributed.any_rank(patience_over) and epoch + 1 < cfg.epochs:  # not Stop: it gets test scores
             run.log(
                 f"Early stop after epoch {epoch + 1}: validation loss has not improved for "
                 f"{cfg.early_stopping} epoch(s) (best {best[0]:.3f} at epoch {best[1]})"
@@ -370,7 +368,7 @@ def _train(cfg: TrainConfig, stop: threading.Event, run: RunFolder, resume) -> I
 
     if stop.is_set() and step == first_step:
         raise Cancelled(STOPPED_BEFORE_TRAINING)  # nothing learnt: keep every file as it was
-    stopped = stop.is_set() and step < total_steps and not early_stop
+    stopped = stop.is_set() and step < total_steps
     raise_if_weights_diverged(cfg, step, model)
     if distributed.is_main():
         save_resume_state(run.resume_path, model, optimizer, position)
